@@ -1,0 +1,267 @@
+"""Behaviour of the compression core: CIF, expand and rate control."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from espnet_ofa.compression import (
+    LENGTH_EPS,
+    RateSampler,
+    cif,
+    expand,
+    fixed_rate_alpha,
+    rate_alpha,
+    target_lengths,
+)
+
+
+def random_batch(lengths, channels=4, seed=0, dtype=torch.float32):
+    """Padded (B, T, C) frames, (B, T) predictor weights in (0, 1) and (B,) lengths.
+
+    Padding holds large garbage so that any leak shows up in the outputs.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor(lengths)
+    max_len = int(lengths.max())
+    x = torch.randn(len(lengths), max_len, channels, generator=gen, dtype=dtype)
+    # Smooth, phone-like weights: a random walk through a sigmoid, around 0.25.
+    walk = torch.cumsum(0.3 * torch.randn(len(lengths), max_len, generator=gen), dim=1)
+    alpha = torch.sigmoid(walk.clamp(-3, 3) - 1.1).to(dtype)
+    pad = torch.arange(max_len)[None, :] >= lengths[:, None]
+    x = x.masked_fill(pad[..., None], 1e6)
+    alpha = alpha.masked_fill(pad, 7.0)
+    return x, alpha, lengths
+
+
+lengths_strategy = st.lists(st.integers(1, 60), min_size=1, max_size=4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(lengths=lengths_strategy, seed=st.integers(0, 10_000))
+def test_lam_zero_is_identity(lengths, seed):
+    x, alpha_pred, lengths = random_batch(lengths, seed=seed)
+    out = cif(x, rate_alpha(alpha_pred, lengths, lam=0.0), lengths)
+    assert torch.equal(out.lengths, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(out.frames[b, :n], x[b, :n])
+        assert torch.all(out.frames[b, n:] == 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lengths=lengths_strategy, seed=st.integers(0, 10_000), lam=st.floats(0.0, 2.0))
+def test_lengths_and_mass_conservation(lengths, seed, lam):
+    x, alpha_pred, lengths = random_batch(lengths, seed=seed, dtype=torch.float64)
+    alpha = rate_alpha(alpha_pred, lengths, lam=lam)
+    out = cif(x, alpha, lengths)
+    total = torch.stack([alpha[b, :n].sum() for b, n in enumerate(lengths.tolist())])
+    assert torch.equal(out.lengths, torch.floor(total + LENGTH_EPS).long())
+    unfired = (total - out.lengths).clamp_min(0)
+    torch.testing.assert_close(out.mass, total - unfired)
+    # Every full output frame received exactly beta = 1 of weight.
+    per_frame = torch.zeros(len(lengths), int(out.lengths.max()) + 1, dtype=torch.float64)
+    per_frame.scatter_add_(1, out.slot_index.flatten(1), out.slot_weight.flatten(1))
+    for b, n in enumerate(out.lengths.tolist()):
+        torch.testing.assert_close(per_frame[b, :n], torch.ones(n, dtype=torch.float64),
+                                   atol=2 * LENGTH_EPS, rtol=0)
+
+
+def test_output_frame_is_weighted_sum_with_split_boundary_frame():
+    x = torch.tensor([[[1.0], [10.0], [100.0]]])
+    alpha = torch.tensor([[0.6, 0.6, 0.8]])  # cumsum 0.6, 1.2, 2.0
+    out = cif(x, alpha, torch.tensor([3]))
+    assert out.lengths.tolist() == [2]
+    # Frame 1 gives 0.4 to output 0 and 0.2 to output 1.
+    torch.testing.assert_close(out.frames[0, :, 0], torch.tensor([0.6 * 1 + 0.4 * 10,
+                                                                  0.2 * 10 + 0.8 * 100]))
+
+
+@pytest.mark.parametrize("frame_period", [20.0, 25.0, 33.3, 40.0, 45.0, 60.0, 71.7, 90.0])
+def test_exact_mode_hits_requested_period(frame_period):
+    gen = torch.Generator().manual_seed(int(frame_period * 10))
+    # 0.5 s to 30 s at 20 ms.
+    lengths = torch.randint(25, 1501, (16,), generator=gen)
+    x, alpha_pred, lengths = random_batch(lengths.tolist(), seed=int(frame_period))
+    out = cif(x, rate_alpha(alpha_pred, lengths, frame_period=frame_period), lengths)
+    wanted = torch.round(lengths.double() * 20.0 / frame_period).long()
+    assert torch.equal(out.lengths, wanted)
+    achieved_period = 20.0 * lengths.double() / out.lengths
+    assert torch.all((achieved_period - frame_period).abs() <= frame_period / out.lengths + 1e-9)
+
+
+def test_exact_mode_beyond_predictor_rate_scales_down():
+    lengths = torch.tensor([200])
+    alpha_pred = torch.full((1, 200), 0.5)  # the predictor alone gives 40 ms
+    alpha = rate_alpha(alpha_pred, lengths, frame_period=80.0)
+    assert cif(torch.zeros(1, 200, 1), alpha, lengths).lengths.tolist() == [50]
+    torch.testing.assert_close(alpha, torch.full((1, 200), 0.25))
+
+
+def test_target_lengths_never_empty():
+    assert target_lengths(torch.tensor([1, 2, 0, 9]), 90.0).tolist() == [1, 1, 0, 2]
+
+
+@settings(max_examples=30, deadline=None)
+@given(lengths=st.lists(st.integers(1, 80), min_size=2, max_size=4),
+       seed=st.integers(0, 10_000), period=st.floats(20.0, 90.0))
+def test_padded_batch_equals_each_utterance_alone(lengths, seed, period):
+    # float64: in float32 the batch and the lone utterance sum alpha in another order.
+    x, alpha_pred, lengths = random_batch(lengths, seed=seed, dtype=torch.float64)
+    batch_alpha = rate_alpha(alpha_pred, lengths, frame_period=period)
+    batch = cif(x, batch_alpha, lengths)
+    batch_expanded = expand(batch.frames, batch)
+    for b, n in enumerate(lengths.tolist()):
+        one_len = torch.tensor([n])
+        one_alpha = rate_alpha(alpha_pred[b : b + 1, :n], one_len, frame_period=period)
+        torch.testing.assert_close(one_alpha, batch_alpha[b : b + 1, :n])
+        alone = cif(x[b : b + 1, :n], one_alpha, one_len)
+        m = int(alone.lengths)
+        assert int(batch.lengths[b]) == m
+        torch.testing.assert_close(batch.frames[b, :m], alone.frames[0])
+        assert torch.all(batch.frames[b, m:] == 0)
+        torch.testing.assert_close(batch_expanded[b, :n], expand(alone.frames, alone)[0])
+        assert torch.all(batch_expanded[b, n:] == 0)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3, 4])
+@pytest.mark.parametrize("num_frames", [1, 7, 12, 100, 1501])
+def test_fixed_rate_equals_avgpool(factor, num_frames):
+    x = torch.randn(2, num_frames, 5, dtype=torch.float64)
+    lengths = torch.tensor([num_frames, num_frames])
+    alpha = fixed_rate_alpha(lengths, num_frames, 20.0 * factor, dtype=torch.float64)
+    out = cif(x, alpha, lengths)
+    if num_frames < factor:  # AvgPool1d refuses this; CIF gives no frame
+        assert out.lengths.tolist() == [0, 0] and out.frames.shape == (2, 0, 5)
+        return
+    pooled = torch.nn.AvgPool1d(factor, stride=factor)(x.transpose(1, 2)).transpose(1, 2)
+    assert out.lengths.tolist() == [pooled.shape[1]] * 2
+    torch.testing.assert_close(out.frames, pooled)
+
+
+def test_fixed_rate_fractional_window():
+    x = torch.arange(6, dtype=torch.float64).view(1, 6, 1)
+    alpha = fixed_rate_alpha(torch.tensor([6]), 6, 30.0, dtype=torch.float64)  # 1.5 frames
+    out = cif(x, alpha, torch.tensor([6]))
+    # Windows [0, 1.5), [1.5, 3), [3, 4.5), [4.5, 6) averaged with 2/3 weights.
+    expected = torch.tensor([0 + 0.5, 0.5 + 2, 3 + 0.5 * 4, 0.5 * 4 + 5], dtype=torch.float64) * (2 / 3)
+    torch.testing.assert_close(out.frames[0, :, 0], expected)
+
+
+def test_tail_threshold_emits_rescaled_partial_frame():
+    x = torch.tensor([[[2.0], [4.0], [6.0]]])
+    alpha = torch.tensor([[0.5, 0.5, 0.3]])
+    lengths = torch.tensor([3])
+    assert cif(x, alpha, lengths).lengths.tolist() == [1]
+    assert cif(x, alpha, lengths, tail_threshold=0.5).lengths.tolist() == [1]
+    out = cif(x, alpha, lengths, tail_threshold=0.25)
+    assert out.lengths.tolist() == [2]
+    torch.testing.assert_close(out.frames[0, :, 0], torch.tensor([3.0, 6.0]))
+
+
+def test_gradcheck_cif_and_expand():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 6, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    alpha = (0.2 + 0.6 * torch.rand(2, 6, dtype=torch.float64, generator=gen)).requires_grad_()
+    lengths = torch.tensor([6, 4])
+
+    def frames_then_back(x, alpha):
+        out = cif(x, alpha, lengths)
+        return out.frames, expand(out.frames * 2.0, out)
+
+    assert torch.autograd.gradcheck(frames_then_back, (x, alpha))
+
+
+def test_gradcheck_rate_alpha_exact_mode():
+    gen = torch.Generator().manual_seed(4)
+    alpha_pred = torch.rand(3, 9, dtype=torch.float64, generator=gen).requires_grad_()
+    lengths = torch.tensor([9, 7, 5])
+    for period in (30.0, 55.0, 200.0):
+        assert torch.autograd.gradcheck(
+            lambda a: rate_alpha(a, lengths, frame_period=period), (alpha_pred,))
+    assert torch.autograd.gradcheck(lambda a: rate_alpha(a, lengths, lam=1.5), (alpha_pred,))
+
+
+@settings(max_examples=40, deadline=None)
+@given(segments=st.lists(st.integers(1, 6), min_size=1, max_size=12), seed=st.integers(0, 999))
+def test_expand_inverts_cif_on_piecewise_constant_input(segments, seed):
+    gen = torch.Generator().manual_seed(seed)
+    values = torch.randn(len(segments), 3, generator=gen, dtype=torch.float64)
+    x = torch.cat([v.expand(n, 3) for v, n in zip(values, segments)])[None]
+    alpha = torch.cat([torch.full((n,), 1.0 / n, dtype=torch.float64) for n in segments])[None]
+    lengths = torch.tensor([x.shape[1]])
+    out = cif(x, alpha, lengths)
+    assert int(out.lengths) == len(segments)
+    torch.testing.assert_close(out.frames[0], values)
+    torch.testing.assert_close(expand(out.frames, out), x)
+
+
+def test_expand_gives_dropped_tail_the_last_frame():
+    x = torch.tensor([[[1.0], [1.0], [5.0]]])
+    out = cif(x, torch.tensor([[0.5, 0.5, 0.4]]), torch.tensor([3]))
+    assert int(out.lengths) == 1
+    torch.testing.assert_close(expand(out.frames, out)[0, :, 0], torch.tensor([1.0, 1.0, 1.0]))
+
+
+def test_rate_sampler_is_reproducible_and_resumable():
+    a = RateSampler("frame_period", 20.0, 90.0, seed=7)
+    draws = [a.sample().frame_period for _ in range(200)]
+    assert all(20.0 <= d <= 90.0 for d in draws)
+    assert max(draws) - min(draws) > 50  # actually spread over the range
+    b = RateSampler("frame_period", 20.0, 90.0, seed=7)
+    assert [b.sample().frame_period for _ in range(200)] == draws
+    c = RateSampler("lam", 0.0, 1.0, seed=1)
+    c.sample()
+    state = c.state_dict()
+    after = [c.sample().lam for _ in range(5)]
+    c2 = RateSampler("lam", 0.0, 1.0, seed=99)
+    c2.load_state_dict(state)
+    assert [c2.sample().lam for _ in range(5)] == after
+    assert all(v.lam is not None and v.frame_period is None for v in (c.sample(),))
+
+
+ALPHA = torch.full((2, 5), 0.5)
+LENGTHS = torch.tensor([5, 3])
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: cif(torch.zeros(2, 5, 3), -ALPHA, LENGTHS), "alpha must be >= 0"),
+        (lambda: cif(torch.zeros(2, 5, 3), ALPHA * math.nan, LENGTHS), "NaN"),
+        (lambda: cif(torch.zeros(2, 5, 3), ALPHA[:, :4], LENGTHS), "shape"),
+        (lambda: cif(torch.zeros(2, 5), ALPHA, LENGTHS), "x must be"),
+        (lambda: cif(torch.zeros(2, 5, 3), ALPHA, torch.tensor([6, 3])), "longer than"),
+        (lambda: cif(torch.zeros(2, 5, 3), ALPHA, torch.tensor([5])), "lengths"),
+        (lambda: cif(torch.zeros(2, 5, 3), ALPHA, LENGTHS, beta=0.0), "beta"),
+        (lambda: cif(torch.zeros(2, 5, 3), ALPHA, LENGTHS, tail_threshold=2.0), "tail_threshold"),
+        (lambda: rate_alpha(ALPHA, LENGTHS, frame_period=19.9), "frame_period"),
+        (lambda: rate_alpha(ALPHA, LENGTHS, frame_period=math.inf), "frame_period"),
+        (lambda: rate_alpha(ALPHA, LENGTHS, frame_period=math.nan), "frame_period"),
+        (lambda: rate_alpha(ALPHA, LENGTHS, lam=-0.1), "lam must be in"),
+        (lambda: rate_alpha(ALPHA, LENGTHS, lam=2.5), "lam must be in"),
+        (lambda: rate_alpha(ALPHA, LENGTHS, lam=0.5, frame_period=40.0), "exactly one"),
+        (lambda: rate_alpha(ALPHA, LENGTHS), "exactly one"),
+        (lambda: rate_alpha(ALPHA * math.inf, LENGTHS, lam=1.0), "alpha_pred"),
+        (lambda: rate_alpha(ALPHA, torch.tensor([5, 9]), lam=1.0), "longer than"),
+        (lambda: rate_alpha(ALPHA[0], LENGTHS, lam=1.0), "alpha_pred must be"),
+        (lambda: fixed_rate_alpha(LENGTHS, 5, 10.0), "frame_period"),
+        (lambda: RateSampler("frame_period", 10.0, 90.0), "frame_period"),
+        (lambda: RateSampler("speed", 0.0, 1.0), "mode"),
+        (lambda: expand(torch.zeros(1, 2, 3), cif(torch.zeros(2, 5, 3), ALPHA, LENGTHS)), "frames"),
+    ],
+)
+def test_bad_input_raises_clear_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_heavy_frame_feeds_several_outputs():
+    x = torch.tensor([[[1.0], [3.0]]], dtype=torch.float64)
+    out = cif(x, torch.tensor([[2.5, 0.5]], dtype=torch.float64), torch.tensor([2]))
+    assert out.lengths.tolist() == [3]
+    torch.testing.assert_close(out.frames[0, :, 0],
+                               torch.tensor([1.0, 1.0, 0.5 * 1 + 0.5 * 3], dtype=torch.float64))
+    torch.testing.assert_close(expand(out.frames, out)[0, :, 0],
+                               torch.tensor([(1 + 1 + 0.5 * 2) / 2.5, 2.0], dtype=torch.float64))
