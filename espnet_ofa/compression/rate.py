@@ -144,10 +144,19 @@ class RateSampler:
         if low > high:
             raise ValueError(f"low must be <= high, got low={low}, high={high}")
         self.mode, self.low, self.high = mode, float(low), float(high)
+        self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
 
-    def sample(self) -> Rate:
-        u = float(torch.rand((), generator=self.generator, dtype=torch.float64))
+    def sample(self, step: Optional[int] = None) -> Rate:
+        """Draw the next rate; with ``step``, the rate of that training step instead.
+
+        Drawing by step makes the rate a function of (seed, step) alone, so a resumed
+        run that restores its step counter sees the same rates as an uninterrupted one.
+        """
+        generator = self.generator
+        if step is not None:
+            generator = torch.Generator().manual_seed((self.seed * 1_000_003 + step) % 2**63)
+        u = float(torch.rand((), generator=generator, dtype=torch.float64))
         value = self.low + u * (self.high - self.low)
         return Rate(frame_period=value) if self.mode == "frame_period" else Rate(lam=value)
 

@@ -1,0 +1,260 @@
+"""The OFA student: a small SSL model that runs at any frame period.
+
+    waveform (16 kHz)
+      -> CNN waveform encoder (wav2vec 2.0 style, 20 ms frames)   [torchaudio components]
+      -> feature projection                                        [torchaudio components]
+      -> alpha predictor -> rate control -> CIF (or fixed pooling) [espnet_ofa.compression]
+      -> Transformer encoder (positional conv + layers)            [torchaudio components]
+      -> one prediction head per distilled teacher layer
+
+The compression sits between the CNN and the Transformer, so the Transformer, which
+dominates the cost, runs on the compressed sequence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+from torchaudio.models.wav2vec2 import components
+
+from espnet_ofa.compression import CIFOutput, cif, fixed_rate_alpha, rate_alpha
+from espnet_ofa.data.audio import check_waveform_batch
+from espnet_ofa.models.alpha_predictor import AlphaPredictor
+
+WAV2VEC2_CONV_LAYERS: Tuple[Tuple[int, int, int], ...] = (
+    (512, 10, 5), (512, 3, 2), (512, 3, 2), (512, 3, 2), (512, 3, 2), (512, 2, 2), (512, 2, 2)
+)
+SAMPLE_RATE = 16000
+
+
+@dataclass
+class StudentConfig:
+    """Sizes and options of `OFAStudent`; the keys of ``student_conf`` in YAML."""
+
+    conv_layers: Sequence[Sequence[int]] = WAV2VEC2_CONV_LAYERS
+    extractor_mode: str = "group_norm"
+    conv_bias: bool = False
+    embed_dim: int = 768
+    num_layers: int = 2
+    num_heads: int = 12
+    ffn_dim: int = 3072
+    pos_conv_kernel: int = 128
+    pos_conv_groups: int = 16
+    layer_norm_first: bool = False
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.1
+    predictor_hidden_dim: int = 256
+    predictor_kernel_size: int = 5
+    # "cif": variable-length compression at any period; "fixed": average pooling baseline.
+    compression: str = "cif"
+    frame_period_range: Tuple[float, float] = (20.0, 90.0)
+    # Period used when forward gets neither frame_period nor lam in "fixed" mode.
+    default_frame_period: float = 40.0
+    target_layers: Sequence[int] = (4, 8, 12)
+    target_dim: int = 768
+
+    def __post_init__(self) -> None:
+        self.conv_layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)
+        self.frame_period_range = tuple(float(v) for v in self.frame_period_range)
+        self.target_layers = tuple(int(v) for v in self.target_layers)
+        if self.compression not in ("cif", "fixed"):
+            raise ValueError(f"compression must be 'cif' or 'fixed', got {self.compression!r}")
+        low, high = self.frame_period_range
+        if not 20.0 <= low <= high:
+            raise ValueError(f"frame_period_range must satisfy 20 <= low <= high, got {low, high}")
+        stride = 1
+        for _, _, s in self.conv_layers:
+            stride *= s
+        if stride != SAMPLE_RATE // 50:
+            raise ValueError(
+                f"conv_layers must have a total stride of 320 samples (20 ms at 16 kHz), got {stride}"
+            )
+
+    def to_dict(self) -> dict:
+        """Plain (YAML-safe) dict of the config: tuples become lists."""
+        def plain(value):
+            return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples the CNN needs for one output frame."""
+        field_, jump = 1, 1
+        for _, kernel, stride in self.conv_layers:
+            field_ += (kernel - 1) * jump
+            jump *= stride
+        return field_
+
+
+@dataclass
+class StudentOutput:
+    """What `OFAStudent.forward` returns.
+
+    Attributes:
+        hidden: the Transformer's input and each layer's output, (B, T', D) each, at the
+            compressed rate (len = num_layers + 1).
+        lengths: (B,) valid compressed frames.
+        frame_lengths: (B,) valid 20 ms frames before compression.
+        alpha_pred: (B, T) the predictor's unmixed weights (None in fixed mode).
+        compression: the `CIFOutput` used; its weights compress teacher targets alike.
+    """
+
+    hidden: List[torch.Tensor]
+    lengths: torch.Tensor
+    frame_lengths: torch.Tensor
+    alpha_pred: Optional[torch.Tensor]
+    compression: CIFOutput = field(repr=False)
+
+    @property
+    def last_hidden(self) -> torch.Tensor:
+        return self.hidden[-1]
+
+
+def _attention_mask(lengths: torch.Tensor, max_len: int, dtype: torch.dtype) -> torch.Tensor:
+    """(B, 1, T, T) additive mask in torchaudio's convention (a large negative on padding)."""
+    pad = torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
+    return (-10000.0 * pad[:, None, None, :].to(dtype)).expand(-1, 1, max_len, max_len)
+
+
+class OFAStudent(nn.Module):
+    """Once-for-all student SSL model. See the module docstring for the layout."""
+
+    def __init__(self, config: Optional[StudentConfig] = None, **overrides) -> None:
+        super().__init__()
+        config = config or StudentConfig(**overrides)
+        self.config = config
+        self.feature_extractor = components._get_feature_extractor(
+            config.extractor_mode, [tuple(layer) for layer in config.conv_layers], config.conv_bias
+        )
+        # torchaudio's encoder factory gives the projection and the Transformer; the
+        # compression goes between the two, so they are kept as separate modules.
+        encoder = components._get_encoder(
+            in_features=config.conv_layers[-1][0],
+            embed_dim=config.embed_dim,
+            dropout_input=config.dropout,
+            pos_conv_kernel=config.pos_conv_kernel,
+            pos_conv_groups=config.pos_conv_groups,
+            num_layers=config.num_layers,
+            num_heads=config.num_heads,
+            attention_dropout=config.attention_dropout,
+            ff_interm_features=config.ffn_dim,
+            ff_interm_dropout=config.activation_dropout,
+            dropout=config.dropout,
+            layer_norm_first=config.layer_norm_first,
+            layer_drop=0.0,
+        )
+        self.feature_projection = encoder.feature_projection
+        self.transformer = encoder.transformer
+        self.alpha_predictor = (
+            AlphaPredictor(config.embed_dim, config.predictor_hidden_dim, config.predictor_kernel_size)
+            if config.compression == "cif" else None
+        )
+        self.heads = nn.ModuleList(
+            nn.Linear(config.embed_dim, config.target_dim) for _ in config.target_layers
+        )
+
+    @property
+    def output_size(self) -> int:
+        return self.config.embed_dim
+
+    @property
+    def num_hidden(self) -> int:
+        """Hidden states returned by forward: the Transformer's input and each layer."""
+        return self.config.num_layers + 1
+
+    def check_rate(self, frame_period: Optional[float], lam: Optional[float]) -> None:
+        """Raise ValueError for a rate request this model cannot serve."""
+        if frame_period is not None and lam is not None:
+            raise ValueError("give at most one of frame_period (ms) and lam")
+        if frame_period is not None:
+            low, high = self.config.frame_period_range
+            if not (isinstance(frame_period, (int, float)) and low <= frame_period <= high):
+                raise ValueError(
+                    f"frame_period {frame_period!r} ms is outside the range this model was "
+                    f"trained for, [{low:g}, {high:g}] ms; choose a period within it"
+                )
+        if lam is not None and self.config.compression == "fixed":
+            raise ValueError("lam needs the alpha predictor; a 'fixed' model takes frame_period")
+
+    def compression_weights(
+        self, frames: torch.Tensor, lengths: torch.Tensor,
+        frame_period: Optional[float] = None, lam: Optional[float] = None,
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(alpha for CIF, unmixed alpha_pred or None), both (B, T)."""
+        if self.alpha_predictor is None:
+            period = frame_period if frame_period is not None else self.config.default_frame_period
+            return fixed_rate_alpha(lengths, frames.shape[1], period, dtype=frames.dtype), None
+        alpha_pred = self.alpha_predictor(frames, lengths)
+        if frame_period is None and lam is None:
+            lam = 1.0  # the predictor's own rate
+        return rate_alpha(alpha_pred, lengths, frame_period=frame_period, lam=lam), alpha_pred
+
+    def encode(self, frames: torch.Tensor, lengths: torch.Tensor) -> List[torch.Tensor]:
+        """(B, T', D) compressed frames -> [input to layer 1, output of each layer]."""
+        mask = _attention_mask(lengths, frames.shape[1], frames.dtype)
+        x = self.transformer._preprocess(frames)  # positional conv (+ norm) and dropout
+        hidden = [x]
+        for layer in self.transformer.layers:
+            x, _ = layer(x, mask)
+            hidden.append(x)
+        return hidden
+
+    def forward(
+        self,
+        wav: torch.Tensor,
+        wav_lengths: torch.Tensor,
+        frame_period: Optional[float] = None,
+        lam: Optional[float] = None,
+    ) -> StudentOutput:
+        """Run the model at the asked rate.
+
+        Args:
+            wav: (B, N) 16 kHz mono waveforms, zero-padded.
+            wav_lengths: (B,) valid samples.
+            frame_period: output frame period in ms, within ``frame_period_range``
+                (each utterance gets ``round(T * 20 / frame_period)`` frames).
+            lam: the paper's lambda in [0, 2] instead. Neither: the predictor's own rate
+                ("cif") or ``default_frame_period`` ("fixed").
+        """
+        check_waveform_batch(wav, wav_lengths, min_samples=self.config.receptive_field)
+        self.check_rate(frame_period, lam)
+        feats, frame_lengths = self.feature_extractor(wav, wav_lengths)
+        frames = self.feature_projection(feats)
+        alpha, alpha_pred = self.compression_weights(frames, frame_lengths, frame_period, lam)
+        compressed = cif(frames, alpha, frame_lengths)
+        hidden = self.encode(compressed.frames, compressed.lengths)
+        return StudentOutput(
+            hidden=hidden,
+            lengths=compressed.lengths,
+            frame_lengths=frame_lengths,
+            alpha_pred=alpha_pred,
+            compression=compressed,
+        )
+
+    def predict(self, last_hidden: torch.Tensor) -> List[torch.Tensor]:
+        """(B, T', D) -> one (B, T', target_dim) prediction per target teacher layer."""
+        return [head(last_hidden) for head in self.heads]
+
+
+TINY_PRESET = dict(
+    conv_layers=[(32, 10, 5), (32, 3, 2), (32, 3, 2), (32, 3, 2), (32, 3, 2), (32, 2, 2), (32, 2, 2)],
+    embed_dim=64, num_layers=2, num_heads=2, ffn_dim=128, pos_conv_kernel=16, pos_conv_groups=4,
+    predictor_hidden_dim=32, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+    target_layers=(1, 2), target_dim=64,
+)
+
+
+# "distilhubert" is StudentConfig's defaults; "tiny" keeps the 20 ms CNN geometry at 64-d.
+PRESETS = {"distilhubert": {}, "tiny": TINY_PRESET}
+
+
+def build_student(preset: str = "distilhubert", **overrides) -> OFAStudent:
+    """Build a student from a named preset plus YAML overrides."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown student preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return OFAStudent(StudentConfig(**{**PRESETS[preset], **overrides}))

@@ -1,0 +1,114 @@
+"""``ofa_ssl``: OFA distillation pretraining as an ESPnet task.
+
+Subclassing `AbsTask` gives the OFA model ESPnet's whole training engine: collect-stats,
+``--ngpu``, DDP over GPUs and nodes, ``--resume``, ``--use_amp``, logging, plots and
+checkpoint averaging. Only the model and its data are defined here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Callable, Collection, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from espnet2.tasks.abs_task import AbsTask
+from espnet2.torch_utils.initialize import initialize
+from espnet2.train.collate_fn import CommonCollateFn
+from espnet2.train.trainer import Trainer
+from espnet2.utils.nested_dict_action import NestedDictAction
+from espnet2.utils.types import str2bool, str_or_none
+
+from espnet_ofa.compression import RateSampler
+from espnet_ofa.models.espnet_model import OFADistillModel
+from espnet_ofa.models.student import OFAStudent, build_student
+
+
+class OFASSLTask(AbsTask):
+    num_optimizers: int = 1
+    class_choices_list = []
+    trainer = Trainer
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("OFA pretraining")
+        group.add_argument("--student_preset", type=str, default="distilhubert",
+                           help="student size preset: distilhubert or tiny")
+        group.add_argument("--student_conf", action=NestedDictAction, default={},
+                           help="overrides of the preset (espnet_ofa.models.student.StudentConfig)")
+        group.add_argument("--teacher", type=str_or_none, default=None,
+                           help="teacher source: a torchaudio bundle name (HUBERT_BASE, ...), a "
+                                "fairseq .pt, a Hugging Face dir, a torchaudio state dict, or an "
+                                "ESPnet hubert_train config.yaml")
+        group.add_argument("--teacher_conf", action=NestedDictAction, default={},
+                           help="keyword arguments of espnet_ofa.teachers.load_teacher")
+        group.add_argument("--init_cnn_from_teacher", type=str2bool, default=True,
+                           help="start the student's CNN from the teacher's (same shapes needed)")
+        group.add_argument("--rate_conf", action=NestedDictAction,
+                           default=dict(mode="frame_period", low=20.0, high=90.0),
+                           help="per-batch rate sampling: mode (frame_period|lam), low, high")
+        group.add_argument("--model_conf", action=NestedDictAction, default={},
+                           help="OFADistillModel options: target_rate, valid_frame_period, "
+                                "cos_weight, alpha_l1_weight, boundary_weight")
+        group.add_argument("--init", type=lambda x: str_or_none(x.lower()), default=None,
+                           help="parameter initialisation (ESPnet's initialize)")
+        # ESPnet's AbsTask reads these from the task.
+        parser.add_argument("--use_preprocessor", type=str2bool, default=False)
+
+    @classmethod
+    def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable[
+        [Collection[Tuple[str, Dict[str, np.ndarray]]]], Tuple[List[str], Dict[str, torch.Tensor]]
+    ]:
+        return CommonCollateFn(float_pad_value=0.0, int_pad_value=-1)
+
+    @classmethod
+    def build_preprocess_fn(cls, args: argparse.Namespace, train: bool) -> Optional[Callable]:
+        return None
+
+    @classmethod
+    def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("speech",)
+
+    @classmethod
+    def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("boundaries",)
+
+    @classmethod
+    def build_student(cls, args: argparse.Namespace, target_dim: Optional[int] = None) -> OFAStudent:
+        conf = dict(args.student_conf)
+        if target_dim is not None:
+            conf.setdefault("target_dim", target_dim)
+        return build_student(args.student_preset, **conf)
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace) -> OFADistillModel:
+        from espnet_ofa.teachers import load_teacher  # heavy; only when training
+
+        if args.teacher is None:
+            raise ValueError("--teacher is required: a bundle name, a checkpoint path or a "
+                             "config.yaml (see espnet_ofa.teachers.load_teacher)")
+        student = cls.build_student(args)
+        teacher = load_teacher(args.teacher, layers=student.config.target_layers,
+                               **args.teacher_conf)
+        if student.config.target_dim != teacher.hidden_size:
+            student = cls.build_student(args, target_dim=teacher.hidden_size)
+        if args.init is not None:
+            initialize(student, args.init)
+        if args.init_cnn_from_teacher:
+            try:
+                student.feature_extractor.load_state_dict(teacher.feature_extractor.state_dict())
+            except RuntimeError as err:
+                raise ValueError(
+                    "--init_cnn_from_teacher true needs the student's conv_layers to match the "
+                    "teacher's CNN; set student_conf.conv_layers accordingly or pass "
+                    f"--init_cnn_from_teacher false ({err})"
+                ) from err
+            logging.info("Student CNN initialised from the teacher's")
+        # The full student config goes into config.yaml, so that the student can be
+        # rebuilt later without the teacher (espnet_ofa.models.pretrained).
+        args.student_conf = student.config.to_dict()
+        rate_conf = dict(args.rate_conf)
+        rate_conf.setdefault("seed", args.seed)
+        return OFADistillModel(student, teacher, RateSampler(**rate_conf), **args.model_conf)
+
