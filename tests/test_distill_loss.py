@@ -60,3 +60,16 @@ def test_alpha_losses_clip_boundaries_past_the_utterance():
     l1, boundary = alpha_losses(pseudo_alpha(torch.tensor([[2, 4]]), 4), boundaries,
                                 torch.tensor([4]))
     assert float(l1) == 0.0 and float(boundary) == 0.0
+
+
+def test_batched_pseudo_alpha_agrees_with_the_segmenter():
+    import numpy as np
+
+    from espnet_ofa.segmentation import pseudo_alpha as segmenter_pseudo_alpha
+
+    ends = [np.array([3, 4, 9, 12]), np.array([1, 7])]
+    padded = torch.tensor([[3, 4, 9, 12], [1, 7, -1, -1]])
+    batched = pseudo_alpha(padded, 12)
+    for b, e in enumerate(ends):
+        expected = torch.from_numpy(segmenter_pseudo_alpha(e, int(e[-1]))).float()
+        torch.testing.assert_close(batched[b, : int(e[-1])], expected)

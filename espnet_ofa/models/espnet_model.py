@@ -112,9 +112,10 @@ class OFADistillModel(AbsESPnetModel):
             stats["loss_boundary"] = boundary.detach()
 
         ratio = out.lengths.sum() / out.frame_lengths.sum().clamp_min(1)
-        period = rate.frame_period if rate.frame_period is not None else float("nan")
-        stats["frame_period"] = torch.tensor(period)
-        stats["lam"] = torch.tensor(rate.lam if rate.lam is not None else float("nan"))
+        if rate.frame_period is not None:
+            stats["frame_period"] = torch.tensor(rate.frame_period)
+        else:
+            stats["lam"] = torch.tensor(rate.lam)
         stats["length_ratio"] = ratio.detach()
         stats["achieved_period"] = (20.0 / ratio.clamp_min(1e-6)).detach()
         stats["loss"] = loss.detach()

@@ -1,0 +1,152 @@
+"""OFA pretraining through ESPnet's trainer on real speech (FSDD), end to end.
+
+One module-scoped run: pseudo boundaries, collect-stats, 2 epochs, a resume to epoch 3,
+and an uninterrupted 3-epoch run to compare against.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+import torchaudio
+
+from espnet_ofa.data.audio import load_audio
+from espnet_ofa.models.pretrained import load_student
+from espnet_ofa.segmentation.pipeline import SegmentConfig, segment_data_dir
+from espnet_ofa.teachers.torchaudio_checkpoint import save_torchaudio_checkpoint
+
+FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "recordings"
+ITERS_PER_EPOCH = 8
+
+TINY_TEACHER = dict(
+    extractor_mode="group_norm",
+    extractor_conv_layer_config=[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2,
+    extractor_conv_bias=False, encoder_embed_dim=64, encoder_projection_dropout=0.0,
+    encoder_pos_conv_kernel=16, encoder_pos_conv_groups=4, encoder_num_layers=2,
+    encoder_num_heads=2, encoder_attention_dropout=0.0, encoder_ff_interm_features=128,
+    encoder_ff_interm_dropout=0.0, encoder_dropout=0.0, encoder_layer_norm_first=False,
+    encoder_layer_drop=0.0, aux_num_out=None,
+)
+
+CONFIG = f"""
+student_preset: tiny
+teacher: teacher.pth
+batch_type: folded
+batch_size: 8
+num_iters_per_epoch: {ITERS_PER_EPOCH}
+optim: adam
+optim_conf: {{lr: 0.002}}
+best_model_criterion: [[valid, loss, min]]
+keep_nbest_models: 1
+num_workers: 0
+use_tensorboard: false
+use_matplotlib: false
+"""
+
+
+def write_data_dir(workdir: Path, name: str, files) -> Path:
+    data = workdir / "data" / name
+    data.mkdir(parents=True)
+    lines = []
+    for f in files:
+        wav, _ = load_audio(str(f), 16000)  # FSDD is 8 kHz
+        out = workdir / "wav" / f.name
+        out.parent.mkdir(exist_ok=True)
+        sf.write(out, wav.numpy(), 16000)
+        lines.append(f"{f.stem} {out}")
+    (data / "wav.scp").write_text("\n".join(sorted(lines)) + "\n")
+    return data
+
+
+def train(workdir: Path, output_dir: str, *extra: str) -> None:
+    cmd = [sys.executable, "-m", "espnet_ofa.bin.ofa_ssl_train", "--config", "train.yaml",
+           "--output_dir", output_dir]
+    for split in ("train", "valid"):
+        cmd += [f"--{split}_data_path_and_name_and_type", f"data/{split}/wav.scp,speech,sound",
+                f"--{split}_data_path_and_name_and_type",
+                f"seg/{split}/boundaries,boundaries,text_int",
+                f"--{split}_shape_file", f"exp/stats/{split}/speech_shape"]
+    cmd += ["--fold_length", "80000", *extra]
+    run = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    if not FSDD.is_dir():
+        pytest.skip(f"FSDD not found at {FSDD} (../shared/data next to the repo)")
+    workdir = tmp_path_factory.mktemp("ofa_ssl")
+    train_files = [FSDD / f"{d}_{s}_{i}.wav" for d in range(10) for s in ("jackson", "theo")
+                   for i in (5, 6, 7)]
+    valid_files = [FSDD / f"{d}_nicolas_0.wav" for d in range(10)]
+    write_data_dir(workdir, "train", train_files)
+    write_data_dir(workdir, "valid", valid_files)
+    conf = SegmentConfig(n_clusters=12, min_duration=2)
+    segment_data_dir(workdir / "data/train", workdir / "seg/train/boundaries", conf, progress=False)
+    segment_data_dir(workdir / "data/valid", workdir / "seg/valid/boundaries", conf, progress=False,
+                     kmeans=workdir / "seg/train/boundaries.kmeans.npy")
+    torch.manual_seed(0)
+    teacher = torchaudio.models.wav2vec2_model(**TINY_TEACHER)
+    save_torchaudio_checkpoint(workdir / "teacher.pth", teacher, factory="wav2vec2_model",
+                               factory_kwargs=TINY_TEACHER)
+    (workdir / "train.yaml").write_text(CONFIG)
+
+    stats = [sys.executable, "-m", "espnet_ofa.bin.ofa_ssl_train", "--config", "train.yaml",
+             "--collect_stats", "true", "--output_dir", "exp/stats"]
+    for split in ("train", "valid"):
+        stats += [f"--{split}_data_path_and_name_and_type", f"data/{split}/wav.scp,speech,sound",
+                  f"--{split}_shape_file", f"data/{split}/wav.scp"]
+    run = subprocess.run(stats, cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    train(workdir, "exp/ofa", "--max_epoch", "2")
+    (workdir / "after_two").write_bytes((workdir / "exp/ofa/checkpoint.pth").read_bytes())
+    train(workdir, "exp/ofa", "--max_epoch", "3", "--resume", "true")
+    train(workdir, "exp/ofa_uninterrupted", "--max_epoch", "3")
+    return workdir
+
+
+def reporter_stats(checkpoint: Path) -> dict:
+    return torch.load(checkpoint, weights_only=False)["reporter"]["stats"]
+
+
+def test_loss_falls_and_reporter_has_the_ofa_stats(workdir):
+    stats = reporter_stats(workdir / "exp/ofa/checkpoint.pth")
+    assert sorted(stats) == [1, 2, 3]
+    assert stats[3]["valid"]["loss"] < 0.9 * stats[1]["valid"]["loss"]
+    assert stats[3]["train"]["loss"] < stats[1]["train"]["loss"]
+    train = stats[1]["train"]
+    for key in ("loss_layer1", "loss_layer2", "loss_alpha_l1", "loss_boundary",
+                "frame_period", "length_ratio", "achieved_period"):
+        assert key in train, key
+    assert 20.0 <= train["frame_period"] <= 90.0
+    # The achieved period follows the sampled one (exact per utterance, up to rounding).
+    assert abs(train["achieved_period"] - train["frame_period"]) < 5.0
+    assert stats[1]["valid"]["frame_period"] == pytest.approx(55.0)
+
+
+def test_resume_continues_where_it_stopped(workdir):
+    before = torch.load(workdir / "after_two", weights_only=False)
+    resumed = reporter_stats(workdir / "exp/ofa/checkpoint.pth")
+    for epoch in (1, 2):  # finished epochs are kept, not redone
+        assert resumed[epoch]["train"]["loss"] == before["reporter"]["stats"][epoch]["train"]["loss"]
+    resumed_model = torch.load(workdir / "exp/ofa/3epoch.pth")
+    full_model = torch.load(workdir / "exp/ofa_uninterrupted/3epoch.pth")
+    assert int(resumed_model["num_steps"]) == 3 * ITERS_PER_EPOCH
+    for key, value in full_model.items():
+        torch.testing.assert_close(resumed_model[key], value, msg=key)
+
+
+def test_trained_student_loads_without_teacher_and_runs_at_any_period(workdir):
+    checkpoint = workdir / "exp/ofa/valid.loss.best.pth"
+    assert not any(k.startswith("teacher") for k in torch.load(checkpoint))  # teacher left out
+    student = load_student(checkpoint)
+    wav, _ = load_audio(str(FSDD / "3_yweweler_9.wav"), 16000)
+    frames = (wav.shape[0] - 400) // 320 + 1
+    for period in (20.0, 45.0, 90.0):
+        with torch.no_grad():
+            out = student(wav[None], torch.tensor([wav.shape[0]]), frame_period=period)
+        assert int(out.lengths) == round(frames * 20 / period)
