@@ -1,0 +1,24 @@
+"""Model zoo: pack OFA models into ESPnet archives, publish, download and unpack them."""
+
+from espnet_ofa.zoo.archive import (
+    ZooError,
+    pack_ofa_ssl,
+    sha256sum,
+    unpacked_ofa_model,
+    verify_archive,
+    write_model_card,
+)
+from espnet_ofa.zoo.hub import (
+    MODEL_TABLE,
+    ZOO_ENV,
+    download_and_unpack,
+    locate,
+    publish,
+    resolve_ofa_checkpoint,
+)
+
+__all__ = [
+    "MODEL_TABLE", "ZOO_ENV", "ZooError", "download_and_unpack", "locate", "pack_ofa_ssl",
+    "publish", "resolve_ofa_checkpoint", "sha256sum", "unpacked_ofa_model", "verify_archive",
+    "write_model_card",
+]

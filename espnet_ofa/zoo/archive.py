@@ -1,0 +1,145 @@
+"""ESPnet model-zoo archives of OFA models: pack, verify, unpack.
+
+An archive is what ``espnet2.bin.pack`` writes (a zip with ``meta.yaml`` listing the model
+files and YAML configs); ESPnet's own packer and unpacker do the work, so archives of ours
+open with ``espnet_model_zoo`` and ``Speech2Text.from_pretrained`` like any ESPnet model.
+What is added here: the OFA SSL model's own pack (config + weights + model card), an
+integrity check that turns a truncated or corrupt download into a clear error, and the
+file names of an unpacked OFA model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Union
+
+import yaml
+
+PathLike = Union[str, os.PathLike]
+
+# meta.yaml keys of an OFA SSL archive.
+OFA_MODEL_KEY = "ofa_model_file"
+OFA_CONFIG_KEY = "ofa_train_config"
+CARD_NAME = "README.md"
+
+
+class ZooError(ValueError):
+    """A model archive or zoo entry is missing, corrupt or not of the expected kind."""
+
+
+def sha256sum(path: PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_archive(path: PathLike, sha256: Optional[str] = None) -> Dict:
+    """Check that ``path`` is a complete ESPnet model archive; return its ``meta.yaml``.
+
+    Raises:
+        ZooError: missing file, checksum mismatch, not a zip (e.g. truncated), a member
+            with a bad CRC, or no ``meta.yaml``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ZooError(f"model archive {path} does not exist; check the path or download it again")
+    if sha256 is not None and sha256sum(path) != sha256:
+        raise ZooError(
+            f"{path} does not match its published sha256 (expected {sha256[:12]}...): the "
+            "download is incomplete or altered; delete it and download again"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+            if bad is not None:
+                raise ZooError(f"{path}: member {bad} is corrupt (CRC mismatch); download again")
+            metas = [n for n in archive.namelist() if Path(n).name == "meta.yaml"]
+            if not metas:
+                raise ZooError(f"{path} has no meta.yaml: not an ESPnet model archive")
+            meta = yaml.safe_load(archive.read(metas[0]))
+    except (zipfile.BadZipFile, EOFError, OSError) as err:
+        raise ZooError(
+            f"{path} is not a readable zip archive ({err}); it is probably truncated: "
+            "delete it and download or pack it again"
+        ) from err
+    if not isinstance(meta, dict) or "files" not in meta or "yaml_files" not in meta:
+        raise ZooError(f"{path}: meta.yaml lacks 'files'/'yaml_files': not an ESPnet model archive")
+    return meta
+
+
+def write_model_card(path: PathLike, title: str, fields: Dict[str, str],
+                     results: Optional[str] = None) -> Path:
+    """A Markdown model card: a title, one line per field, and the results table."""
+    lines = [f"# {title}", ""]
+    lines += [f"- **{key}**: {value}" for key, value in fields.items()]
+    if results:
+        lines += ["", "## Results", "", results.strip()]
+    path = Path(path)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def pack_ofa_ssl(
+    config: PathLike,
+    model_file: PathLike,
+    outpath: PathLike,
+    card_fields: Optional[Dict[str, str]] = None,
+    results: Optional[str] = None,
+    extra_files: Sequence[PathLike] = (),
+) -> Path:
+    """Pack an ``ofa_ssl_train`` model (config.yaml + weights + card) into a zoo zip.
+
+    Paths inside the archive are relative to the current directory, as with
+    ``espnet2.bin.pack``, so run it from the recipe directory. The zip is written to a
+    temporary name and moved into place: an interrupted pack leaves no partial archive.
+    """
+    from espnet2.main_funcs.pack_funcs import pack
+
+    from espnet_ofa.models.pretrained import load_student
+
+    config, model_file, outpath = Path(config), Path(model_file), Path(outpath)
+    student = load_student(model_file, config)  # refuse to pack what cannot be loaded
+    low, high = student.config.frame_period_range
+    conf = yaml.safe_load(config.read_text(encoding="utf-8"))
+    fields = {
+        "model": "OFA student SSL model (once-for-all sequence compression)",
+        "frame period range": f"{low:g}-{high:g} ms, chosen at inference",
+        "student": f"{student.config.num_layers} layers x {student.config.embed_dim}-d, "
+                   f"{student.config.compression} compression",
+        "teacher": str(conf.get("teacher")),
+        "training data": ", ".join(str(p[0]) for p in conf.get("train_data_path_and_name_and_type", [])),
+        **(card_fields or {}),
+    }
+    outpath.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=outpath.parent) as tmp:
+        card = write_model_card(Path(tmp) / CARD_NAME, f"OFA SSL model: {outpath.stem}", fields,
+                                results)
+        partial = Path(tmp) / outpath.name
+        # espnet2's pack stores paths relative to the current directory where it can.
+        pack(files={OFA_MODEL_KEY: model_file}, yaml_files={OFA_CONFIG_KEY: config},
+             outpath=partial, option=list(extra_files))
+        # The card goes to the archive's top level, under its own name.
+        with zipfile.ZipFile(partial, "a") as archive:
+            archive.write(card, CARD_NAME)
+        os.replace(partial, outpath)
+    return outpath
+
+
+def unpacked_ofa_model(files: Dict[str, str]) -> Path:
+    """The OFA checkpoint of an unpacked archive (its config.yaml sits next to it)."""
+    if OFA_MODEL_KEY not in files:
+        raise ZooError(
+            f"this archive holds {sorted(files)}, not an OFA SSL model ({OFA_MODEL_KEY}); "
+            "for a downstream ASR/SLU/ST model use Speech2Text.from_pretrained instead"
+        )
+    model = Path(files[OFA_MODEL_KEY])
+    config = Path(files[OFA_CONFIG_KEY])
+    if config.parent != model.parent:
+        raise ZooError(f"archive keeps {config.name} apart from {model.name}; repack it")
+    return model
