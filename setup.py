@@ -1,8 +1,52 @@
 """espnet-ofa: once-for-all sequence compression for self-supervised speech models."""
 
+import os
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+# Registers `frontend: ofa` in ESPnet's tasks at interpreter start-up (see
+# espnet_ofa/registration.py). It must sit at the root of site-packages, which neither
+# package_data nor data_files can target, so the build commands copy it there.
+REGISTER_PTH = "espnet_ofa_register.pth"
+REGISTER_PTH_SOURCE = Path(__file__).resolve().parent / "espnet_ofa" / REGISTER_PTH
+
+
+class BuildPyWithPth(build_py):
+    """Normal (wheel) installs: the .pth goes to the root of the wheel = site-packages."""
+
+    def run(self):
+        super().run()
+        self.copy_file(str(REGISTER_PTH_SOURCE), os.path.join(self.build_lib, REGISTER_PTH))
+
+
+cmdclass = {"build_py": BuildPyWithPth}
+try:  # editable installs (PEP 660) ship only what their strategy writes into the wheel
+    from setuptools.command.editable_wheel import editable_wheel
+
+    class _StrategyWithPth:
+        def __init__(self, strategy):
+            self.strategy = strategy
+
+        def __call__(self, wheel, files, mapping):
+            self.strategy(wheel, files, mapping)
+            wheel.writestr(REGISTER_PTH, REGISTER_PTH_SOURCE.read_bytes())
+
+        def __enter__(self):
+            self.strategy.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.strategy.__exit__(*exc)
+
+    class EditableWheelWithPth(editable_wheel):
+        def _select_strategy(self, *args, **kwargs):
+            return _StrategyWithPth(super()._select_strategy(*args, **kwargs))
+
+    cmdclass["editable_wheel"] = EditableWheelWithPth
+except ImportError:  # setuptools < 64: no PEP 660
+    pass
 
 # Pins: ESPnet 202611 needs torch >= 2.11, < 2.15 without the 2.12.x series, and
 # torchaudio 2.11. The rest is left open on purpose.
@@ -34,7 +78,9 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.12",
     packages=find_packages(include=["espnet_ofa", "espnet_ofa.*"]),
+    package_data={"espnet_ofa": [REGISTER_PTH]},  # so that sdists carry it
     install_requires=install_requires,
     extras_require={"test": ["pytest", "hypothesis"]},
     license="Apache-2.0",
+    cmdclass=cmdclass,
 )

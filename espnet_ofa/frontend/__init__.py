@@ -1,0 +1,36 @@
+"""The OFA model as an ESPnet frontend (``frontend: ofa``) and adaptive rate learning.
+
+Names are imported on first use, so that importing the light submodules (e.g.
+``learnable_rate``) does not pull in ESPnet.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "OFAFrontend": "espnet_ofa.frontend.ofa",
+    "resolve_model": "espnet_ofa.frontend.ofa",
+    "register_model_resolver": "espnet_ofa.frontend.ofa",
+    "ENV_FRAME_PERIOD": "espnet_ofa.frontend.ofa",
+    "ENV_LAM": "espnet_ofa.frontend.ofa",
+    "LearnableRate": "espnet_ofa.frontend.learnable_rate",
+    "WeightedLayerSum": "espnet_ofa.frontend.layers",
+    "attach_rate_learning": "espnet_ofa.frontend.espnet_hooks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,360 @@
+"""``frontend: ofa``: an OFA SSL model as an ESPnet frontend, at a frame period you choose.
+
+    waveform (B, N) at 16 kHz
+      -> OFA student (CNN -> CIF at the frame period -> Transformer)   [frozen or fine-tuned]
+      -> one hidden state (``layer: k``) or a learned weighted sum (``layer: -1``)
+      -> (B, T', D) features and their exact lengths T'
+
+Each utterance of T 20 ms frames gives ``round(T * 20 / frame_period)`` frames, so the
+encoder on top runs on a sequence ``frame_period / 20`` times shorter. ESPnet trusts the
+returned lengths (CTC, attention masks), and they are exact: the padded length is the
+longest one.
+
+The rate is chosen by ``frame_period`` (ms) or ``lam`` (the paper's lambda), changed on a
+trained model with `OFAFrontend.set_rate` (or the ``ESPNET_OFA_FRAME_PERIOD`` /
+``ESPNET_OFA_LAM`` environment variables at decoding), or learnt with the task
+(``learnable_rate: true``, see `espnet_ofa.frontend.learnable_rate`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from espnet2.asr.frontend.abs_frontend import AbsFrontend
+from torch import nn
+
+from espnet_ofa.compression import Rate
+from espnet_ofa.frontend.layers import WeightedLayerSum, check_layer
+from espnet_ofa.frontend.learnable_rate import LearnableRate
+from espnet_ofa.models.pretrained import CheckpointError, load_student
+from espnet_ofa.models.student import SAMPLE_RATE, OFAStudent
+
+logger = logging.getLogger(__name__)
+
+# Decoding-time rate override: ESPnet's *_inference take no model-config overrides, so a
+# trained model's rate is changed through the environment of the decoding process.
+ENV_FRAME_PERIOD = "ESPNET_OFA_FRAME_PERIOD"
+ENV_LAM = "ESPNET_OFA_LAM"
+
+# Resolvers turn ``frontend_conf.model`` into a local .pth; each returns None when the value
+# is not its kind. Packed zips and model-zoo names will plug in here.
+ModelResolver = Callable[[str], Optional[Path]]
+_MODEL_RESOLVERS: List[ModelResolver] = []
+
+
+def register_model_resolver(resolver: ModelResolver) -> None:
+    """Teach `resolve_model` a new kind of ``model`` value (tried before local paths)."""
+    if resolver not in _MODEL_RESOLVERS:
+        _MODEL_RESOLVERS.append(resolver)
+
+
+def resolve_model(model: Optional[Union[str, os.PathLike]]) -> Path:
+    """``frontend_conf.model`` -> the local OFA checkpoint (.pth) it names.
+
+    Raises:
+        CheckpointError: missing value or file, or a kind of source not supported yet.
+    """
+    if model is None or str(model).strip() == "":
+        raise CheckpointError(
+            "frontend_conf.model is required: the path of an OFA checkpoint, e.g. "
+            "exp/ofa/valid.loss.best.pth from ofa_ssl_train (its config.yaml must be beside it)"
+        )
+    value = os.fspath(model)
+    for resolver in _MODEL_RESOLVERS:
+        found = resolver(value)
+        if found is not None:
+            return Path(found)
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    if path.suffix == ".zip":
+        raise CheckpointError(
+            f"frontend_conf.model={value!r}: packed OFA models (.zip) are not supported yet; "
+            "unzip it and point frontend_conf.model to the .pth inside (config.yaml beside it)"
+        )
+    if path.suffix not in (".pth", ".pt") and not path.is_absolute() and value.count("/") == 1:
+        raise CheckpointError(
+            f"frontend_conf.model={value!r} is neither a file nor supported as a model-zoo name "
+            "yet; download the OFA model and give the local path of its .pth"
+        )
+    raise CheckpointError(
+        f"OFA checkpoint {value!r} does not exist (relative paths are relative to "
+        f"{os.getcwd()}); train one with ofa_ssl_train (egs2/*/ssl1/run.sh) or fix "
+        "frontend_conf.model"
+    )
+
+
+def parse_fs(fs: Union[int, float, str]) -> int:
+    """ESPnet's ``fs`` (16000 or "16k") -> Hz; anything but 16 kHz is an error naming the fix."""
+    value = fs
+    if isinstance(fs, str):
+        import humanfriendly
+
+        try:
+            value = humanfriendly.parse_size(fs)
+        except humanfriendly.InvalidSize as err:
+            raise ValueError(f"frontend_conf.fs={fs!r} is not a sample rate (use 16k)") from err
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != SAMPLE_RATE:
+        raise ValueError(
+            f"frontend_conf.fs={fs!r}: OFA models read {SAMPLE_RATE // 1000} kHz audio. "
+            "Resample the data to 16 kHz (e.g. `sox in.wav -r 16000 out.wav`, or "
+            "espnet_ofa.data.load_audio(path, target_sr=16000) when preparing wav.scp) "
+            "and set fs: 16k"
+        )
+    return int(value)
+
+
+def _number_from_env(name: str) -> Optional[float]:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number; unset it or give e.g. {name}=40")
+    if not math.isfinite(value):
+        raise ValueError(f"{name}={raw!r} must be finite")
+    return value
+
+
+def rate_from_env() -> Optional[Rate]:
+    """The decoding-time override from ``ESPNET_OFA_FRAME_PERIOD`` / ``ESPNET_OFA_LAM``."""
+    period, lam = _number_from_env(ENV_FRAME_PERIOD), _number_from_env(ENV_LAM)
+    if period is not None and lam is not None:
+        raise ValueError(f"set only one of {ENV_FRAME_PERIOD} and {ENV_LAM}")
+    if period is None and lam is None:
+        return None
+    return Rate(frame_period=period, lam=lam)
+
+
+def _prepare_student(student: OFAStudent, layer: int) -> OFAStudent:
+    """Drop what a frontend never runs: unused parameters would also break DDP.
+
+    The distillation heads go, and with ``layer = k`` every Transformer layer above k
+    (they would cost compute and get no gradient).
+    """
+    student.heads = nn.ModuleList()
+    if layer >= 0:
+        student.transformer.layers = student.transformer.layers[:layer]
+    return student
+
+
+class OFAFrontend(AbsFrontend):
+    """An OFA SSL model as an ESPnet frontend (``frontend: ofa``).
+
+    Args:
+        fs: sample rate of the data; must be 16 kHz (16000 or "16k").
+        model: the OFA checkpoint (.pth written by ``ofa_ssl_train``, config.yaml beside it).
+        frame_period: output frame period in ms, within the model's trained range.
+        lam: the paper's lambda in [0, 2], instead of ``frame_period``.
+        learnable_rate: learn the frame period with the task (starts at ``frame_period``,
+            or mid-range). Needs the model-level hook that ``build_model`` of the ESPnet
+            tasks installs (see `espnet_ofa.frontend.espnet_hooks`).
+        rate_range: [low, high] ms a learnable period stays in.
+        rate_cost: weight of the compute penalty ``rate_cost * 20 / period``.
+        layer: -1 for a learned softmax-weighted sum of all hidden states, or k for hidden
+            state k only (0 = the Transformer's input, num_layers = its last layer).
+        freeze: keep the SSL weights frozen (False: fine-tune them with the task).
+
+    Shapes: ``forward((B, N) waveforms, (B,) lengths) -> ((B, T', D), (B,) lengths)``.
+    """
+
+    def __init__(
+        self,
+        fs: Union[int, str] = SAMPLE_RATE,
+        model: Optional[str] = None,
+        frame_period: Optional[float] = 60.0,
+        lam: Optional[float] = None,
+        learnable_rate: bool = False,
+        rate_range: Sequence[float] = (20.0, 90.0),
+        rate_cost: float = 0.0,
+        layer: int = -1,
+        freeze: bool = True,
+    ) -> None:
+        super().__init__()
+        self.fs = parse_fs(fs)
+        checkpoint = resolve_model(model)
+        self.model_path = str(checkpoint)
+        student = load_student(checkpoint)
+        num_hidden = student.num_hidden
+        self.layer = check_layer(layer, num_hidden)
+        self.student = _prepare_student(student, self.layer)
+        self.layer_mix = WeightedLayerSum(num_hidden) if self.layer == -1 else None
+        self.freeze = bool(freeze)
+        self._apply_freeze()
+
+        self.rate: Optional[LearnableRate] = None
+        self._configured: Optional[Rate] = None
+        if learnable_rate:
+            self.rate = self._build_learnable_rate(frame_period, lam, rate_range, rate_cost)
+        else:
+            if rate_cost:
+                raise ValueError(
+                    f"rate_cost={rate_cost} only applies to a learnable rate; set "
+                    "learnable_rate: true or remove rate_cost"
+                )
+            self._configured = self._checked_rate(frame_period, lam, "frontend_conf")
+        # set_rate()'s choice, and the environment's: both only change the rate the model
+        # runs at, never what it has learnt or what its config says.
+        self._override: Optional[Rate] = None
+        self._env_rate: Optional[Rate] = None
+        env_rate = rate_from_env()
+        if env_rate is not None:
+            self._env_rate = self._checked_rate(
+                env_rate.frame_period, env_rate.lam, f"{ENV_FRAME_PERIOD}/{ENV_LAM}"
+            )
+            logger.info("OFA frontend: decoding (eval mode) runs at %s from the environment",
+                        self._env_rate)
+        # The period of the current antithetic probe; set by the model-level hook.
+        self._probe: Optional[float] = None
+        self._warned_no_hook = False
+
+    # ------------------------------------------------------------------ construction
+    def _checked_rate(self, frame_period: Optional[float], lam: Optional[float],
+                      source: str) -> Rate:
+        if frame_period is None and lam is None:
+            raise ValueError(
+                f"{source}: set frame_period (ms, e.g. 60) or lam (the paper's lambda in [0, 2])"
+            )
+        if frame_period is not None and lam is not None:
+            raise ValueError(f"{source}: set only one of frame_period and lam (the other null)")
+        frame_period = None if frame_period is None else float(frame_period)
+        lam = None if lam is None else float(lam)
+        try:
+            self.student.check_rate(frame_period, lam)
+            if lam is not None and not 0.0 <= lam <= 2.0:
+                raise ValueError(f"lam must be in [0, 2], got {lam}")
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
+        return Rate(frame_period=frame_period, lam=lam)
+
+    def _build_learnable_rate(self, frame_period, lam, rate_range, rate_cost) -> LearnableRate:
+        if lam is not None:
+            raise ValueError(
+                "learnable_rate learns a frame period, not lam: set lam: null and give the "
+                "starting period as frame_period (or leave it null for mid-range)"
+            )
+        if self.student.config.compression != "cif":
+            raise ValueError("learnable_rate needs a CIF model (student compression: cif)")
+        if len(rate_range) != 2:
+            raise ValueError(f"rate_range must be [low, high] in ms, got {rate_range!r}")
+        low, high = (float(v) for v in rate_range)
+        trained = self.student.config.frame_period_range
+        if not (trained[0] <= low < high <= trained[1]):
+            raise ValueError(
+                f"rate_range [{low:g}, {high:g}] ms must be an interval inside the range this "
+                f"OFA model was trained for, [{trained[0]:g}, {trained[1]:g}] ms"
+            )
+        init = (low + high) / 2 if frame_period is None else float(frame_period)
+        if not low <= init <= high:
+            raise ValueError(
+                f"frame_period {init:g} ms (the learnable rate's start) is outside "
+                f"rate_range [{low:g}, {high:g}]; choose a start inside it"
+            )
+        return LearnableRate(init, low, high, cost=float(rate_cost), limits=trained)
+
+    def _apply_freeze(self) -> None:
+        for p in self.student.parameters():
+            p.requires_grad_(not self.freeze)
+        if self.freeze:
+            self.student.eval()
+
+    def train(self, mode: bool = True) -> "OFAFrontend":
+        super().train(mode)
+        if self.freeze:
+            # A frozen SSL model is a fixed feature extractor: no dropout noise in it.
+            self.student.eval()
+        return self
+
+    def reload_pretrained_parameters(self) -> None:
+        """Restore the SSL weights from the checkpoint after ESPnet's ``init:`` reset them.
+
+        ESPnet's `initialize` re-draws every matrix of the model and resets norms; this puts
+        the OFA weights back and restarts the layer weights and a learnable rate.
+        """
+        fresh = _prepare_student(load_student(self.model_path), self.layer)
+        self.student.load_state_dict(fresh.state_dict())
+        if self.layer_mix is not None:
+            self.layer_mix.reset_parameters()
+        if self.rate is not None:
+            self.rate.reset()
+        self._apply_freeze()
+        logger.info("OFA frontend: pretrained weights reloaded from %s", self.model_path)
+
+    # ------------------------------------------------------------------ rate control
+    def set_rate(self, frame_period: Optional[float] = None, lam: Optional[float] = None) -> None:
+        """Run at ``frame_period`` ms (or ``lam``) from now on, without reloading.
+
+        With neither, go back to the configured rate (or the learnt one). On a learnable
+        rate the choice applies in eval mode only: training keeps learning the period.
+        """
+        if frame_period is None and lam is None:
+            self._override = None
+            return
+        self._override = self._checked_rate(frame_period, lam, "set_rate")
+
+    def current_rate(self) -> Rate:
+        """The rate the next forward runs at."""
+        if self.rate is not None:
+            if self.training:
+                if self._probe is not None:
+                    return Rate(frame_period=self._probe)
+                return Rate(frame_period=self.rate.value)
+            chosen = self._override or self._env_rate
+            return chosen if chosen is not None else Rate(frame_period=self.rate.value)
+        if self._override is not None:
+            return self._override
+        if not self.training and self._env_rate is not None:
+            return self._env_rate
+        return self._configured
+
+    def set_probe(self, frame_period: Optional[float]) -> None:
+        """Used by the model-level hook: run the next training forward at this period."""
+        self._probe = frame_period
+
+    def extra_stats(self) -> Dict[str, float]:
+        """Values to report each step: the frame period (or lam) in use."""
+        if self.rate is not None and self.training:
+            return {"frame_period": self.rate.value}
+        rate = self.current_rate()
+        return {"frame_period": rate.frame_period} if rate.frame_period is not None else {
+            "lam": rate.lam}
+
+    # ------------------------------------------------------------------ forward
+    def output_size(self) -> int:
+        return self.student.config.embed_dim
+
+    def forward(
+        self, input: torch.Tensor, input_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(B, N) 16 kHz waveforms, (B,) samples -> (B, T', D) features, (B,) frames.
+
+        Rows past each length are zero; ``T' = max(lengths)``.
+        """
+        if (self.rate is not None and self.training and self._probe is None
+                and not self._warned_no_hook and torch.is_grad_enabled()):
+            self._warned_no_hook = True
+            warnings.warn(
+                "learnable_rate: this model has no rate-learning hook, so the frame period "
+                "is not being learnt; build the model with an ESPnet task (asr/slu/st "
+                "build_model) or call espnet_ofa.frontend.attach_rate_learning(model)",
+                RuntimeWarning, stacklevel=2,
+            )
+        rate = self.current_rate()
+        # A frozen model needs no graph: the rate's gradient comes from loss values.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
+            out = self.student(input, input_lengths, frame_period=rate.frame_period,
+                               lam=rate.lam)
+        if self.layer_mix is not None:
+            feats = self.layer_mix(out.hidden)
+        else:
+            feats = out.hidden[self.layer]
+        valid = torch.arange(feats.shape[1], device=feats.device)[None, :] < out.lengths[:, None]
+        feats = feats.masked_fill(~valid[..., None], 0.0)
+        return feats, out.lengths

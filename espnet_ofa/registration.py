@@ -1,0 +1,153 @@
+"""Make ``frontend: ofa`` known to ESPnet's tasks without changing ESPnet's files.
+
+ESPnet resolves ``frontend: NAME`` through a `ClassChoices` registry that each task module
+(``espnet2.tasks.asr``, ``slu``, ``st``, ``asr_transducer``) builds for itself, with no
+plug-in mechanism. So ``ofa`` is added to each registry right after the module is
+imported, by an import hook:
+
+* ``espnet_ofa_register.pth``, installed in site-packages with the package, runs
+  `install_import_hook` at interpreter start-up. That only puts a tiny finder on
+  ``sys.meta_path``: it imports neither torch nor ESPnet, and costs nothing until one of
+  the task modules is imported.
+* When one is, the finder lets the normal loader run the module, then registers the
+  frontend in its ``frontend_choices`` and wraps its task's ``build_model`` so that models
+  with an OFA frontend get their forward hooks (`espnet_ofa.frontend.espnet_hooks`).
+
+Every process gets it: ``python -m espnet2.bin.asr_train``, its spawned DDP workers (fresh
+interpreters that read the .pth too), ``*_inference`` and ``espnet2.bin.pack``. For library
+use (or with the hook disabled by ``ESPNET_OFA_NO_IMPORT_HOOK=1``) call `register`.
+
+This module is imported at start-up: keep its top-level imports to the standard library.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import warnings
+from types import ModuleType
+from typing import Dict, List
+
+FRONTEND_NAME = "ofa"
+# Task module -> the AbsTask subclass whose build_model is wrapped.
+TASK_MODULES: Dict[str, str] = {
+    "espnet2.tasks.asr": "ASRTask",
+    "espnet2.tasks.slu": "SLUTask",
+    "espnet2.tasks.st": "STTask",
+    "espnet2.tasks.asr_transducer": "ASRTransducerTask",
+}
+DISABLE_ENV = "ESPNET_OFA_NO_IMPORT_HOOK"
+_WRAPPED = "_espnet_ofa_wrapped"
+
+
+def _wrap_build_model(task_cls: type) -> None:
+    """Make ``task_cls.build_model`` attach the OFA forward hooks to the models it builds."""
+    current = task_cls.__dict__.get("build_model")
+    func = getattr(current, "__func__", None)
+    if func is None or getattr(func, _WRAPPED, False):
+        return  # inherited (its owner is wrapped) or already done
+
+    @functools.wraps(func)
+    def build_model(cls, *args, **kwargs):
+        model = func(cls, *args, **kwargs)
+        from espnet_ofa.frontend.espnet_hooks import attach_rate_learning
+
+        attach_rate_learning(model)  # a no-op unless model.frontend is an OFAFrontend
+        return model
+
+    setattr(build_model, _WRAPPED, True)
+    task_cls.build_model = classmethod(build_model)
+
+
+def register_task_module(module: ModuleType) -> None:
+    """Add ``ofa`` to ``module.frontend_choices`` and wrap its task's ``build_model``."""
+    from espnet_ofa.frontend.ofa import OFAFrontend
+
+    choices = getattr(module, "frontend_choices", None)
+    if choices is None:
+        raise RuntimeError(f"{module.__name__} has no frontend_choices; ESPnet changed?")
+    choices.classes[FRONTEND_NAME] = OFAFrontend
+    task_cls = getattr(module, TASK_MODULES.get(module.__name__, ""), None)
+    if isinstance(task_cls, type):
+        _wrap_build_model(task_cls)
+
+
+def is_registered(module_name: str = "espnet2.tasks.asr") -> bool:
+    """Whether an *imported* task module knows ``frontend: ofa``."""
+    module = sys.modules.get(module_name)
+    choices = getattr(module, "frontend_choices", None)
+    return choices is not None and FRONTEND_NAME in choices.classes
+
+
+def _after_import(module: ModuleType) -> None:
+    try:
+        register_task_module(module)
+    except Exception as err:  # never break ESPnet itself over the plug-in
+        warnings.warn(
+            f"espnet_ofa could not register frontend '{FRONTEND_NAME}' in {module.__name__}: "
+            f"{type(err).__name__}: {err}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+class _RegisterOnImport:
+    """A ``sys.meta_path`` finder that only piggybacks on the imports of `TASK_MODULES`.
+
+    It asks the other finders for the real spec and patches that spec's loader instance
+    (one per module) to call `_after_import` once the module has executed.
+    """
+
+    espnet_ofa_hook = True
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in TASK_MODULES:
+            return None
+        spec = None
+        for finder in sys.meta_path:
+            if getattr(finder, "espnet_ofa_hook", False):
+                continue
+            find = getattr(finder, "find_spec", None)
+            if find is not None:
+                spec = find(fullname, path, target)
+                if spec is not None:
+                    break
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        exec_original = loader.exec_module
+
+        def exec_module(module):
+            exec_original(module)
+            _after_import(module)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def install_import_hook() -> bool:
+    """Arm the import hook (idempotent). Returns False when disabled by the environment."""
+    if os.environ.get(DISABLE_ENV, "").strip() not in ("", "0"):
+        return False
+    if not any(getattr(f, "espnet_ofa_hook", False) for f in sys.meta_path):
+        sys.meta_path.insert(0, _RegisterOnImport())
+    return True
+
+
+def register() -> List[str]:
+    """Register ``frontend: ofa`` for library use.
+
+    Registers in the task modules already imported and arms the import hook for the others
+    (so ``espnet_ofa.register()`` may come before or after ``import espnet2.tasks.asr``).
+    Returns the task modules registered now.
+    """
+    if not any(getattr(f, "espnet_ofa_hook", False) for f in sys.meta_path):
+        sys.meta_path.insert(0, _RegisterOnImport())  # explicit call: even if disabled
+    done = []
+    for name in TASK_MODULES:
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "frontend_choices"):
+            register_task_module(module)
+            done.append(name)
+    return done

@@ -1,0 +1,304 @@
+"""``frontend: ofa`` through UNMODIFIED ESPnet entry points, on real audio.
+
+Each task (asr, slu, st) runs ESPnet's two-step training (``--collect_stats true``, then one
+short epoch) and decodes with its ``*_inference``, all as ``python -m espnet2.bin.*``
+subprocesses: fresh interpreters, so this also proves that the installed import hook
+registers the frontend. Audio: 30 train / 10 test utterances of ``an4_small`` (16 kHz).
+The OFA model is a tiny random-weight student: the point is the plumbing, not accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+import torch
+import yaml
+
+from espnet_ofa.models.student import build_student
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "an4_small"
+CONF = REPO / "conf" / "tuning"
+
+pytestmark = pytest.mark.skipif(
+    not (DATA / "train.jsonl").is_file(), reason=f"an4_small not found at {DATA}"
+)
+
+# Intent of each an4_small command (SLU target: "<intent> <words>", ESPnet's SLU format).
+INTENTS = {"yes": "answer", "no": "answer", "stop": "command", "start": "command",
+           "repeat": "command", "help": "command", "go": "command"}
+# Word-by-word "German" for the ST target: clearly synthetic, over real English speech.
+GERMAN = {"yes": "ja", "no": "nein", "stop": "halt", "start": "start", "repeat": "wiederholen",
+          "help": "hilfe", "go": "los", "one": "eins", "two": "zwei", "three": "drei",
+          "thirty": "dreißig", "forty": "vierzig", "fifty": "fünfzig", "hundred": "hundert",
+          "nineteen": "neunzehn"}
+
+
+def intent_of(text: str) -> str:
+    return INTENTS.get(text, "number")
+
+
+def write_char_tokens(texts: List[str], path: Path) -> Path:
+    chars = sorted({c for t in texts for c in t.replace(" ", "")})
+    path.write_text("\n".join(["<blank>", "<unk>", "<space>", *chars, "<sos/eos>"]) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+def write_word_tokens(texts: List[str], path: Path) -> Path:
+    words = sorted({w for t in texts for w in t.split()})
+    path.write_text("\n".join(["<blank>", "<unk>", *words, "<sos/eos>"]) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """A tiny OFA checkpoint, data dirs (wav.scp, text, text.de, utt2spk) and token lists."""
+    root = tmp_path_factory.mktemp("espnet_ofa")
+    torch.manual_seed(0)
+    student = build_student("tiny")
+    ofa = root / "exp" / "ofa"
+    ofa.mkdir(parents=True)
+    conf = {"student_preset": "tiny", "student_conf": student.config.to_dict()}
+    (ofa / "config.yaml").write_text(yaml.safe_dump(conf))
+    torch.save({f"student.{k}": v for k, v in student.state_dict().items()},
+               ofa / "valid.loss.best.pth")
+
+    texts: Dict[str, List[str]] = {"en": [], "slu": [], "de": []}
+    for split in ("train", "test"):
+        rows = [json.loads(line) for line in (DATA / f"{split}.jsonl").read_text().splitlines()]
+        ids = [f"{split}_{i:03d}" for i in range(len(rows))]
+        d = root / "data" / split
+        d.mkdir(parents=True)
+        en = [r["text"] for r in rows]
+        slu = [f"{intent_of(t)} {t}" for t in en]
+        de = [" ".join(GERMAN[w] for w in t.split()) for t in en]
+        for name, values in (("wav.scp", [str(DATA / r["audio"]) for r in rows]),
+                             ("text", en), ("text.slu", slu), ("text.de", de), ("utt2spk", ids)):
+            (d / name).write_text("".join(f"{u} {v}\n" for u, v in zip(ids, values)),
+                                  encoding="utf-8")
+        texts["en"] += en
+        texts["slu"] += slu
+        texts["de"] += de
+    write_char_tokens(texts["en"], root / "tokens.en.txt")
+    write_char_tokens(texts["de"], root / "tokens.de.txt")
+    write_word_tokens(texts["slu"], root / "tokens.slu.txt")
+    return root
+
+
+def run_espnet(module: str, args: List[str], cwd: Path, log: str,
+               env: Optional[Dict[str, str]] = None) -> str:
+    """Run ``python -m module args`` in ``cwd``; fail with the log's tail if it fails."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=300)
+    (cwd / log).write_text(proc.stdout)
+    assert proc.returncode == 0, f"{module} failed ({proc.returncode}):\n{proc.stdout[-4000:]}"
+    return proc.stdout
+
+
+def data_args(kind: str, entries: List[tuple]) -> List[str]:
+    out = []
+    for split, arg in (("train", f"--train_{kind}"), ("test", f"--valid_{kind}")):
+        for file, name, ftype in entries:
+            out += [arg, f"data/{split}/{file},{name},{ftype}"]
+    return out
+
+
+def train_two_steps(work: Path, task: str, conf: Path, common: List[str],
+                    shapes: List[str], fold: List[str], out: str,
+                    extra: Optional[List[str]] = None, stats: Optional[str] = None) -> str:
+    """ESPnet's two steps: collect stats (shape files, feats_stats.npz), then train."""
+    module = f"espnet2.bin.{task}_train"
+    stats = stats or f"exp/{out}_stats"
+    base = ["--config", str(conf), "--frontend_conf", "model=exp/ofa/valid.loss.best.pth",
+            "--ngpu", "0", "--num_workers", "0", *common]
+    if not (work / stats / "train" / "feats_stats.npz").is_file():
+        run_espnet(module, [*base, "--collect_stats", "true", "--output_dir", stats,
+                            "--train_shape_file", "data/train/wav.scp",
+                            "--valid_shape_file", "data/test/wav.scp"],
+                   work, f"{out}_stats.log")
+    shape_args = []
+    for shape in shapes:
+        shape_args += ["--train_shape_file", f"{stats}/train/{shape}",
+                       "--valid_shape_file", f"{stats}/valid/{shape}"]
+    for length in fold:
+        shape_args += ["--fold_length", length]
+    return run_espnet(module, [*base, *shape_args, "--num_att_plot", "0",
+                               "--normalize", "global_mvn", "--normalize_conf",
+                               f"stats_file={stats}/train/feats_stats.npz",
+                               "--output_dir", f"exp/{out}", *(extra or [])],
+                      work, f"{out}_train.log")
+
+
+def decode(work: Path, task: str, out: str, extra: List[str],
+           env: Optional[Dict[str, str]] = None) -> List[str]:
+    exp = f"exp/{out}"
+    run_espnet(f"espnet2.bin.{task}_inference",
+               ["--ngpu", "0", "--data_path_and_name_and_type", "data/test/wav.scp,speech,sound",
+                f"--{task}_train_config", f"{exp}/config.yaml",
+                f"--{task}_model_file", f"{exp}/valid.loss.best.pth",
+                "--output_dir", f"{exp}/decode", "--beam_size", "2", *extra],
+               work, f"{out}_decode.log", env=env)
+    return (work / exp / "decode" / "1best_recog" / "text").read_text().splitlines()
+
+
+def epoch_results(log: str) -> str:
+    lines = [line for line in log.splitlines() if "epoch results" in line]
+    assert lines, "no epoch results in the training log"
+    return lines[-1]
+
+
+ASR_COMMON = ["--use_preprocessor", "true", "--token_type", "char",
+              "--token_list", "tokens.en.txt", "--cleaner", "none", "--g2p", "none",
+              "--non_linguistic_symbols", "none",
+              *data_args("data_path_and_name_and_type",
+                         [("wav.scp", "speech", "sound"), ("text", "text", "text")])]
+
+
+def test_asr_train_and_decode(work):
+    log = train_two_steps(work, "asr", CONF / "train_asr_ofa_tiny.yaml", ASR_COMMON,
+                          ["speech_shape", "text_shape"], ["80000", "150"], "asr")
+    assert "frame_period=60.000" in epoch_results(log)
+    config = yaml.safe_load((work / "exp/asr/config.yaml").read_text())
+    assert config["frontend"] == "ofa" and config["frontend_conf"]["frame_period"] == 60
+    hyps = decode(work, "asr", "asr", ["--ctc_weight", "0.3"])
+    assert len(hyps) == 10 and all(h.startswith("test_") for h in hyps)
+
+
+def test_asr_learnable_rate_is_trained_logged_and_saved(work):
+    """learnable_rate through ESPnet's real trainer: logged, plotted, saved, decoded with."""
+    log = train_two_steps(
+        work, "asr", CONF / "train_asr_ofa_tiny.yaml", ASR_COMMON,
+        ["speech_shape", "text_shape"], ["80000", "150"], "asr_rate", stats="exp/asr_stats",
+        extra=["--frontend_conf", "learnable_rate=true", "--frontend_conf", "frame_period=50",
+               "--frontend_conf", "rate_cost=0.05", "--max_epoch", "2"],
+    )
+    results = epoch_results(log)
+    assert "frame_period=" in results and "rate_slope=" in results
+    assert (work / "exp/asr_rate/images/frame_period.png").is_file()
+    state = torch.load(work / "exp/asr_rate/valid.loss.best.pth", map_location="cpu")
+    assert "frontend.rate.raw" in state
+    # The raw parameter moved away from its start (50 ms): it was trained.
+    from espnet_ofa.frontend.learnable_rate import LearnableRate
+
+    start = LearnableRate(50.0, 20.0, 90.0)
+    assert float(state["frontend.rate.raw"]) != pytest.approx(float(start.raw.detach()), abs=1e-6)
+    hyps = decode(work, "asr", "asr_rate", ["--ctc_weight", "0.3"])
+    assert len(hyps) == 10
+
+
+def test_asr_decoding_rate_override(work):
+    """At decoding, ESPNET_OFA_FRAME_PERIOD changes the period of the trained model."""
+    if not (work / "exp/asr/valid.loss.best.pth").exists():
+        pytest.skip("needs test_asr_train_and_decode's model")
+    script = (
+        "import sys, torch\n"
+        "from espnet2.bin.asr_inference import Speech2Text\n"
+        "s2t = Speech2Text(asr_train_config='exp/asr/config.yaml',"
+        " asr_model_file='exp/asr/valid.loss.best.pth')\n"
+        "wav = torch.zeros(1, 16000).normal_(0, 0.1)\n"
+        "_, n = s2t.asr_model.encode(wav, torch.tensor([16000]))\n"
+        "s2t.asr_model.frontend.set_rate(frame_period=90)\n"
+        "_, m = s2t.asr_model.encode(wav, torch.tensor([16000]))\n"
+        "print('LENGTHS', int(n), int(m))\n"
+    )
+    env = {**os.environ, "ESPNET_OFA_FRAME_PERIOD": "40", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=work, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    line = [x for x in proc.stdout.splitlines() if x.startswith("LENGTHS")][-1]
+    frames = (16000 - 400) // 320 + 1  # 49 frames of 20 ms
+    assert line.split()[1:] == [str(round(frames * 20 / 40)), str(round(frames * 20 / 90))]
+
+
+def test_slu_train_and_decode(work):
+    common = ["--use_preprocessor", "true", "--token_type", "word",
+              "--token_list", "tokens.slu.txt", "--cleaner", "none", "--g2p", "none",
+              "--non_linguistic_symbols", "none",
+              *data_args("data_path_and_name_and_type",
+                         [("wav.scp", "speech", "sound"), ("text.slu", "text", "text")])]
+    log = train_two_steps(work, "slu", CONF / "train_slu_ofa_tiny.yaml", common,
+                          ["speech_shape", "text_shape"], ["80000", "150"], "slu")
+    assert "frame_period=80.000" in epoch_results(log)
+    hyps = decode(work, "slu", "slu", ["--ctc_weight", "0.3"])
+    assert len(hyps) == 10
+
+
+def test_st_train_and_decode(work):
+    common = ["--use_preprocessor", "true", "--token_type", "char",
+              "--token_list", "tokens.de.txt", "--src_token_type", "char",
+              "--src_token_list", "tokens.en.txt", "--cleaner", "none", "--g2p", "none",
+              "--non_linguistic_symbols", "none",
+              *data_args("data_path_and_name_and_type",
+                         [("wav.scp", "speech", "sound"), ("text.de", "text", "text"),
+                          ("text", "src_text", "text")])]
+    log = train_two_steps(work, "st", CONF / "train_st_ofa_tiny.yaml", common,
+                          ["speech_shape", "text_shape", "src_text_shape"],
+                          ["80000", "150", "150"], "st")
+    assert "frame_period=60.000" in epoch_results(log)
+    hyps = decode(work, "st", "st", [])
+    assert len(hyps) == 10
+
+
+def _registered_in_child(queue) -> None:
+    import espnet2.tasks.asr
+    import espnet2.tasks.asr_transducer
+    import espnet2.tasks.slu
+    import espnet2.tasks.st
+
+    queue.put({m.__name__: "ofa" in m.frontend_choices.classes
+               for m in (espnet2.tasks.asr, espnet2.tasks.slu, espnet2.tasks.st,
+                         espnet2.tasks.asr_transducer)})
+
+
+def test_registration_seen_in_spawned_process():
+    """What ESPnet's DDP workers are: fresh ``spawn`` interpreters that never ran our code."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_registered_in_child, args=(queue,))
+    proc.start()
+    result = queue.get(timeout=300)
+    proc.join(timeout=60)
+    assert result == {"espnet2.tasks.asr": True, "espnet2.tasks.slu": True,
+                      "espnet2.tasks.st": True, "espnet2.tasks.asr_transducer": True}
+
+
+def test_import_hook_is_lazy_and_can_be_disabled():
+    """The .pth imports neither torch nor ESPnet at start-up; the env var turns it off."""
+    probe = ("import sys; print('torch' in sys.modules, 'espnet2' in sys.modules,"
+             " any(getattr(f, 'espnet_ofa_hook', False) for f in sys.meta_path))")
+    out = subprocess.run([sys.executable, "-c", probe], text=True, capture_output=True,
+                         check=True).stdout.split()
+    assert out == ["False", "False", "True"], "espnet_ofa_register.pth missing: run tools/install.sh"
+    env = {**os.environ, "ESPNET_OFA_NO_IMPORT_HOOK": "1"}
+    out = subprocess.run([sys.executable, "-c", probe], text=True, capture_output=True,
+                         check=True, env=env).stdout.split()
+    assert out == ["False", "False", "False"]
+
+
+def test_explicit_register_without_the_hook():
+    """Library use: ``espnet_ofa.register()`` before or after importing the task modules."""
+    script = (
+        "import sys, espnet_ofa\n"
+        "import espnet2.tasks.asr as asr\n"
+        "before = 'ofa' in asr.frontend_choices.classes\n"
+        "done = espnet_ofa.register()\n"
+        "import espnet2.tasks.st as st  # imported after register(): the hook it armed\n"
+        "print(before, done, 'ofa' in asr.frontend_choices.classes,"
+        " 'ofa' in st.frontend_choices.classes)\n"
+    )
+    env = {**os.environ, "ESPNET_OFA_NO_IMPORT_HOOK": "1"}
+    out = subprocess.run([sys.executable, "-c", script], text=True, capture_output=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split("\n")[-2] == "False ['espnet2.tasks.asr'] True True"

@@ -1,0 +1,220 @@
+"""Adaptive rate learning: the estimator, and a controlled test with known best rates.
+
+Two synthetic tasks share one stand-in model (20 ms frames -> rate control -> CIF -> MLP
+-> mean over output frames) and the same `LearnableRate` component that
+``frontend: ofa`` uses, with the same compute penalty:
+
+* "fine": count the positive clicks among rapid +-1 clicks (about one every 100 ms, random
+  polarity). Averaging frames over a longer period merges neighbouring clicks, and a +1
+  next to a -1 cancels: information is lost at every period above 20 ms, so the best
+  period is the shortest.
+* "coarse": the mean of a slowly varying level. CIF's weighted averages keep a mean at any
+  period, so the task loss is flat and the compute penalty favours the longest period.
+
+From the same start (55 ms) the rate must reach < 35 ms on the first and > 75 ms on the
+second. The test also records that plain backpropagation through the CIF weights (the
+frame count treated as continuous) does *not* find the fine task's rate: why the
+estimator exists.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+
+import pytest
+import torch
+from torch import nn
+
+from espnet_ofa.compression import cif, rate_alpha
+from espnet_ofa.frontend.learnable_rate import (
+    GRAD_SCALE,
+    RMS_CLAMP,
+    LearnableRate,
+    RngSnapshot,
+    relative_compute,
+)
+
+LOW, HIGH, START = 20.0, 90.0, 55.0
+RATE_COST = 0.005
+STEPS = 300
+
+
+@contextmanager
+def single_thread():
+    """Tiny matrices: one thread is several times faster than two competing ones."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def make_batch(task: str, gen: torch.Generator, batch: int = 64):
+    """(B, T, 2) 20 ms frames, (B,) lengths, (B,) targets for one synthetic task."""
+    lengths = torch.randint(40, 81, (batch,), generator=gen)
+    max_len = int(lengths.max())
+    valid = torch.arange(max_len)[None] < lengths[:, None]
+    noise = 0.1 * torch.randn(batch, max_len, generator=gen)
+    if task == "fine":
+        u = torch.rand(batch, max_len, generator=gen)
+        clicks = torch.where(u < 0.1, -1.0, torch.where(u > 0.9, 1.0, 0.0))
+        x = torch.stack([clicks, noise], dim=-1)
+        target = ((clicks == 1) & valid).sum(1) / lengths * 10.0
+    else:
+        level = torch.randn(batch, max_len // 25 + 1, generator=gen).repeat_interleave(25, 1)
+        level = level[:, :max_len]
+        x = torch.stack([level + 0.3 * torch.randn(batch, max_len, generator=gen), noise], -1)
+        target = (level * valid).sum(1) / lengths
+    return x * valid[..., None], lengths, target
+
+
+def predictor_alpha(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """A stand-in for the alpha predictor: fixed weights around 0.2 (a ~100 ms own rate)."""
+    gen = torch.Generator().manual_seed(1)
+    alpha = 0.15 + 0.1 * torch.rand(x.shape[:2], generator=gen)
+    return alpha * (torch.arange(x.shape[1])[None] < lengths[:, None])
+
+
+class StandIn(nn.Module):
+    """CIF at the given weights, then an MLP per output frame, averaged over frames."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
+                                 nn.Linear(32, 1))
+
+    def forward(self, x, lengths, alpha):
+        out = cif(x, alpha, lengths)
+        valid = torch.arange(out.frames.shape[1])[None] < out.lengths[:, None]
+        per_frame = self.mlp(out.frames).squeeze(-1) * valid
+        return per_frame.sum(1) / out.lengths.clamp_min(1)
+
+
+def continuous_alpha(alpha_pred, lengths, period: torch.Tensor) -> torch.Tensor:
+    """Rate control with N = T * 20 / p left continuous: differentiable in the period."""
+    wanted = lengths.to(alpha_pred.dtype) * 20.0 / period
+    num, pred_sum = lengths.to(alpha_pred.dtype), alpha_pred.sum(1)
+    mix = ((num - wanted) / (num - pred_sum)).clamp(0, 1)[:, None]
+    alpha = (1 - mix) + mix * alpha_pred
+    return alpha * (torch.arange(alpha_pred.shape[1])[None] < lengths[:, None])
+
+
+def learn_rate(task: str, estimator: str = "antithetic", seed: int = 0) -> list:
+    """Train the stand-in and the rate jointly; returns the period every 50 steps."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = StandIn()
+    rate = LearnableRate(START, LOW, HIGH, cost=RATE_COST)
+    optim = torch.optim.Adam([*model.parameters(), *rate.parameters()], lr=3e-3)
+    history = [rate.value]
+    for step in range(STEPS):
+        x, lengths, target = make_batch(task, gen)
+        alpha_pred = predictor_alpha(x, lengths)
+        if estimator == "antithetic":
+            def loss_at(period: float) -> torch.Tensor:
+                alpha = rate_alpha(alpha_pred, lengths, frame_period=period)
+                return (model(x, lengths, alpha) - target).square().mean()
+
+            loss, _ = rate.objective(loss_at)
+        else:  # plain backpropagation through the CIF weights
+            alpha = continuous_alpha(alpha_pred, lengths, rate.period())
+            loss = (model(x, lengths, alpha) - target).square().mean() + rate.cost_term()
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        if (step + 1) % 50 == 0:
+            history.append(round(rate.value, 1))
+    return history
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rate_goes_to_opposite_ends_for_fine_and_coarse_tasks(seed):
+    with single_thread():
+        fine = learn_rate("fine", seed=seed)
+        coarse = learn_rate("coarse", seed=seed)
+    print(f"seed {seed}: fine {fine}, coarse {coarse}")
+    assert fine[-1] < 35.0, f"fine task should want short periods; got {fine}"
+    assert coarse[-1] > 75.0, f"coarse task should pay for long periods; got {coarse}"
+
+
+def test_backprop_through_cif_weights_alone_misses_the_fine_task_rate():
+    """Why the antithetic estimator: the pathwise gradient drifts the wrong way."""
+    with single_thread():
+        fine = learn_rate("fine", estimator="pathwise")
+    print(f"pathwise, fine: {fine}")
+    assert min(fine) > 35.0, f"expected the pathwise gradient to miss the short period: {fine}"
+
+
+# ----------------------------------------------------------------------------- unit tests
+def test_period_stays_in_range_and_reset_round_trips():
+    rate = LearnableRate(40.0, 20.0, 90.0)
+    assert rate.value == pytest.approx(40.0, abs=1e-4)
+    with torch.no_grad():
+        for raw in (-100.0, 0.0, 100.0):
+            rate.raw.fill_(raw)
+            assert 20.0 <= rate.value <= 90.0
+    rate.reset()
+    assert rate.value == pytest.approx(40.0, abs=1e-4)
+    rate.reset(90.0)  # a bound is clamped just inside, where the sigmoid can still move
+    assert 89.0 < rate.value < 90.0
+
+
+def test_probes_are_clamped_to_what_the_model_can_run():
+    rate = LearnableRate(21.0, 20.0, 90.0, limits=(20.0, 90.0))
+    plus, minus = rate.probes()
+    assert minus == 20.0 and plus == pytest.approx(21.0 * 1.1, abs=1e-3)
+    rate = LearnableRate(60.0, 40.0, 80.0, limits=(20.0, 90.0))
+    plus, minus = rate.probes()
+    assert (plus, minus) == (pytest.approx(66.0, abs=1e-3), pytest.approx(54.0, abs=1e-3))
+
+
+def test_combine_gives_the_central_difference_to_the_rate():
+    rate = LearnableRate(50.0, 20.0, 90.0, cost=0.0)
+    w = torch.tensor(2.0, requires_grad=True)
+    objective, step = rate.combine(w * 3.0, w * 1.0, 55.0, 45.0)
+    objective.backward()
+    assert float(step.slope) == pytest.approx((6.0 - 2.0) / 10.0)
+    # The first step's RMS is its own size: the normalised gradient is GRAD_SCALE * sign.
+    assert float(rate.raw.grad) == pytest.approx(GRAD_SCALE)  # loss rises with p: go down
+    assert float(objective.detach()) == pytest.approx(4.0)  # the surrogate adds no value
+    assert float(w.grad) == pytest.approx(2.0)  # the model trains on the mean of both
+
+
+def test_rate_gradient_stays_small_whatever_the_loss_scale():
+    """ESPnet clips the global gradient norm: the rate must not dominate it."""
+    rate = LearnableRate(50.0, 20.0, 90.0)
+    for scale in (1.0, 1e4, 1e-4, 1e6):
+        rate.raw.grad = None
+        objective, _ = rate.combine(torch.tensor(scale), torch.tensor(0.0), 55.0, 45.0)
+        objective.backward()
+        assert 0 < float(rate.raw.grad) <= GRAD_SCALE * RMS_CLAMP + 1e-6
+
+
+def test_cost_pushes_towards_long_periods():
+    rate = LearnableRate(50.0, 20.0, 90.0, cost=1.0)
+    assert float(rate.cost_term().detach()) == pytest.approx(relative_compute(50.0))
+    objective, step = rate.combine(torch.tensor(1.0), torch.tensor(1.0), 55.0, 45.0)
+    objective.backward()  # a flat task loss: only the cost's slope -20 / p**2 is left
+    assert float(step.slope) == pytest.approx(-20.0 / 50.0 ** 2)
+    assert float(rate.raw.grad) < 0  # descending raises the period
+    assert float(objective.detach()) == pytest.approx(1.0 + 20.0 / 50.0)
+
+
+def test_objective_replays_random_numbers_and_checks_arguments():
+    rate = LearnableRate(50.0, 20.0, 90.0)
+    draws = []
+    rate.objective(lambda p: draws.append(torch.rand(3)) or torch.zeros(()))
+    assert torch.equal(draws[0], draws[1])
+    snap = RngSnapshot()
+    a = torch.rand(2)
+    snap.restore()
+    assert torch.equal(a, torch.rand(2))
+    with pytest.raises(ValueError, match="rate_range"):
+        LearnableRate(50.0, 10.0, 90.0)
+    with pytest.raises(ValueError, match="within the periods"):
+        LearnableRate(50.0, 20.0, 90.0, limits=(20.0, 80.0))
+    with pytest.raises(ValueError, match="rate_cost"):
+        LearnableRate(50.0, 20.0, 90.0, cost=-1.0)
+    assert not math.isnan(rate.value)
