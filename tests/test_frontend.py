@@ -12,6 +12,7 @@ from espnet_ofa.frontend.espnet_hooks import attach_rate_learning
 from espnet_ofa.frontend.ofa import ENV_FRAME_PERIOD, ENV_LAM, OFAFrontend
 from espnet_ofa.models.pretrained import CheckpointError
 from espnet_ofa.models.student import build_student
+from espnet_ofa.zoo import ZooError
 
 
 def frames_at_20ms(wav_lengths: torch.Tensor) -> torch.Tensor:
@@ -130,10 +131,10 @@ def test_missing_or_unsupported_model_names_the_fix(tmp_path, checkpoint):
         OFAFrontend(fs="16k", model=str(tmp_path / "nowhere.pth"))
     with pytest.raises(CheckpointError, match="frontend_conf.model is required"):
         OFAFrontend(fs="16k")
-    with pytest.raises(CheckpointError, match=r"\.zip.*not supported yet.*unzip"):
+    with pytest.raises(ZooError, match="not found.*packed .zip"):
         OFAFrontend(fs="16k", model=str(tmp_path / "ofa_model.zip"))
-    with pytest.raises(CheckpointError, match="model-zoo name"):
-        OFAFrontend(fs="16k", model="someone/ofa_distilhubert")
+    with pytest.raises(ZooError, match="not found"):
+        OFAFrontend(fs="16k", model="no_such_zoo_model")
     alone = tmp_path / "alone.pth"
     alone.write_bytes(checkpoint.read_bytes())
     with pytest.raises(CheckpointError, match="config.yaml"):

@@ -125,3 +125,24 @@ def test_pack_refuses_a_model_that_does_not_load(experiment, tmp_path):
     with pytest.raises(ValueError, match="truncated"):
         pack_ofa_ssl(exp / "config.yaml", exp / "broken.pth", tmp_path / "x.zip")
     assert not (tmp_path / "x.zip").exists()
+
+
+def test_frontend_takes_a_packed_model_or_zoo_name(experiment, tmp_path, monkeypatch):
+    from espnet_ofa.frontend.ofa import OFAFrontend
+
+    student, exp = experiment
+    archive = pack_ofa_ssl(exp / "config.yaml", exp / "valid.loss.best.pth", tmp_path / "ofa.zip")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # espnet_model_zoo's default cache
+    wav = torch.sin(torch.arange(16000) / 7.0)[None]
+    outputs = []
+    for model in (str(archive), "ofa_in_zoo"):
+        if model == "ofa_in_zoo":
+            publish(archive, str(tmp_path / "zoo"), name="ofa_in_zoo")
+            monkeypatch.setenv(ZOO_ENV, str(tmp_path / "zoo"))
+        frontend = OFAFrontend(fs="16k", model=model, frame_period=40, layer=2).eval()
+        with torch.no_grad():
+            feats, lengths = frontend(wav, torch.tensor([16000]))
+        assert int(lengths) == round(((16000 - 400) // 320 + 1) * 20 / 40)
+        outputs.append(feats)
+    torch.testing.assert_close(outputs[0], outputs[1])
+    torch.testing.assert_close(outputs[0], run(student, 40.0))

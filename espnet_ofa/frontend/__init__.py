@@ -12,7 +12,6 @@ from typing import Any
 _EXPORTS = {
     "OFAFrontend": "espnet_ofa.frontend.ofa",
     "resolve_model": "espnet_ofa.frontend.ofa",
-    "register_model_resolver": "espnet_ofa.frontend.ofa",
     "ENV_FRAME_PERIOD": "espnet_ofa.frontend.ofa",
     "ENV_LAM": "espnet_ofa.frontend.ofa",
     "LearnableRate": "espnet_ofa.frontend.learnable_rate",

@@ -23,7 +23,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
@@ -42,52 +42,36 @@ logger = logging.getLogger(__name__)
 ENV_FRAME_PERIOD = "ESPNET_OFA_FRAME_PERIOD"
 ENV_LAM = "ESPNET_OFA_LAM"
 
-# Resolvers turn ``frontend_conf.model`` into a local .pth; each returns None when the value
-# is not its kind. Packed zips and model-zoo names will plug in here.
-ModelResolver = Callable[[str], Optional[Path]]
-_MODEL_RESOLVERS: List[ModelResolver] = []
-
-
-def register_model_resolver(resolver: ModelResolver) -> None:
-    """Teach `resolve_model` a new kind of ``model`` value (tried before local paths)."""
-    if resolver not in _MODEL_RESOLVERS:
-        _MODEL_RESOLVERS.append(resolver)
-
-
 def resolve_model(model: Optional[Union[str, os.PathLike]]) -> Path:
     """``frontend_conf.model`` -> the local OFA checkpoint (.pth) it names.
 
+    A .pth/.pt path is used as it is (its config.yaml beside it); anything else is a packed
+    model: a .zip path, a URL, a name in a local zoo (``$ESPNET_OFA_ZOO``) or the package's
+    table, or a Hugging Face id, which `espnet_ofa.zoo` downloads, verifies and unpacks.
+
     Raises:
-        CheckpointError: missing value or file, or a kind of source not supported yet.
+        CheckpointError: missing value or checkpoint file.
+        espnet_ofa.zoo.ZooError: a packed model that cannot be found, fetched or read.
     """
     if model is None or str(model).strip() == "":
         raise CheckpointError(
             "frontend_conf.model is required: the path of an OFA checkpoint, e.g. "
-            "exp/ofa/valid.loss.best.pth from ofa_ssl_train (its config.yaml must be beside it)"
+            "exp/ofa/valid.loss.best.pth from ofa_ssl_train (its config.yaml must be beside it), "
+            "or a packed OFA model (.zip, zoo name)"
         )
     value = os.fspath(model)
-    for resolver in _MODEL_RESOLVERS:
-        found = resolver(value)
-        if found is not None:
-            return Path(found)
     path = Path(value).expanduser()
-    if path.is_file():
-        return path
-    if path.suffix == ".zip":
+    if path.suffix in (".pth", ".pt"):
+        if path.is_file():
+            return path
         raise CheckpointError(
-            f"frontend_conf.model={value!r}: packed OFA models (.zip) are not supported yet; "
-            "unzip it and point frontend_conf.model to the .pth inside (config.yaml beside it)"
+            f"OFA checkpoint {value!r} does not exist (relative paths are relative to "
+            f"{os.getcwd()}); train one with ofa_ssl_train (egs2/*/ssl1/run.sh) or fix "
+            "frontend_conf.model"
         )
-    if path.suffix not in (".pth", ".pt") and not path.is_absolute() and value.count("/") == 1:
-        raise CheckpointError(
-            f"frontend_conf.model={value!r} is neither a file nor supported as a model-zoo name "
-            "yet; download the OFA model and give the local path of its .pth"
-        )
-    raise CheckpointError(
-        f"OFA checkpoint {value!r} does not exist (relative paths are relative to "
-        f"{os.getcwd()}); train one with ofa_ssl_train (egs2/*/ssl1/run.sh) or fix "
-        "frontend_conf.model"
-    )
+    from espnet_ofa.zoo import resolve_ofa_checkpoint
+
+    return resolve_ofa_checkpoint(value)
 
 
 def parse_fs(fs: Union[int, float, str]) -> int:
