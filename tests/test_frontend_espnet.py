@@ -302,3 +302,74 @@ def test_explicit_register_without_the_hook():
                          env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split("\n")[-2] == "False ['espnet2.tasks.asr'] True True"
+
+
+PACKED_ROUND_TRIP = r"""
+import json, os, sys, torch
+import soundfile as sf
+from espnet2.bin.asr_inference import Speech2Text
+from espnet2.bin.slu_inference import Speech2Understand
+from espnet2.bin.st_inference import Speech2Text as Speech2Translation
+from espnet_ofa.inference import load_pretrained, set_frame_period
+
+work, wavs = sys.argv[1], sys.argv[2:]
+audio = [torch.tensor(sf.read(w, dtype="float32")[0]) for w in wavs]
+
+def hyps(s2x):
+    return [s2x(a)[0][0] for a in audio]
+
+out = {}
+# Packed models first, from a directory where exp/ does not exist...
+after = load_pretrained(f"{work}/packed/asr.zip", "asr", frame_period=40.0, beam_size=2)
+packed = {"slu": Speech2Understand.from_pretrained(f"{work}/packed/slu.zip", beam_size=2),
+          "st": Speech2Translation.from_pretrained(f"{work}/packed/st.zip", beam_size=2)}
+# ... then the originals, whose configs name exp/ofa/... relative to the work dir.
+os.chdir(work)
+before = Speech2Text(asr_train_config="exp/asr/config.yaml",
+                     asr_model_file="exp/asr/valid.loss.best.pth", beam_size=2)
+for period in (40.0, 80.0):
+    set_frame_period(before, period)
+    set_frame_period(after, period)  # between calls, no reload
+    out[f"asr{period:g}"] = [hyps(before), hyps(after)]
+    out[f"asr{period:g}_len"] = int(after.asr_model.encode(audio[0][None],
+                                    torch.tensor([len(audio[0])]))[1])
+for task, cls, key in (("slu", Speech2Understand, "slu"), ("st", Speech2Translation, "st")):
+    ref = cls(**{f"{key}_train_config": f"exp/{task}/config.yaml",
+                 f"{key}_model_file": f"exp/{task}/valid.loss.best.pth"}, beam_size=2)
+    out[task] = [hyps(ref), hyps(packed[task])]
+print("RESULT", json.dumps(out))
+"""
+
+
+def test_packed_models_decode_like_the_originals(work, tmp_path):
+    """Model zoo round trip: pack (OFA checkpoint inside), unpack elsewhere with ESPnet's
+    own unmodified from_pretrained, decode at two periods: same hypotheses."""
+    from espnet_ofa.zoo.downstream import pack_downstream
+
+    for task in ("asr", "slu", "st"):
+        if not (work / f"exp/{task}/valid.loss.best.pth").exists():
+            pytest.skip(f"needs the {task} model of the tests above")
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        for task in ("asr", "slu", "st"):
+            pack_downstream(task, f"exp/{task}/config.yaml", f"exp/{task}/valid.loss.best.pth",
+                            f"packed/{task}.zip")
+    finally:
+        os.chdir(cwd)
+    wavs = [line.split()[1] for line in (work / "data/test/wav.scp").read_text().splitlines()[:4]]
+    # Another directory and another HOME (espnet_model_zoo's cache): nothing resolves to work/exp.
+    env = {**os.environ, "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", PACKED_ROUND_TRIP, str(work), *wavs],
+                          cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    out = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    for key in ("asr40", "asr80", "slu", "st"):
+        original, packed = out[key]
+        assert packed == original, key
+    assert any(out["asr40"][0]), "empty hypotheses would make the comparison vacuous"
+    frames = (len(__import__("soundfile").read(wavs[0])[0]) - 400) // 320 + 1
+    assert out["asr40_len"] == round(frames * 20 / 40)
+    assert out["asr80_len"] == round(frames * 20 / 80)
+    assert any(p.name.endswith("pth") for p in tmp_path.rglob("*.pth"))  # unpacked under HOME
