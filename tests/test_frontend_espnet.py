@@ -373,3 +373,26 @@ def test_packed_models_decode_like_the_originals(work, tmp_path):
     assert out["asr40_len"] == round(frames * 20 / 40)
     assert out["asr80_len"] == round(frames * 20 / 80)
     assert any(p.name.endswith("pth") for p in tmp_path.rglob("*.pth"))  # unpacked under HOME
+
+
+def test_transcribe_cli_resamples_and_reports_rtf(work):
+    """python -m espnet_ofa.bin.transcribe on the packed ASR model: 8 kHz input resampled."""
+    fsdd = DATA.parent / "fsdd" / "recordings" / "3_theo_0.wav"
+    if not (work / "packed/asr.zip").exists() or not fsdd.exists():
+        pytest.skip("needs the packed ASR model and FSDD")
+    an4 = (work / "data/test/wav.scp").read_text().splitlines()[0].split()[1]
+    env = {**os.environ, "HOME": str(work / "home"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "espnet_ofa.bin.transcribe", "--model", "packed/asr.zip",
+         "--frame-period", "60", "--beam-size", "2", str(fsdd), an4],
+        cwd=work, env=env, text=True, capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(fsdd), an4]
+    assert f"{fsdd}: resampled from 8000 Hz to 16000 Hz" in proc.stderr
+    assert "real-time factor:" in proc.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "espnet_ofa.bin.transcribe", "--model", "packed/asr.zip",
+         "--frame-period", "150", an4], cwd=work, env=env, text=True, capture_output=True,
+        timeout=300)
+    assert bad.returncode == 2 and "outside the range" in bad.stderr
