@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from espnet_ofa.frontend.espnet_hooks import attach_rate_learning
 from espnet_ofa.frontend.ofa import ENV_FRAME_PERIOD, ENV_LAM, OFAFrontend
-from espnet_ofa.models.pretrained import CheckpointError
+from espnet_ofa.models.pretrained import CheckpointError, save_student
 from espnet_ofa.models.student import build_student
 from espnet_ofa.zoo import ZooError
 
@@ -22,14 +21,8 @@ def frames_at_20ms(wav_lengths: torch.Tensor) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """A tiny random-weight OFA model as ofa_ssl_train writes it (config.yaml beside)."""
-    exp = tmp_path_factory.mktemp("ofa")
     torch.manual_seed(0)
-    student = build_student("tiny")
-    conf = {"student_preset": "tiny", "student_conf": student.config.to_dict()}
-    (exp / "config.yaml").write_text(yaml.safe_dump(conf))
-    torch.save({f"student.{k}": v for k, v in student.state_dict().items()},
-               exp / "valid.loss.best.pth")
-    return exp / "valid.loss.best.pth"
+    return save_student(build_student("tiny"), tmp_path_factory.mktemp("ofa"), preset="tiny")
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import pytest
 import torch
 import yaml
 
+from espnet_ofa.models.pretrained import save_student
 from espnet_ofa.models.student import build_student
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,13 +65,7 @@ def work(tmp_path_factory) -> Path:
     """A tiny OFA checkpoint, data dirs (wav.scp, text, text.de, utt2spk) and token lists."""
     root = tmp_path_factory.mktemp("espnet_ofa")
     torch.manual_seed(0)
-    student = build_student("tiny")
-    ofa = root / "exp" / "ofa"
-    ofa.mkdir(parents=True)
-    conf = {"student_preset": "tiny", "student_conf": student.config.to_dict()}
-    (ofa / "config.yaml").write_text(yaml.safe_dump(conf))
-    torch.save({f"student.{k}": v for k, v in student.state_dict().items()},
-               ofa / "valid.loss.best.pth")
+    save_student(build_student("tiny"), root / "exp" / "ofa", preset="tiny")
 
     texts: Dict[str, List[str]] = {"en": [], "slu": [], "de": []}
     for split in ("train", "test"):

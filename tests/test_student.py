@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from espnet_ofa.models.pretrained import CheckpointError, load_student
+from espnet_ofa.models.pretrained import CheckpointError, load_student, save_student
 from espnet_ofa.models.student import StudentConfig, build_student
 
 
@@ -114,13 +114,8 @@ def test_bad_configs_raise():
 
 
 def test_load_student_round_trip_and_errors(tmp_path, student, batch):
-    import yaml
-
     exp = tmp_path / "exp"
-    exp.mkdir()
-    conf = {"student_preset": "tiny", "student_conf": student.config.to_dict()}
-    (exp / "config.yaml").write_text(yaml.safe_dump(conf))
-    torch.save({f"student.{k}": v for k, v in student.state_dict().items()}, exp / "model.pth")
+    save_student(student, exp, "model.pth", preset="tiny")
     loaded = load_student(exp / "model.pth")
     with torch.no_grad():
         a = student(*batch, frame_period=50.0)

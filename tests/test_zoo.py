@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from espnet_ofa.models.pretrained import load_student
+from espnet_ofa.models.pretrained import load_student, save_student
 from espnet_ofa.models.student import build_student
 from espnet_ofa.zoo import (
     ZOO_ENV,
@@ -26,13 +26,8 @@ def experiment(tmp_path, monkeypatch):
     torch.manual_seed(0)
     student = build_student("tiny").eval()
     exp = tmp_path / "exp" / "ofa"
-    exp.mkdir(parents=True)
-    conf = {"student_preset": "tiny", "student_conf": student.config.to_dict(),
-            "teacher": "HUBERT_BASE",
-            "train_data_path_and_name_and_type": [["dump/train/wav.scp", "speech", "sound"]]}
-    (exp / "config.yaml").write_text(yaml.safe_dump(conf))
-    torch.save({f"student.{k}": v for k, v in student.state_dict().items()},
-               exp / "valid.loss.best.pth")
+    save_student(student, exp, preset="tiny", teacher="HUBERT_BASE",
+                 train_data_path_and_name_and_type=[["dump/train/wav.scp", "speech", "sound"]])
     return student, exp
 
 

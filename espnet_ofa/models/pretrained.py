@@ -83,3 +83,20 @@ def load_student(checkpoint: PathLike, config: Optional[PathLike] = None) -> OFA
             f"{checkpoint} does not match {config_path}: {err}".splitlines()[0]
         ) from err
     return student.eval()
+
+
+def save_student(student: OFAStudent, exp_dir: PathLike, filename: str = "valid.loss.best.pth",
+                 preset: str = "distilhubert", **config_extra) -> Path:
+    """Write ``student`` as ``ofa_ssl_train`` would: ``<exp_dir>/<filename>`` (weights under
+    ``student.``) and ``<exp_dir>/config.yaml``; the inverse of `load_student`.
+
+    ``config_extra`` adds entries to config.yaml (e.g. ``teacher=...``).
+    """
+    exp_dir = Path(exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    conf = {"student_preset": preset, "student_conf": student.config.to_dict(), **config_extra}
+    (exp_dir / "config.yaml").write_text(yaml.safe_dump(conf), encoding="utf-8")
+    checkpoint = exp_dir / filename
+    torch.save({f"student.{k}": v for k, v in student.state_dict().items()}, checkpoint)
+    return checkpoint
+
