@@ -64,6 +64,8 @@ install_requires = [
     "tensorboard",
     "matplotlib",
     "editdistance",
+    # k-means units of the pseudo boundaries.
+    "scikit-learn",
     # Scoring and progress.
     "jiwer",
     "sacrebleu",

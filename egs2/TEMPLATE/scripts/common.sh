@@ -1,0 +1,111 @@
+# shellcheck shell=bash
+# Helpers shared by asr.sh/slu.sh/st.sh (scripts/s2t.sh) and ssl.sh (sourced).
+# stage and stop_stage are the caller's options:
+# shellcheck disable=SC2154
+
+# log MESSAGE...: a time-stamped line on stderr, as ESPnet's recipes print
+# (log_name, default the script's name, says who speaks).
+log() {
+    printf '%s (%s) %s\n' "$(date '+%Y-%m-%dT%H:%M:%S')" "${log_name:-$(basename "$0")}" "$*" >&2
+}
+
+# die MESSAGE...: log and exit 1.
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# want_stage N: whether stage N is within --stage .. --stop_stage and not listed in
+# skip_stages (which the --skip_* options fill).
+want_stage() {
+    [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ] &&
+        [[ " ${skip_stages:-} " != *" $1 "* ]]
+}
+
+# stage_begin N TITLE: print the stage banner and start its clock.
+_stage_t0=0
+stage_begin() {
+    _stage_t0=${SECONDS}
+    log "Stage $1: $2"
+}
+
+# stage_end: how long the stage took.
+stage_end() {
+    log "  done in $((SECONDS - _stage_t0)) s (total $((SECONDS - _run_t0)) s)"
+}
+_run_t0=${SECONDS}
+
+# options_help SCRIPT: the option block of SCRIPT (from "# General" to its help_message)
+# as "--name default  # comment" lines, for --help.
+options_help() {
+    sed -n '/^# General$/,/^help_message=/p' "$1" |
+        grep -v -e '^# shellcheck' -e '^[{}]$' -e '^\[ ' -e '^help_message=' |
+        sed -e 's/^\([a-z_]*\)=/--\1 /' -e 's/^/    /'
+}
+
+# check_bool NAME...: each variable is true or false.
+check_bool() {
+    local name
+    for name in "$@"; do
+        case "${!name}" in
+            true | false) ;;
+            *) die "--${name} must be true or false, got '${!name}'" ;;
+        esac
+    done
+}
+
+# split_keys SCP N PREFIX: write PREFIX.1.scp .. PREFIX.N.scp, round-robin lines of SCP;
+# prints the number of parts made (fewer than N for a short SCP).
+split_keys() {
+    local scp=$1 n=$2 prefix=$3 lines
+    lines=$(wc -l < "${scp}")
+    [ "${lines}" -gt 0 ] || die "${scp} is empty"
+    [ "${n}" -le "${lines}" ] || n=${lines}
+    rm -f "${prefix}".*.scp
+    awk -v n="${n}" -v p="${prefix}" '{ print > (p "." ((NR - 1) % n + 1) ".scp") }' "${scp}"
+    echo "${n}"
+}
+
+# resolve_ngpu N: N when that many GPUs are visible to torch, else 0 with a warning.
+resolve_ngpu() {
+    local want=$1 have
+    if [ "${want}" -le 0 ]; then
+        echo 0
+        return
+    fi
+    have=$(python3 -c 'import torch; print(torch.cuda.device_count())' 2> /dev/null || echo 0)
+    if [ "${have}" -lt 1 ]; then
+        log "warning: --ngpu ${want} but no GPU is visible; running on the CPU"
+        echo 0
+    elif [ "${have}" -lt "${want}" ]; then
+        log "warning: --ngpu ${want} but only ${have} GPU(s) are visible; using ${have}"
+        echo "${have}"
+    else
+        echo "${want}"
+    fi
+}
+
+# bg_run CMD...: start CMD in the background; at most ${bg_max:-1} at a time (in batches).
+# bg_wait: wait for them all; die when any failed.
+_bg_pids=()
+_bg_failed=0
+_bg_flush() {
+    local pid
+    for pid in "${_bg_pids[@]}"; do
+        wait "${pid}" || _bg_failed=$((_bg_failed + 1))
+    done
+    _bg_pids=()
+}
+bg_run() {
+    "$@" &
+    _bg_pids+=("$!")
+    [ "${#_bg_pids[@]}" -lt "${bg_max:-1}" ] || _bg_flush
+}
+bg_wait() {
+    _bg_flush
+    if [ "${_bg_failed}" -gt 0 ]; then
+        local n=${_bg_failed}
+        _bg_failed=0
+        die "${n} job(s) failed; their logs are named above"
+    fi
+}

@@ -1,0 +1,57 @@
+# shellcheck shell=bash
+# Data stages 1-4, shared by scripts/s2t.sh (asr/slu/st) and ssl.sh (sourced).
+#
+# Uses: train_set valid_set test_sets local_data_opts speed_perturb_factors fs
+#       min_wav_duration max_wav_duration dumpdir nj python train_cmd text_tables
+# (text_tables: the tables besides wav.scp each set must have, e.g. "text").
+# Commands and option strings are split into words on purpose, and the variables above
+# are the caller's:
+# shellcheck disable=SC2086,SC2154
+
+# Stage 1: the recipe's own data preparation (local/data.sh) writes data/<set>.
+data_prep_stage() {
+    [ -x local/data.sh ] || die "local/data.sh not found (or not executable) in ${PWD}"
+    local/data.sh ${local_data_opts}
+}
+
+# Stage 2: speed-perturbed copy of the training set (data/<train>_sp).
+speed_perturb_stage() {
+    local factors=$1
+    if [ -z "${factors}" ]; then
+        log "  skipped: no --speed_perturb_factors"
+        return
+    fi
+    ${train_cmd} --num_threads 1 "data/${train_set}_sp/log/speed_perturb.log" \
+        ${python} -m espnet_ofa.bin.recipe speed_perturb --src "data/${train_set}" \
+        --dst "data/${train_set}_sp" --factors ${factors}
+}
+
+# Stage 3: check each data dir (a bad file stops here with its name and line), resample
+# to ${fs} and dump: train/valid to ${dumpdir}/raw/org/<set>, tests to ${dumpdir}/raw/<set>.
+format_stage() {
+    local dset dst
+    # shellcheck disable=SC2034  # read by bg_run
+    local bg_max=${nj}
+    for dset in "${train_set}" "${valid_set}" ${test_sets}; do
+        if [ "${dset}" = "${train_set}" ] || [ "${dset}" = "${valid_set}" ]; then
+            dst="${dumpdir}/raw/org/${dset}"
+        else
+            dst="${dumpdir}/raw/${dset}"
+        fi
+        bg_run ${train_cmd} --num_threads 1 "${dumpdir}/raw/log/format.${dset}.log" \
+            ${python} -m espnet_ofa.bin.recipe format --src "data/${dset}" --dst "${dst}" \
+            --fs "${fs}" --required wav.scp ${text_tables}
+    done
+    bg_wait
+}
+
+# Stage 4: drop too short/long utterances (and empty texts) from train and valid.
+filter_stage() {
+    local dset
+    for dset in "${train_set}" "${valid_set}"; do
+        ${train_cmd} --num_threads 1 "${dumpdir}/raw/log/filter.${dset}.log" \
+            ${python} -m espnet_ofa.bin.recipe filter --src "${dumpdir}/raw/org/${dset}" \
+            --dst "${dumpdir}/raw/${dset}" --fs "${fs}" --min "${min_wav_duration}" \
+            --max "${max_wav_duration}" --text_files ${text_tables}
+    done
+}

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Run a command, or an array of jobs, through Slurm (the interface of run_local.sh and of
+# Kaldi's slurm.pl, rewritten here).
+#
+#   run_slurm.sh [options] [JOB=1:N] LOG COMMAND [ARGS...]
+#
+# Submits one job array with `sbatch --wait`: job j runs the command with "JOB" replaced
+# by j, in the current directory, its output in LOG (with j for JOB). Blocks until all
+# are done; exits non-zero when any failed, naming its log.
+#
+# Options:
+#   --num_threads N   --cpus-per-task (and OMP/MKL threads), default 1
+#   --gpu N           --gres=gpu:N when N > 0
+#   --mem SIZE        --mem (e.g. 8G)
+#   --time T          --time (e.g. 4:00:00)
+#   --partition P     --partition (default: $SLURM_PARTITION if set)
+#   --max_jobs_run N  at most N array tasks at a time (--array=1-N%M)
+# Extra sbatch arguments: $SBATCH_EXTRA_ARGS (split on spaces).
+# The job scripts are written with single-quoted code that runs later:
+# shellcheck disable=SC2016
+set -euo pipefail
+
+num_threads=1 gpu=0 mem="" time_limit="" partition=${SLURM_PARTITION:-} max_jobs_run=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --num_threads) num_threads=$2; shift 2 ;;
+        --gpu) gpu=$2; shift 2 ;;
+        --mem) mem=$2; shift 2 ;;
+        --time) time_limit=$2; shift 2 ;;
+        --partition) partition=$2; shift 2 ;;
+        --max_jobs_run) max_jobs_run=$2; shift 2 ;;
+        --config) shift 2 ;;
+        --*) echo "$0: unknown option $1" >&2; exit 1 ;;
+        *) break ;;
+    esac
+done
+jobvar="" first=1 last=1
+if [[ $# -gt 0 && "$1" =~ ^([A-Za-z_][A-Za-z0-9_]*)=([0-9]+):([0-9]+)$ ]]; then
+    jobvar=${BASH_REMATCH[1]}
+    first=${BASH_REMATCH[2]}
+    last=${BASH_REMATCH[3]}
+    shift
+fi
+if [ $# -lt 2 ]; then
+    echo "usage: $0 [options] [JOB=1:N] LOG COMMAND [ARGS...]" >&2
+    exit 1
+fi
+log=$1
+shift
+command -v sbatch > /dev/null || { echo "$0: sbatch not found (is Slurm installed?)" >&2; exit 1; }
+
+qdir=$(dirname "${log}")/q
+name=$(basename "${log}" .log)
+name=${name//${jobvar:-JOB}/}
+mkdir -p "${qdir}"
+qdir=$(cd "${qdir}" && pwd)
+
+# One script per job with the command written out (quoted), run by the array task.
+for ((j = first; j <= last; j++)); do
+    jlog=${log}
+    cmd=()
+    for arg in "$@"; do
+        if [ -n "${jobvar}" ]; then cmd+=("${arg//${jobvar}/${j}}"); else cmd+=("${arg}"); fi
+    done
+    [ -z "${jobvar}" ] || jlog=${log//${jobvar}/${j}}
+    mkdir -p "$(dirname "${jlog}")"
+    jlog=$(cd "$(dirname "${jlog}")" && pwd)/$(basename "${jlog}")
+    rm -f "${qdir}/${name}.${j}.rc"
+    {
+        printf '#'
+        printf ' %q' "${cmd[@]}"
+        printf '\n# Submitted at %s\n#\n' "$(date)"
+    } > "${jlog}"
+    {
+        echo "#!/usr/bin/env bash"
+        printf 'cd %q || exit 1\n' "${PWD}"
+        printf 'export OMP_NUM_THREADS=%q MKL_NUM_THREADS=%q\n' "${num_threads}" "${num_threads}"
+        printf '%s>> %q 2>&1\n' "$(printf '%q ' "${cmd[@]}")" "${jlog}"
+        echo 'rc=$?'
+        printf 'echo "# Ended (code ${rc}) at $(date) on $(hostname)" >> %q\n' "${jlog}"
+        printf 'echo "${rc}" > %q\n' "${qdir}/${name}.${j}.rc"
+        echo 'exit "${rc}"'
+    } > "${qdir}/${name}.${j}.sh"
+    chmod +x "${qdir}/${name}.${j}.sh"
+done
+{
+    echo "#!/usr/bin/env bash"
+    printf 'exec bash %q/%s."${SLURM_ARRAY_TASK_ID}".sh\n' "${qdir}" "${name}"
+} > "${qdir}/${name}.array.sh"
+
+array="${first}-${last}"
+[ "${max_jobs_run}" -le 0 ] || array="${array}%${max_jobs_run}"
+opts=(--wait --job-name "${name}" --array "${array}" --cpus-per-task "${num_threads}"
+    --output "${qdir}/${name}.%a.out")
+[ "${gpu}" -le 0 ] || opts+=(--gres "gpu:${gpu}")
+[ -z "${mem}" ] || opts+=(--mem "${mem}")
+[ -z "${time_limit}" ] || opts+=(--time "${time_limit}")
+[ -z "${partition}" ] || opts+=(--partition "${partition}")
+# shellcheck disable=SC2206  # word splitting of the extra arguments is intended
+[ -z "${SBATCH_EXTRA_ARGS:-}" ] || opts+=(${SBATCH_EXTRA_ARGS})
+echo "$(basename "$0"): sbatch ${opts[*]} (${last} job(s); logs: ${log})"
+sbatch "${opts[@]}" "${qdir}/${name}.array.sh" > /dev/null || true
+
+failed=0
+for ((j = first; j <= last; j++)); do
+    jlog=${log}
+    [ -z "${jobvar}" ] || jlog=${log//${jobvar}/${j}}
+    rc=$(cat "${qdir}/${name}.${j}.rc" 2> /dev/null || echo "none")
+    if [ "${rc}" != 0 ]; then
+        echo "$(basename "$0"): job ${j} failed (code ${rc}); log: ${jlog}" >&2
+        failed=$((failed + 1))
+    fi
+done
+[ "${failed}" -eq 0 ] || exit 1

@@ -1,0 +1,421 @@
+#!/usr/bin/env bash
+# The speech-to-text pipeline behind asr.sh, slu.sh and st.sh (one script, --task picks
+# the ESPnet task). Stage numbers are ESPnet's:
+#    1 data preparation (local/data.sh)        9 n-gram LM (needs --use_lm true)
+#    2 speed perturbation                     10 collect statistics (shapes, feature stats)
+#    3 format wav.scp (check, resample, dump)  11 training (one experiment per config)
+#    4 filter by length                       12 decoding at each --frame_periods (and at a
+#    5 token list                                learnt rate), one model load per experiment
+#    6 LM statistics (--use_lm true)          13 scoring, RESULTS.md and a plot
+#    7 LM training (--use_lm true)            14 packing (see issue 6: not implemented yet)
+#    8 LM perplexity (--use_lm true)          15 upload (see issue 6: not implemented yet)
+# Every stage can be rerun: outputs are written atomically and recomputed; training
+# resumes from its checkpoint.
+#
+# ${train_cmd}, ${python} and the option strings (local_data_opts, *_args, test_sets, ...)
+# are split into words on purpose, as in ESPnet's scripts:
+# shellcheck disable=SC2086
+# shellcheck source-path=SCRIPTDIR
+set -euo pipefail
+
+_template=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
+# shellcheck source=common.sh
+. "${_template}/scripts/common.sh"
+# shellcheck source=data_stages.sh
+. "${_template}/scripts/data_stages.sh"
+
+# General
+task=""                 # asr, slu or st (asr.sh, slu.sh and st.sh set it)
+stage=1                 # first stage to run
+stop_stage=10000        # last stage to run
+skip_data_prep=false    # skip stages 1-5
+skip_train=false        # skip stages 6-11
+skip_eval=false         # skip stages 12-13
+skip_packing=true       # skip stage 14
+skip_upload=true        # skip stage 15
+ngpu=0                  # GPUs for training and decoding (0: CPU)
+nj=2                    # parallel jobs of the data stages and of collect-stats
+inference_nj=1          # parallel decoding jobs per experiment
+num_threads=1           # CPU threads per job (OMP/MKL)
+max_parallel_exps=2     # experiments trained/decoded at the same time on the CPU
+dumpdir=dump            # formatted data
+expdir=exp              # experiments
+python=python3
+# Data
+local_data_opts=""      # options of local/data.sh
+train_set=""
+valid_set=""
+test_sets=""
+fs=16k                  # sample rate of the dumped audio
+min_wav_duration=0.1    # seconds; shorter training utterances are dropped
+max_wav_duration=20     # seconds; longer training utterances are dropped
+speed_perturb_factors="" # e.g. "0.9 1.0 1.1" (empty: no speed perturbation)
+# Tokens
+lang=noinfo             # for the default names of the token list and stats dir
+token_type=bpe          # word, char or bpe (st: of the target language)
+nbpe=30                 # sentencepiece vocabulary size for bpe
+bpemode=unigram
+src_lang=""             # st: source language (default: --lang)
+tgt_lang=""             # st: target language
+src_token_type=bpe      # st: source tokens
+src_nbpe=30
+# Language model
+use_lm=false
+# shellcheck disable=SC2034  # no LM stages yet
+lm_config=""
+# The OFA SSL model under every experiment (frontend: ofa)
+ofa_model=""            # its .pth; given to the configs as frontend_conf.model
+ssl_recipe=""           # recipe directory whose run.sh makes ofa_model when it is missing
+ssl_recipe_opts=""      # options for that run.sh (shell syntax: quote values with spaces)
+# Training (the <task>_* variables are read indirectly, by the task name)
+# shellcheck disable=SC2034
+{
+asr_config=""           # the training config (slu_config, st_config for those tasks)
+asr_configs=""          # several configs, one experiment each (overrides asr_config)
+asr_args=""             # extra options of espnet2.bin.asr_train
+asr_stats_dir=""        # statistics (default exp/asr_stats_raw_<lang>_<token_type>)
+slu_config=""
+slu_configs=""
+slu_args=""
+slu_stats_dir=""
+st_config=""
+st_configs=""
+st_args=""
+st_stats_dir=""
+}
+feats_normalize=global_mvn  # global_mvn, utterance_mvn or none
+train_frame_periods=""  # ms; train each fixed-rate OFA config once per period (exp suffix _p<P>)
+# Decoding
+inference_config=""     # YAML of decoding options (beam_size, ctc_weight, ...)
+inference_model=valid.loss.best.pth
+inference_tag=""        # decoding directory name (default from the config and model)
+frame_periods="20 40 60 80"  # ms; a model with a learnt rate is decoded at that rate
+results_md=RESULTS.md   # written by stage 13 (with RESULTS.png beside it)
+
+[ "${1:-}" != --task ] || task=${2:-}
+# shellcheck disable=SC2034  # read by parse_options.sh
+help_message=$(cat << EOF
+Usage: ${task:-asr}.sh --train_set <set> --valid_set <set> --test_sets "<sets>" --${task:-asr}_config <yaml> [options]
+
+The ESPnet stages 1-15 for task '${task:-asr}' on an OFA SSL frontend (see the top of
+${_template}/scripts/s2t.sh). Options and their defaults:
+$(options_help "${_template}/scripts/s2t.sh")
+EOF
+)
+# shellcheck source=parse_options.sh
+. "${_template}/scripts/parse_options.sh"
+[ $# -eq 0 ] || die "unexpected arguments: $*"
+
+case "${task}" in
+    asr | slu | st) log_name="${task}.sh" ;;
+    *) die "--task must be asr, slu or st (use asr.sh, slu.sh or st.sh), got '${task}'" ;;
+esac
+check_bool skip_data_prep skip_train skip_eval skip_packing skip_upload use_lm
+[ -n "${train_set}" ] || die "--train_set is required"
+[ -n "${valid_set}" ] || die "--valid_set is required"
+[ -n "${test_sets}" ] || die "--test_sets is required"
+
+# shellcheck source=/dev/null  # the recipe's own files
+[ -f path.sh ] && . ./path.sh
+# shellcheck source=/dev/null
+[ -f cmd.sh ] && . ./cmd.sh
+: "${train_cmd:=${_template}/scripts/run_local.sh}"
+: "${cuda_cmd:=${train_cmd}}"
+: "${decode_cmd:=${train_cmd}}"
+
+# Task-specific names.
+_cfg_var="${task}_configs"
+configs=${!_cfg_var}
+if [ -z "${configs}" ]; then
+    _cfg_var="${task}_config"
+    configs=${!_cfg_var}
+fi
+_args_var="${task}_args"
+train_args=${!_args_var}
+_stats_var="${task}_stats_dir"
+stats_dir=${!_stats_var}
+text_tables=text
+if [ "${task}" = st ]; then
+    text_tables="text src_text"
+    src_lang=${src_lang:-${lang}}
+    tgt_lang=${tgt_lang:-${lang}}
+    lang_tag="${src_lang}_${tgt_lang}"
+else
+    lang_tag=${lang}
+fi
+[ -n "${stats_dir}" ] || stats_dir="${expdir}/${task}_stats_raw_${lang_tag}_${token_type}"
+[ -z "${speed_perturb_factors}" ] || train_set_sp="${train_set}_sp"
+data_feats="${dumpdir}/raw"
+token_listdir="data/${lang_tag}_token_list"
+token_list="${token_listdir}/${token_type}/tokens.txt"
+src_token_list="${token_listdir}/src_${src_token_type}/tokens.txt"
+bpemodel="${token_listdir}/${token_type}/bpe.model"
+src_bpemodel="${token_listdir}/src_${src_token_type}/bpe.model"
+
+# Stages the skip_* options leave out (want_stage skips them).
+skip_stages=""
+[ "${skip_data_prep}" = false ] || skip_stages+=" 1 2 3 4 5"
+[ "${skip_train}" = false ] || skip_stages+=" 6 7 8 9 10 11"
+[ "${skip_eval}" = false ] || skip_stages+=" 12 13"
+
+# exp_of CONFIG: the experiment directory of a training config (ESPnet's naming).
+exp_of() {
+    echo "${expdir}/${task}_$(basename "$1" .yaml)"
+}
+
+# uses_ofa CONFIG: whether the config asks for the OFA frontend.
+uses_ofa() {
+    grep -Eq '^frontend:[[:space:]]*ofa[[:space:]]*(#.*)?$' "$1"
+}
+
+# learns_rate CONFIG: whether its OFA frontend learns the frame period.
+learns_rate() {
+    grep -Eq '^[[:space:]]+learnable_rate:[[:space:]]*true' "$1"
+}
+
+# The experiments: one per config, or, with --train_frame_periods, one per period for each
+# fixed-rate OFA config (exp_dirs[i] trained from exp_configs[i] with exp_extra[i]).
+exp_dirs=()
+exp_configs=()
+exp_extra=()
+plan_experiments() {
+    local c p
+    for c in ${configs}; do
+        if [ -n "${train_frame_periods}" ] && uses_ofa "${c}" && ! learns_rate "${c}"; then
+            for p in ${train_frame_periods}; do
+                exp_dirs+=("$(exp_of "${c}")_p${p}")
+                exp_configs+=("${c}")
+                exp_extra+=("--frontend_conf frame_period=${p}")
+            done
+        else
+            exp_dirs+=("$(exp_of "${c}")")
+            exp_configs+=("${c}")
+            exp_extra+=("")
+        fi
+    done
+}
+
+# ensure_ofa_model: make --ofa_model with --ssl_recipe when it is missing.
+ensure_ofa_model() {
+    [ -n "${ofa_model}" ] || return 0
+    [ ! -f "${ofa_model}" ] || return 0
+    [ -n "${ssl_recipe}" ] || die "OFA model ${ofa_model} not found; train it (e.g. with ../ssl1/run.sh) or set --ssl_recipe"
+    log "OFA model ${ofa_model} not found: running ${ssl_recipe}/run.sh ${ssl_recipe_opts} first"
+    # eval: the options may quote values with spaces, e.g. --local_data_opts '--train_takes 5'
+    (cd "${ssl_recipe}" && eval "./run.sh --ngpu ${ngpu} ${ssl_recipe_opts}")
+    [ -f "${ofa_model}" ] || die "${ssl_recipe}/run.sh finished but ${ofa_model} does not exist; check --ofa_model"
+    log "OFA model ready: ${ofa_model}"
+}
+
+# Options every <task>_train call shares: tokens, data and (with --ofa_model) the model.
+common_train_args() {
+    local config=$1 set
+    local -a a=(--use_preprocessor true --token_type "${token_type}" --token_list "${token_list}")
+    [ "${token_type}" != bpe ] || a+=(--bpemodel "${bpemodel}")
+    if [ "${task}" = st ]; then
+        a+=(--src_token_type "${src_token_type}" --src_token_list "${src_token_list}")
+        [ "${src_token_type}" != bpe ] || a+=(--src_bpemodel "${src_bpemodel}")
+    fi
+    for set in train valid; do
+        local dset=${train_set}
+        [ "${set}" = train ] || dset=${valid_set}
+        a+=(--"${set}"_data_path_and_name_and_type "${data_feats}/${dset}/wav.scp,speech,sound"
+            --"${set}"_data_path_and_name_and_type "${data_feats}/${dset}/text,text,text")
+        [ "${task}" != st ] || a+=(--"${set}"_data_path_and_name_and_type
+            "${data_feats}/${dset}/src_text,src_text,text")
+    done
+    if [ -n "${ofa_model}" ] && uses_ofa "${config}"; then
+        a+=(--frontend_conf "model=${ofa_model}")
+    fi
+    printf '%s\n' "${a[@]}"
+}
+
+# ----------------------------------------------------------------------------- stages 1-5
+if want_stage 1; then
+    stage_begin 1 "data preparation: local/data.sh ${local_data_opts}"
+    data_prep_stage
+    stage_end
+fi
+if want_stage 2; then
+    stage_begin 2 "speed perturbation (${speed_perturb_factors:-none})"
+    speed_perturb_stage "${speed_perturb_factors}"
+    stage_end
+fi
+[ -z "${speed_perturb_factors}" ] || train_set=${train_set_sp}
+if want_stage 3; then
+    stage_begin 3 "format wav.scp: check the data dirs, resample to ${fs}, dump to ${data_feats}"
+    format_stage
+    stage_end
+fi
+if want_stage 4; then
+    stage_begin 4 "filter: ${min_wav_duration} s <= duration <= ${max_wav_duration} s"
+    filter_stage
+    stage_end
+fi
+if want_stage 5; then
+    stage_begin 5 "token list (${token_type}) in ${token_listdir}"
+    ${train_cmd} --num_threads 1 "${token_listdir}/log/${token_type}.log" \
+        ${python} -m espnet_ofa.bin.recipe token_list --text "${data_feats}/${train_set}/text" \
+        --out "${token_list}" --token_type "${token_type}" --nbpe "${nbpe}" --bpemode "${bpemode}"
+    if [ "${task}" = st ]; then
+        ${train_cmd} --num_threads 1 "${token_listdir}/log/src_${src_token_type}.log" \
+            ${python} -m espnet_ofa.bin.recipe token_list \
+            --text "${data_feats}/${train_set}/src_text" --out "${src_token_list}" \
+            --token_type "${src_token_type}" --nbpe "${src_nbpe}" --bpemode "${bpemode}"
+    fi
+    stage_end
+fi
+
+# ----------------------------------------------------------------------------- stages 6-9
+for _s in 6 7 8 9; do
+    if want_stage "${_s}"; then
+        if [ "${use_lm}" = true ]; then
+            die "stage ${_s}: --use_lm true, but this template has no LM stages yet (the FSDD recipes decode without an LM); rerun with --use_lm false"
+        fi
+        log "Stage ${_s}: skipped: no LM in this recipe (--use_lm false)"
+    fi
+done
+
+# ----------------------------------------------------------------------------- stages 10-11
+first_config=${configs%% *}
+if want_stage 10 || want_stage 11 || want_stage 12 || want_stage 13; then
+    [ -n "${configs}" ] || die "--${task}_config is required for stages 10-13"
+    for _c in ${configs}; do
+        [ -f "${_c}" ] || die "training config ${_c} not found"
+    done
+    ngpu=$(resolve_ngpu "${ngpu}")
+    plan_experiments
+fi
+
+if want_stage 10; then
+    stage_begin 10 "collect statistics into ${stats_dir} (config ${first_config})"
+    ensure_ofa_model
+    _logdir="${stats_dir}/logdir"
+    mkdir -p "${_logdir}"
+    _nj=$(split_keys "${data_feats}/${train_set}/wav.scp" "${nj}" "${_logdir}/train")
+    _nj_valid=$(split_keys "${data_feats}/${valid_set}/wav.scp" "${_nj}" "${_logdir}/valid")
+    if [ "${_nj_valid}" -lt "${_nj}" ]; then
+        _nj=$(split_keys "${data_feats}/${train_set}/wav.scp" "${_nj_valid}" "${_logdir}/train")
+    fi
+    mapfile -t _common < <(common_train_args "${first_config}")
+    rm -rf "${_logdir}"/stats.*
+    # shellcheck disable=SC2086  # train_args holds several options
+    ${train_cmd} --num_threads "${num_threads}" JOB=1:"${_nj}" "${_logdir}/stats.JOB.log" \
+        ${python} -m "espnet2.bin.${task}_train" --collect_stats true --ngpu 0 \
+        --config "${first_config}" "${_common[@]}" \
+        --train_shape_file "${_logdir}/train.JOB.scp" --valid_shape_file "${_logdir}/valid.JOB.scp" \
+        --output_dir "${_logdir}/stats.JOB" ${train_args}
+    _inputs=()
+    for ((_j = 1; _j <= _nj; _j++)); do _inputs+=(--input_dir "${_logdir}/stats.${_j}"); done
+    ${train_cmd} "${_logdir}/aggregate.log" ${python} -m espnet2.bin.aggregate_stats_dirs \
+        "${_inputs[@]}" --output_dir "${stats_dir}"
+    stage_end
+fi
+
+if want_stage 11; then
+    stage_begin 11 "training: ${exp_dirs[*]}"
+    ensure_ofa_model
+    _norm=()
+    case "${feats_normalize}" in
+        global_mvn) _norm=(--normalize global_mvn --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz") ;;
+        utterance_mvn) _norm=(--normalize utterance_mvn) ;;
+        none) _norm=(--normalize none) ;;
+        *) die "--feats_normalize must be global_mvn, utterance_mvn or none" ;;
+    esac
+    _shapes=(--train_shape_file "${stats_dir}/train/speech_shape"
+        --train_shape_file "${stats_dir}/train/text_shape"
+        --valid_shape_file "${stats_dir}/valid/speech_shape"
+        --valid_shape_file "${stats_dir}/valid/text_shape"
+        --fold_length 80000 --fold_length 150)
+    if [ "${task}" = st ]; then
+        _shapes+=(--train_shape_file "${stats_dir}/train/src_text_shape"
+            --valid_shape_file "${stats_dir}/valid/src_text_shape" --fold_length 150)
+    fi
+    bg_max=1
+    [ "${ngpu}" -gt 0 ] || bg_max=${max_parallel_exps}
+    for _i in "${!exp_dirs[@]}"; do
+        _exp=${exp_dirs[_i]}
+        _c=${exp_configs[_i]}
+        mkdir -p "${_exp}"
+        mapfile -t _common < <(common_train_args "${_c}")
+        log "  ${_exp}: log ${_exp}/train.log"
+        # shellcheck disable=SC2086  # train_args holds several options
+        bg_run ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${_exp}/train.log" \
+            ${python} -m "espnet2.bin.${task}_train" --ngpu "${ngpu}" --config "${_c}" \
+            "${_common[@]}" "${_shapes[@]}" "${_norm[@]}" --resume true --output_dir "${_exp}" \
+            ${exp_extra[_i]} ${train_args}
+    done
+    bg_wait
+    stage_end
+fi
+
+# ----------------------------------------------------------------------------- stages 12-13
+if [ -z "${inference_tag}" ]; then
+    inference_tag="decode_${task}"
+    [ -z "${inference_config}" ] || inference_tag+="_$(basename "${inference_config}" .yaml)"
+    inference_tag+="_$(echo "${inference_model}" | sed -e 's/\.pth$//' -e 's/\./_/g')"
+fi
+
+if want_stage 12; then
+    stage_begin 12 "decoding ${test_sets} at frame periods ${frame_periods} ms (learnt rates too)"
+    _sets=()
+    for _d in ${test_sets}; do _sets+=("${data_feats}/${_d}"); done
+    _infer=()
+    [ -z "${inference_config}" ] || _infer=(--inference_config "${inference_config}")
+    bg_max=1
+    [ "${ngpu}" -gt 0 ] || bg_max=${max_parallel_exps}
+    for _exp in "${exp_dirs[@]}"; do
+        _dir="${_exp}/${inference_tag}"
+        [ -f "${_exp}/${inference_model}" ] || die "${_exp}/${inference_model} not found: run stage 11 (or set --inference_model)"
+        rm -rf "${_dir}"
+        mkdir -p "${_dir}/logdir"
+        log "  ${_dir}: logs ${_dir}/logdir/decode.*.log"
+        # shellcheck disable=SC2086  # frame_periods are separate arguments
+        bg_run ${decode_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" \
+            JOB=1:"${inference_nj}" "${_dir}/logdir/decode.JOB.log" \
+            ${python} -m espnet_ofa.bin.decode --task "${task}" --train_config "${_exp}/config.yaml" \
+            --model_file "${_exp}/${inference_model}" --data_dirs "${_sets[@]}" --out_dir "${_dir}" \
+            --frame_periods ${frame_periods} --learned auto "${_infer[@]}" --ngpu "${ngpu}" \
+            --num_splits "${inference_nj}" --split JOB
+    done
+    bg_wait
+    if [ "${inference_nj}" -gt 1 ]; then
+        for _exp in "${exp_dirs[@]}"; do
+            _dir="${_exp}/${inference_tag}"
+            ${python} -m espnet_ofa.bin.decode --merge "${_dir}"/*/*/ --num_splits "${inference_nj}"
+        done
+    fi
+    stage_end
+fi
+
+if want_stage 13; then
+    stage_begin 13 "scoring; ${results_md} and ${results_md%.md}.png"
+    for _exp in "${exp_dirs[@]}"; do
+        ${python} -m espnet_ofa.bin.recipe score_all --task "${task}" \
+            --decode_dir "${_exp}/${inference_tag}" --data_root "${data_feats}"
+    done
+    _notes=()
+    [ ! -f data/README.txt ] || _notes=(--notes data/README.txt)
+    ${python} -m espnet_ofa.bin.recipe results --exp_dirs "${exp_dirs[@]}" --out "${results_md}" \
+        --plot "${results_md%.md}.png" "${_notes[@]}"
+    log "  results:"
+    sed -n '/^|/p' "${results_md}" >&2
+    stage_end
+fi
+
+# ----------------------------------------------------------------------------- stages 14-15
+if want_stage 14; then
+    if [ "${skip_packing}" = true ]; then
+        log "Stage 14: skipped: packing (--skip_packing true)"
+    else
+        die "stage 14 (packing ${task} models): not implemented yet: see issue 6 (model zoo)"
+    fi
+fi
+if want_stage 15; then
+    if [ "${skip_upload}" = true ]; then
+        log "Stage 15: skipped: upload (--skip_upload true)"
+    else
+        die "stage 15 (upload): not implemented yet: see issue 6 (model zoo)"
+    fi
+fi
+log "Successfully finished. [elapsed=$((SECONDS - _run_t0)) s]"

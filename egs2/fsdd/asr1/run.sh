@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# FSDD connected digits: ASR on the frozen OFA model of ../ssl1 (run first when its model
+# is missing). One pretrained model serves every frame period: a BLSTM-CTC downstream is
+# trained at each of 20, 40, 60 and 80 ms, plus one that learns its period; each is
+# decoded at 20-80 ms (the period set at run time) and the learnt one at its own period,
+# on two test sets: the usual FSDD test takes, and a speaker never heard in training.
+# Results: RESULTS.md (a summary of each model at its own period first) and RESULTS.png.
+#
+#   ./run.sh                                            # everything (stages 1-13)
+#   ./run.sh --train_frame_periods ""                   # one model at the config's 40 ms
+#   ./run.sh --stage 12 --frame_periods "30 50 70 90"   # decode again at other periods
+#   ./run.sh --local_data_opts "--train_takes 10"       # less data, faster
+set -euo pipefail
+
+train_set=train
+valid_set=dev
+test_sets="test test_theo"
+
+asr_configs="conf/train_asr_ofa.yaml conf/train_asr_ofa_learned_rate.yaml"
+inference_config=conf/decode_asr.yaml
+
+./asr.sh \
+    --lang en \
+    --train_set "${train_set}" \
+    --valid_set "${valid_set}" \
+    --test_sets "${test_sets}" \
+    --token_type word \
+    --ofa_model ../ssl1/exp/ssl_train_ofa_tiny/valid.loss.best.pth \
+    --ssl_recipe ../ssl1 \
+    --asr_configs "${asr_configs}" \
+    --train_frame_periods "20 40 60 80" \
+    --inference_config "${inference_config}" \
+    --frame_periods "20 40 60 80" \
+    "$@"

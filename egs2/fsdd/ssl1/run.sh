@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# FSDD: OFA pretraining of a tiny student on the Free Spoken Digit Dataset, offline:
+# the teacher is a tiny HuBERT trained here first (hubert_train on MFCC k-means units);
+# pass --teacher HUBERT_BASE (or any teacher source) to distil from another one.
+# The model (exp/ssl_train_ofa_tiny/valid.loss.best.pth) is the frontend of ../asr1,
+# ../slu1 and ../st1, which run this recipe when it is missing.
+set -euo pipefail
+
+train_set=train
+valid_set=dev
+
+./ssl.sh \
+    --train_set "${train_set}" \
+    --valid_set "${valid_set}" \
+    --teacher_config conf/train_hubert_tiny.yaml \
+    --n_units 50 \
+    --segment_feature teacher \
+    --ssl_config conf/train_ofa_tiny.yaml \
+    --local_data_opts "--dev_takes 2" \
+    "$@"

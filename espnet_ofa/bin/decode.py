@@ -1,0 +1,76 @@
+"""Decode test sets at several OFA frame periods with one model load (recipe stage 12).
+
+    python -m espnet_ofa.bin.decode --task asr --train_config exp/asr/config.yaml \\
+        --model_file exp/asr/valid.acc.best.pth --data_dirs dump/raw/test dump/raw/test_theo \\
+        --out_dir exp/asr/decode --frame_periods 20 40 60 80 \\
+        [--learned auto|true|false] [--inference_config conf/decode_asr.yaml] [--ngpu 1] [--num_splits N --split J]
+
+    python -m espnet_ofa.bin.decode --merge exp/asr/decode/p40/test --num_splits N
+
+Writes ``<out_dir>/<p40|learned>/<set>/{text,token,info.json}``; see
+:mod:`espnet_ofa.recipe.decode`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import List, Optional
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m espnet_ofa.bin.decode", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", choices=("asr", "slu", "st"), default="asr")
+    p.add_argument("--train_config", help="the experiment's config.yaml")
+    p.add_argument("--model_file", help="the .pth to decode with")
+    p.add_argument("--data_dirs", nargs="+", default=[], help="test data dirs (wav.scp)")
+    p.add_argument("--out_dir", help="decoding root")
+    p.add_argument("--frame_periods", type=float, nargs="*", default=[],
+                   help="frame periods (ms) to decode at")
+    p.add_argument("--learned", choices=("auto", "true", "false"), default="auto",
+                   help="decode at the model's learnt period: auto = a model with a learnt "
+                        "rate only at that rate, any other at --frame_periods; true = both")
+    p.add_argument("--inference_config", default=None, help="YAML of inference options")
+    p.add_argument("--ngpu", type=int, default=0)
+    p.add_argument("--num_splits", type=int, default=1)
+    p.add_argument("--split", type=int, default=1)
+    p.add_argument("--macs_utts", type=int, default=5,
+                   help="utterances per rate and set whose MACs are counted")
+    p.add_argument("--merge", nargs="+", default=None, metavar="DECODE_DIR",
+                   help="merge the split outputs of these decode dirs instead of decoding")
+    p.add_argument("--log_level", default="WARNING")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from espnet_ofa.data import DataDirError
+
+    try:
+        if args.merge:
+            from espnet_ofa.recipe.decode import merge_splits
+
+            for d in args.merge:
+                merge_splits(d, args.num_splits)
+            return 0
+        missing = [n for n in ("train_config", "model_file", "out_dir") if not getattr(args, n)]
+        if missing or not args.data_dirs:
+            raise ValueError(f"missing --{', --'.join(missing or ['data_dirs'])}")
+        from espnet_ofa.recipe.decode import decode_periods
+
+        device = "cuda" if args.ngpu > 0 else "cpu"
+        decode_periods(args.task, args.train_config, args.model_file, args.data_dirs,
+                       args.out_dir, args.frame_periods, args.learned, args.inference_config,
+                       device, args.num_splits, args.split, args.macs_utts)
+    except (DataDirError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Recipe steps that need no ESPnet import (fast to start), one subcommand each.
+
+    python -m espnet_ofa.bin.recipe fsdd_data --task asr --fsdd DIR --data_dir data [...]
+    python -m espnet_ofa.bin.recipe speed_perturb --src data/train --dst data/train_sp --factors 0.9 1.0 1.1
+    python -m espnet_ofa.bin.recipe format --src data/test --dst dump/raw/test --fs 16k
+    python -m espnet_ofa.bin.recipe filter --src dump/raw/org/train --dst dump/raw/train --min 0.1 --max 20
+    python -m espnet_ofa.bin.recipe token_list --text dump/raw/train/text --out tokens.txt --token_type word
+    python -m espnet_ofa.bin.recipe kmeans_labels --data_dir dump/raw/train --out exp/km/train/text.km
+    python -m espnet_ofa.bin.recipe score_all --task asr --decode_dir exp/asr_x/decode_asr --data_root dump/raw
+    python -m espnet_ofa.bin.recipe score --task asr --ref data/test/text --hyp exp/.../text --out result.json
+    python -m espnet_ofa.bin.recipe results --exp_dirs exp/asr_a exp/asr_b --out RESULTS.md --plot
+    python -m espnet_ofa.bin.recipe pack_ssl --exp exp/ofa --out exp/ofa/packed.zip
+
+Each prints ``error: <message>`` and exits 1 on bad input (a message that names the file,
+and the line where there is one), so that shell stages stop with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import List, Optional
+
+
+def _int_or_none(value: str) -> Optional[int]:
+    return None if value.lower() in ("", "none", "all", "0") else int(value)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m espnet_ofa.bin.recipe", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--log_level", default="WARNING")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("fsdd_data", help="stage 1: FSDD data directories for a task")
+    s.add_argument("--task", required=True, choices=("ssl", "asr", "slu", "st"))
+    s.add_argument("--fsdd", required=True, help="FSDD root (holding recordings/)")
+    s.add_argument("--data_dir", default="data")
+    s.add_argument("--heldout_speaker", default="theo", help="'' for no second test set")
+    s.add_argument("--speakers", default="", help="comma-separated train speakers (default all)")
+    for name in ("train", "dev", "test", "heldout"):
+        s.add_argument(f"--{name}_takes", type=_int_or_none, default=None,
+                       help=f"first N takes per speaker and digit in {name} (default all)")
+    s.add_argument("--min_digits", type=int, default=2)
+    s.add_argument("--max_digits", type=int, default=7)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--no_download", action="store_true", help="fail instead of downloading")
+    s.add_argument("--url", default=None, help="FSDD archive URL (default: the GitHub release)")
+
+    s = sub.add_parser("speed_perturb", help="stage 2: speed-perturbed copy of a data dir")
+    s.add_argument("--src", required=True)
+    s.add_argument("--dst", required=True)
+    s.add_argument("--factors", type=float, nargs="+", required=True)
+
+    s = sub.add_parser("format", help="stage 3: check, resample and dump a data dir")
+    s.add_argument("--src", required=True)
+    s.add_argument("--dst", required=True)
+    s.add_argument("--fs", default="16k")
+    s.add_argument("--required", nargs="+", default=["wav.scp"],
+                   help="tables that must exist (e.g. wav.scp text)")
+
+    s = sub.add_parser("filter", help="stage 4: drop too short/long utterances")
+    s.add_argument("--src", required=True)
+    s.add_argument("--dst", required=True)
+    s.add_argument("--fs", default="16k")
+    s.add_argument("--min", type=float, default=0.1, help="seconds")
+    s.add_argument("--max", type=float, default=20.0, help="seconds")
+    s.add_argument("--text_files", nargs="*", default=["text"])
+
+    s = sub.add_parser("token_list", help="stage 5: token list (word, char or bpe)")
+    s.add_argument("--text", nargs="+", required=True, help="Kaldi text file(s)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--token_type", default="word", choices=("word", "char", "bpe"))
+    s.add_argument("--nbpe", type=int, default=30)
+    s.add_argument("--bpemode", default="unigram")
+    s.add_argument("--no_blank", action="store_true", help="no <blank> (no CTC)")
+
+    s = sub.add_parser("kmeans_labels", help="MFCC k-means frame labels for hubert_train")
+    s.add_argument("--data_dir", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--n_clusters", type=int, default=50)
+    s.add_argument("--kmeans", default=None, help="centroids to use instead of fitting")
+    s.add_argument("--token_list", default=None, help="also write the units' token list")
+    s.add_argument("--max_utts", type=int, default=1000)
+    s.add_argument("--seed", type=int, default=0)
+
+    s = sub.add_parser("score", help="stage 13: score one decoding")
+    s.add_argument("--task", required=True, choices=("asr", "slu", "st"))
+    s.add_argument("--ref", required=True, help="reference Kaldi text")
+    s.add_argument("--hyp", required=True, help="hypothesis Kaldi text")
+    s.add_argument("--out", required=True, help="result.json to write")
+    s.add_argument("--info", default=None, help="decoding info.json to merge (period, MACs, RTF)")
+
+    s = sub.add_parser("score_all", help="stage 13: score every decoding under a directory")
+    s.add_argument("--task", required=True, choices=("asr", "slu", "st"))
+    s.add_argument("--decode_dir", required=True, help="<exp>/<decode tag> (holding <rate>/<set>/text)")
+    s.add_argument("--data_root", required=True, help="dump/raw: <set>/text are the references")
+
+    s = sub.add_parser("results", help="RESULTS.md and a plot from scored decodings")
+    s.add_argument("--exp_dirs", nargs="+", required=True)
+    s.add_argument("--out", default="RESULTS.md")
+    s.add_argument("--plot", default=None, help="PNG to write (metric vs period and MACs)")
+    s.add_argument("--title", default=None)
+    s.add_argument("--notes", default=None, help="a Markdown file whose text goes on top")
+
+    s = sub.add_parser("pack_ssl", help="zip an OFA pretraining experiment (config + model)")
+    s.add_argument("--exp", required=True, help="ofa_ssl_train output directory")
+    s.add_argument("--model", default="valid.loss.best.pth")
+    s.add_argument("--out", required=True)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from espnet_ofa.data import DataDirError
+
+    try:
+        return _run(args)
+    except (DataDirError, ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def _one_thread() -> None:
+    import torch
+
+    # Many small utterances: torch's intra-op threads only add overhead (50x on resampling).
+    torch.set_num_threads(1)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.cmd in ("fsdd_data", "speed_perturb", "format", "kmeans_labels"):
+        _one_thread()
+    if args.cmd == "fsdd_data":
+        from espnet_ofa.recipe.prepare import PrepareConfig, prepare_fsdd
+
+        prepare_fsdd(PrepareConfig(
+            task=args.task, fsdd=args.fsdd, data_dir=args.data_dir,
+            heldout_speaker=args.heldout_speaker or None,
+            speakers=[s for s in args.speakers.split(",") if s] or None,
+            train_takes=args.train_takes, dev_takes=args.dev_takes, test_takes=args.test_takes,
+            heldout_takes=args.heldout_takes, min_digits=args.min_digits,
+            max_digits=args.max_digits, seed=args.seed, download=not args.no_download,
+            url=args.url,
+        ))
+    elif args.cmd == "speed_perturb":
+        from espnet_ofa.recipe.format import speed_perturb
+
+        speed_perturb(args.src, args.dst, args.factors)
+    elif args.cmd == "format":
+        from espnet_ofa.recipe.format import format_data_dir
+
+        format_data_dir(args.src, args.dst, args.fs, required=args.required)
+    elif args.cmd == "filter":
+        from espnet_ofa.recipe.format import filter_lengths
+
+        kept, dropped = filter_lengths(args.src, args.dst, args.fs, args.min, args.max,
+                                       args.text_files)
+        print(f"progress: {args.dst}: kept {kept}, filtered out {len(dropped)}", flush=True)
+    elif args.cmd == "token_list":
+        from espnet_ofa.recipe.tokens import make_token_list
+
+        out = make_token_list(args.text, args.out, args.token_type, args.nbpe, args.bpemode,
+                              add_blank=not args.no_blank)
+        n = sum(1 for _ in open(out, encoding="utf-8"))
+        print(f"progress: {out}: {n} tokens ({args.token_type})", flush=True)
+    elif args.cmd == "kmeans_labels":
+        from espnet_ofa.recipe.units import kmeans_labels
+
+        kmeans_labels(args.data_dir, args.out, args.n_clusters, args.kmeans, args.max_utts,
+                      args.seed, args.token_list)
+    elif args.cmd == "score":
+        from espnet_ofa.recipe.scoring import score_files
+
+        result = score_files(args.task, args.ref, args.hyp, args.out, info=args.info)
+        print(f"progress: {args.hyp}: {result['summary']}", flush=True)
+    elif args.cmd == "score_all":
+        from espnet_ofa.recipe.scoring import score_decode_dir
+
+        for result in score_decode_dir(args.task, args.decode_dir, args.data_root):
+            print(f"progress: {result['hyp']}: {result['summary']}", flush=True)
+    elif args.cmd == "results":
+        from espnet_ofa.recipe.results import write_results
+
+        write_results(args.exp_dirs, args.out, plot=args.plot, title=args.title,
+                      notes=args.notes)
+        print(f"progress: wrote {args.out}" + (f" and {args.plot}" if args.plot else ""),
+              flush=True)
+    elif args.cmd == "pack_ssl":
+        from espnet_ofa.recipe.pack import pack_ssl
+
+        out = pack_ssl(args.exp, args.out, model=args.model)
+        print(f"progress: packed {out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

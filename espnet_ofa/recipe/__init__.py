@@ -1,0 +1,16 @@
+"""The logic of the recipes (egs2/TEMPLATE, egs2/fsdd), called by thin shell stages.
+
+- :mod:`.fsdd`: find, download and split the Free Spoken Digit Dataset;
+- :mod:`.prepare`: Kaldi data dirs for ssl/asr/slu/st (connected digits, intents,
+  synthetic translations);
+- :mod:`.format`: speed perturbation, resampling/dumping, length filtering;
+- :mod:`.tokens`: ESPnet token lists (word, char, sentencepiece);
+- :mod:`.units`: MFCC k-means labels for training a HuBERT teacher with ``hubert_train``;
+- :mod:`.decode`: decoding at several OFA frame periods with one model load;
+- :mod:`.scoring`: WER/CER, intent accuracy, BLEU;
+- :mod:`.results`: RESULTS.md and its plot;
+- :mod:`.pack`: a zip of an OFA pretraining experiment.
+
+CLIs: ``python -m espnet_ofa.bin.recipe`` (no ESPnet import) and ``python -m
+espnet_ofa.bin.decode``.
+"""

@@ -1,0 +1,290 @@
+"""Decode test sets at several OFA frame periods in one process (stage 12).
+
+ESPnet's ``*_inference`` CLIs load the model once per call and import ESPnet each time
+(~7 s); one call per period and test set would dominate a small recipe. Here the model is
+loaded once with ESPnet's own inference classes (``Speech2Text`` for asr/st,
+``Speech2Understand`` for slu) and the OFA frontend's run-time setter
+(``frontend.set_rate(frame_period=p)``) switches the period between passes; a model that
+learnt its rate (``learnable_rate: true``) is decoded at its learnt period.
+
+Per rate and test set it writes ``<out_dir>/<rate tag>/<test set>/``:
+
+- ``text``: ``utt hypothesis`` (Kaldi text, sorted), ``token``: the tokens;
+- ``info.json``: the requested period (or ``learned``), the achieved average period
+  (measured from the frontend's output lengths), MACs per second of audio of the part
+  that depends on the period (frontend + encoder, counted with ``torch.utils.flop_counter``
+  on the first utterances), and the real-time factor (decoding time / audio duration).
+
+``num_splits``/``split`` decode a slice of each test set (for ``inference_nj`` jobs);
+:func:`merge_splits` then joins the slices.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import yaml
+
+from espnet_ofa.data.audio import num_frames
+from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table, validate_data_dir
+
+logger = logging.getLogger(__name__)
+PathLike = Union[str, os.PathLike]
+
+# task -> (module, class, config kwarg, model kwarg, attribute holding the ESPnet model)
+TASKS: Dict[str, Tuple[str, str, str, str, str]] = {
+    "asr": ("espnet2.bin.asr_inference", "Speech2Text", "asr_train_config", "asr_model_file",
+            "asr_model"),
+    "slu": ("espnet2.bin.slu_inference", "Speech2Understand", "slu_train_config",
+            "slu_model_file", "asr_model"),
+    "st": ("espnet2.bin.st_inference", "Speech2Text", "st_train_config", "st_model_file",
+           "st_model"),
+}
+LEARNED = "learned"
+
+
+def rate_tag(period: Optional[float]) -> str:
+    """Directory name of a rate: ``p40`` for 40 ms, ``p42.5``; ``learned`` for None."""
+    return LEARNED if period is None else f"p{period:g}"
+
+
+@dataclass
+class RateResult:
+    """What one pass (rate x test set) measured."""
+
+    tag: str
+    frame_period: Optional[float]  # requested; None = the learnt one
+    num_utts: int = 0
+    audio_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    frames_20ms: int = 0
+    frames_out: int = 0
+    macs: int = 0
+    macs_audio_seconds: float = 0.0
+
+    def info(self, learned_period: Optional[float]) -> dict:
+        achieved = (20.0 * self.frames_20ms / self.frames_out) if self.frames_out else None
+        return {
+            "rate": self.tag,
+            "frame_period": self.frame_period if self.frame_period is not None else learned_period,
+            "learned": self.frame_period is None,
+            "achieved_period": achieved,
+            "num_utts": self.num_utts,
+            "audio_seconds": self.audio_seconds,
+            "decode_seconds": self.decode_seconds,
+            "rtf": self.decode_seconds / self.audio_seconds if self.audio_seconds else None,
+            "frames_20ms": self.frames_20ms,
+            "frames_out": self.frames_out,
+            "macs": self.macs,
+            "macs_audio_seconds": self.macs_audio_seconds,
+            "gmacs_per_second": (self.macs / self.macs_audio_seconds / 1e9
+                                 if self.macs_audio_seconds else None),
+        }
+
+
+def _load_inference(task: str, train_config: PathLike, model_file: PathLike, device: str,
+                    inference_config: Optional[PathLike] = None, **overrides):
+    """ESPnet's inference object for ``task``, with the YAML's options that it accepts."""
+    import importlib
+
+    import espnet_ofa
+
+    espnet_ofa.register()  # the import hook normally did it; harmless otherwise
+    module, cls_name, config_kw, model_kw, _ = TASKS[task]
+    cls = getattr(importlib.import_module(module), cls_name)
+    conf = {}
+    if inference_config:
+        conf = yaml.safe_load(Path(inference_config).read_text(encoding="utf-8")) or {}
+    conf.update({k: v for k, v in overrides.items() if v is not None})
+    accepted = set(inspect.signature(cls.__init__).parameters)
+    unknown = sorted(set(conf) - accepted)
+    if unknown:
+        raise ValueError(f"{inference_config}: {cls_name} has no option(s) {unknown}")
+    return cls(**{config_kw: str(train_config), model_kw: str(model_file), "device": device,
+                  **conf})
+
+
+def train_frame_period(train_config: PathLike) -> Optional[float]:
+    """The fixed frame period an experiment was trained at (its config.yaml's
+    ``frontend_conf.frame_period``); None for a learnt rate or a non-OFA frontend."""
+    conf = yaml.safe_load(Path(train_config).read_text(encoding="utf-8")) or {}
+    fconf = conf.get("frontend_conf") or {}
+    if conf.get("frontend") != "ofa" or fconf.get("learnable_rate"):
+        return None
+    period = fconf.get("frame_period")
+    return None if period is None else float(period)
+
+
+def _ofa_frontend(model):
+    from espnet_ofa.frontend.ofa import OFAFrontend
+
+    frontend = getattr(model, "frontend", None)
+    return frontend if isinstance(frontend, OFAFrontend) else None
+
+
+def _slice(items: List[str], num_splits: int, split: int) -> List[str]:
+    if not 1 <= split <= num_splits:
+        raise ValueError(f"split must be in 1..{num_splits}, got {split}")
+    return items[split - 1::num_splits]
+
+
+def decode_periods(
+    task: str,
+    train_config: PathLike,
+    model_file: PathLike,
+    data_dirs: Sequence[PathLike],
+    out_dir: PathLike,
+    periods: Sequence[float] = (),
+    learned: Union[bool, str] = "auto",
+    inference_config: Optional[PathLike] = None,
+    device: str = "cpu",
+    num_splits: int = 1,
+    split: int = 1,
+    macs_utts: int = 5,
+    progress: bool = True,
+) -> List[dict]:
+    """Decode every data dir at every rate; returns the info dicts written.
+
+    Args:
+        periods: frame periods in ms (each within the OFA model's range).
+        learned: True = also decode at the model's learnt period (needs
+            ``learnable_rate: true``); "auto" = a model with a learnt rate at that rate
+            only, any other at ``periods``; False = ``periods`` only.
+        macs_utts: utterances (per rate and set) whose MACs are counted (0 = none).
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
+    import soundfile as sf
+
+    from espnet_ofa.bin.benchmark_model import count_macs
+
+    s2t = _load_inference(task, train_config, model_file, device, inference_config)
+    trained_at = train_frame_period(train_config)
+    model = getattr(s2t, TASKS[task][4])
+    model.eval()
+    frontend = _ofa_frontend(model)
+    has_rate = frontend is not None and frontend.rate is not None
+    if isinstance(learned, str):
+        if learned not in ("auto", "true", "false"):
+            raise ValueError(f"learned must be auto, true or false, got {learned!r}")
+        if learned == "auto":
+            periods = [] if has_rate else periods
+        learned = has_rate if learned == "auto" else learned == "true"
+    rates: List[Optional[float]] = [float(p) for p in periods]
+    learned_period = None
+    if learned:
+        if frontend is None or frontend.rate is None:
+            raise ValueError(f"{model_file}: no learnt rate (the frontend is not 'ofa' with "
+                             "learnable_rate: true); decode it at --frame_periods instead")
+        learned_period = float(frontend.rate.value)
+        rates.append(None)
+    if rates and frontend is None and any(r is not None for r in rates):
+        raise ValueError(f"{model_file}: frame periods need 'frontend: ofa'")
+    if not rates:
+        raise ValueError("nothing to decode: give frame periods and/or learned")
+
+    frames_out = [0]
+
+    def count_frames(_module, _inputs, output):
+        frames_out[0] += int(output[1].sum())
+
+    hook = frontend.register_forward_hook(count_frames) if frontend is not None else None
+    results = []
+    try:
+        for period in rates:
+            if frontend is not None:
+                frontend.set_rate(frame_period=period) if period is not None else frontend.set_rate()
+            tag = rate_tag(period)
+            for data_dir in data_dirs:
+                data_dir = Path(data_dir)
+                validate_data_dir(data_dir, required=("wav.scp",), optional=())
+                wavs = read_kaldi_table(data_dir / "wav.scp")
+                utts = _slice(sorted(wavs), num_splits, split)
+                res = RateResult(tag=tag, frame_period=period)
+                texts, tokens = {}, {}
+                frames_out[0] = 0
+                for n, utt in enumerate(utts):
+                    speech, rate = sf.read(wavs[utt], dtype="float32", always_2d=False)
+                    speech = torch.from_numpy(np.ascontiguousarray(speech))
+                    seconds = speech.numel() / rate
+                    if n < macs_utts:
+                        with torch.no_grad():
+                            lengths = torch.tensor([speech.numel()])
+                            macs = count_macs(lambda: model.encode(
+                                speech[None].to(device), lengths.to(device)))
+                        res.macs += macs
+                        res.macs_audio_seconds += seconds
+                        frames_out[0] = 0  # the count above is not a decoding
+                    start = time.perf_counter()
+                    with torch.no_grad():
+                        nbest = s2t(speech.to(device))
+                    if device.startswith("cuda"):
+                        torch.cuda.synchronize()
+                    res.decode_seconds += time.perf_counter() - start
+                    text, token = nbest[0][0], nbest[0][1]
+                    texts[utt] = text if text is not None else " ".join(token)
+                    tokens[utt] = " ".join(token)
+                    res.num_utts += 1
+                    res.audio_seconds += seconds
+                    res.frames_20ms += num_frames(speech.numel())
+                    res.frames_out += frames_out[0]
+                    frames_out[0] = 0
+                out = Path(out_dir) / tag / data_dir.name
+                if num_splits > 1:
+                    out = out / f"split{num_splits}" / str(split)
+                out.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(out / "text", "".join(f"{u} {t}\n" if t else f"{u}\n"
+                                                        for u, t in sorted(texts.items())))
+                atomic_write_text(out / "token", "".join(f"{u} {t}\n" if t else f"{u}\n"
+                                                         for u, t in sorted(tokens.items())))
+                info = {"task": task, "test_set": data_dir.name, "model_file": str(model_file),
+                        "train_frame_period": trained_at, **res.info(learned_period)}
+                atomic_write_text(out / "info.json", json.dumps(info, indent=2) + "\n")
+                results.append(info)
+                if progress:
+                    ach = info["achieved_period"]
+                    print(f"progress: decoded {data_dir.name} at {tag}: {res.num_utts} utts, "
+                          f"achieved period {ach:.1f} ms, RTF {info['rtf']:.3f}"
+                          if ach is not None else
+                          f"progress: decoded {data_dir.name} at {tag}: {res.num_utts} utts",
+                          flush=True)
+    finally:
+        if hook is not None:
+            hook.remove()
+    return results
+
+
+def merge_splits(decode_dir: PathLike, num_splits: int) -> dict:
+    """Join ``<decode_dir>/split<N>/{1..N}`` into ``<decode_dir>/{text,token,info.json}``."""
+    decode_dir = Path(decode_dir)
+    parts = [decode_dir / f"split{num_splits}" / str(j) for j in range(1, num_splits + 1)]
+    for p in parts:
+        if not (p / "info.json").is_file():
+            raise FileNotFoundError(f"{p / 'info.json'}: decoding job {p.name} did not finish; "
+                                    "see its log")
+    infos = [json.loads((p / "info.json").read_text()) for p in parts]
+    for name in ("text", "token"):
+        lines = []
+        for p in parts:
+            lines += (p / name).read_text(encoding="utf-8").splitlines(keepends=True)
+        atomic_write_text(decode_dir / name, "".join(sorted(lines)))
+    merged = dict(infos[0])
+    for key in ("num_utts", "audio_seconds", "decode_seconds", "frames_20ms", "frames_out",
+                "macs", "macs_audio_seconds"):
+        merged[key] = sum(i[key] for i in infos)
+    merged["rtf"] = merged["decode_seconds"] / merged["audio_seconds"]
+    merged["achieved_period"] = (20.0 * merged["frames_20ms"] / merged["frames_out"]
+                                 if merged["frames_out"] else None)
+    merged["gmacs_per_second"] = (merged["macs"] / merged["macs_audio_seconds"] / 1e9
+                                  if merged["macs_audio_seconds"] else None)
+    atomic_write_text(decode_dir / "info.json", json.dumps(merged, indent=2) + "\n")
+    return merged

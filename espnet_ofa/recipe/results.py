@@ -1,0 +1,249 @@
+"""RESULTS.md (ESPnet style) and a plot of metric vs frame period and compute.
+
+Reads the ``result.json`` files that scoring wrote under each experiment directory
+(``<exp>/<decode tag>/<rate>/<test set>/result.json``): one table row per test set and
+rate, with the metric, the requested and achieved frame period, the MACs per second of
+audio (frontend + encoder) and the real-time factor of decoding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+from espnet_ofa.data.datadir import atomic_write_text
+
+PathLike = Union[str, os.PathLike]
+
+# Extra columns per metric: (key in result.json, header, format)
+COLUMNS = {
+    "WER": [("WER", "WER (%)", "{:.2f}"), ("CER", "CER (%)", "{:.2f}"),
+            ("SER", "SER (%)", "{:.1f}")],
+    "accuracy": [("accuracy", "Acc (%)", "{:.2f}"), ("WER", "WER (%)", "{:.2f}")],
+    "BLEU": [("BLEU", "BLEU", "{:.2f}"), ("chrF", "chrF", "{:.2f}")],
+}
+
+
+def collect(exp_dirs: Sequence[PathLike]) -> List[dict]:
+    """Every result.json under ``exp_dirs``, with ``exp`` and ``decode`` (tag) added."""
+    rows = []
+    for exp in exp_dirs:
+        exp = Path(exp)
+        for f in sorted(exp.glob("*/*/*/result.json")):
+            r = json.loads(f.read_text(encoding="utf-8"))
+            r.setdefault("rate", f.parent.parent.name)
+            r.setdefault("test_set", f.parent.name)
+            r["exp"] = str(exp)
+            r["decode"] = f.parent.parent.parent.name
+            rows.append(r)
+    return rows
+
+
+def _sort_key(r: dict):
+    period = r.get("frame_period")
+    return (r["exp"], r["decode"], r["test_set"], bool(r.get("learned")),
+            period if period is not None else 0.0)
+
+
+def _fmt(value, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _git_hash() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10, cwd=Path(__file__).parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment() -> Dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def ver(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    import torch
+
+    device = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
+              else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)")
+    return {
+        "date": datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y"),
+        "python version": platform.python_version(),
+        "espnet version": f"espnet {ver('espnet')}",
+        "espnet_ofa version": f"espnet_ofa {ver('espnet_ofa')}",
+        "pytorch version": f"pytorch {torch.__version__}",
+        "Git hash": _git_hash(),
+        "device": device,
+    }
+
+
+def period_label(r: dict) -> str:
+    p = r.get("frame_period")
+    if r.get("learned"):
+        return f"learned ({p:.1f})" if p is not None else "learned"
+    return "-" if p is None else f"{p:g}"
+
+
+def is_matched(r: dict) -> bool:
+    """A fixed-rate model decoded at the period it was trained at."""
+    trained, period = r.get("train_frame_period"), r.get("frame_period")
+    return (not r.get("learned") and trained is not None and period is not None
+            and abs(float(trained) - float(period)) < 1e-6)
+
+
+def per_rate_models(rows: List[dict]) -> bool:
+    """Whether the rows hold one model per frame period (``--train_frame_periods``)."""
+    return len({r.get("train_frame_period") for r in rows if not r.get("learned")} - {None}) > 1
+
+
+def _table(rows: List[dict], with_exp: bool = False) -> List[str]:
+    metric = rows[0].get("metric", "WER")
+    cols = COLUMNS.get(metric, [(metric, metric, "{:.2f}")])
+    header = ["dataset", "period (ms)", "achieved (ms)", "Snt", *[c[1] for c in cols],
+              "GMACs/s", "RTF", *(["experiment"] if with_exp else [])]
+    lines = ["|" + "|".join(header) + "|", "|" + "|".join(["---"] * len(header)) + "|"]
+    for r in rows:
+        cells = [r["test_set"], period_label(r), _fmt(r.get("achieved_period"), "{:.1f}"),
+                 str(r.get("num_utts", "-")),
+                 *[_fmt(r.get(key), fmt) for key, _, fmt in cols],
+                 _fmt(r.get("gmacs_per_second"), "{:.4f}"), _fmt(r.get("rtf"), "{:.4f}"),
+                 *([Path(r["exp"]).name] if with_exp else [])]
+        lines.append("|" + "|".join(cells) + "|")
+    return lines
+
+
+def render(rows: List[dict], title: Optional[str] = None, notes: Optional[str] = None,
+           env: Optional[Dict[str, str]] = None) -> str:
+    """The Markdown text of RESULTS.md."""
+    lines = ["<!-- Generated by espnet_ofa.recipe.results (stage 13) -->",
+             f"# {title or 'RESULTS'}", ""]
+    if notes:
+        lines += [notes.strip(), ""]
+    lines += ["## Environments"]
+    for k, v in (env or environment()).items():
+        lines.append(f"- {k}: `{v}`")
+    lines.append("")
+    lines += [
+        "Columns: *period* = the frame period asked of the OFA frontend (ms; *learned* = the "
+        "period the model learnt in training); *achieved* = the average period of the "
+        "frames the encoder actually saw; *GMACs/s* = multiply-accumulates of frontend + "
+        "encoder per second of audio (the part that scales with the period); *RTF* = "
+        "decoding time / audio duration on the device above.", ""]
+    rows = sorted(rows, key=_sort_key)
+    if per_rate_models(rows):
+        summary = sorted((r for r in rows if is_matched(r) or r.get("learned")),
+                         key=lambda r: (r["test_set"], bool(r.get("learned")),
+                                        r.get("frame_period") or 0.0))
+        lines += ["## Summary: a model per frame period (trained and decoded at it), and "
+                  "learnt rates", ""]
+        lines += _table(summary, with_exp=True) + [""]
+    groups: Dict[tuple, List[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["exp"], r["decode"]), []).append(r)
+    for (exp, decode), group in groups.items():
+        metric = group[0].get("metric", "WER")
+        trained = group[0].get("train_frame_period")
+        how = ("learns its frame period" if any(r.get("learned") for r in group) else
+               f"trained at {trained:g} ms" if trained is not None else "")
+        lines += [f"## {exp}", f"### {metric}: {decode}", ""]
+        if how:
+            lines += [f"Model {how}.", ""]
+        lines += _table(group) + [""]
+    return "\n".join(lines)
+
+
+def _switch_exp(rows: List[dict]) -> Optional[str]:
+    """The fixed-rate experiment whose run-time period switching is plotted (nearest 40 ms)."""
+    fixed = {r["exp"]: r["train_frame_period"] for r in rows
+             if not r.get("learned") and r.get("train_frame_period") is not None}
+    return min(fixed, key=lambda e: abs(fixed[e] - 40.0)) if fixed else None
+
+
+def plot_results(rows: List[dict], out: PathLike) -> None:
+    """Metric vs achieved frame period (left) and vs GMACs/s (right).
+
+    With one model per period: per test set, the models at their own periods (solid), one
+    model switched to every period at run time (dashed), and learnt rates (stars);
+    otherwise one line per experiment and test set.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    metric = rows[0].get("metric", "WER") if rows else "WER"
+    unit = "" if metric == "BLEU" else " (%)"
+    rows = sorted(rows, key=_sort_key)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    sets = sorted({r["test_set"] for r in rows})
+    series = []  # (label, rows, style)
+    if per_rate_models(rows):
+        switch = _switch_exp(rows)
+        for k, dset in enumerate(sets):
+            color = colors[k % len(colors)]
+            series.append((f"{dset}: a model per period",
+                           [r for r in rows if r["test_set"] == dset and is_matched(r)],
+                           dict(color=color, marker="o")))
+            trained = next(r["train_frame_period"] for r in rows if r["exp"] == switch)
+            series.append((f"{dset}: one model (trained at {trained:g} ms), period set at run time",
+                           [r for r in rows if r["test_set"] == dset and r["exp"] == switch],
+                           dict(color=color, marker=".", linestyle="--", alpha=0.6)))
+    else:
+        exps = sorted({r["exp"] for r in rows if not r.get("learned")})
+        for k, (dset, exp) in enumerate((d, e) for d in sets for e in exps):
+            series.append((f"{dset} ({Path(exp).name})",
+                           [r for r in rows if r["test_set"] == dset and r["exp"] == exp
+                            and not r.get("learned")],
+                           dict(color=colors[k % len(colors)], marker="o")))
+    for k, dset in enumerate(sets):
+        learned = [r for r in rows if r["test_set"] == dset and r.get("learned")]
+        if learned:
+            series.append((f"{dset}: learnt rate", learned,
+                           dict(color=colors[k % len(colors)], marker="*", markersize=14,
+                                linestyle="none")))
+    for label, group, style in series:
+        for ax, key in ((axes[0], "achieved_period"), (axes[1], "gmacs_per_second")):
+            pts = sorted((r[key], r["value"]) for r in group if r.get(key) is not None)
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, label=label, **style)
+    axes[0].set_xlabel("frame period (ms, achieved)")
+    axes[1].set_xlabel("GMACs per second of audio (frontend + encoder)")
+    for ax in axes:
+        ax.set_ylabel(f"{metric}{unit}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{metric} vs frame period and compute (OFA frontend)")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out)
+
+
+def write_results(exp_dirs: Sequence[PathLike], out: PathLike, plot: Optional[PathLike] = None,
+                  title: Optional[str] = None, notes: Optional[PathLike] = None) -> List[dict]:
+    """Write RESULTS.md (and the plot) from the scored decodings of ``exp_dirs``."""
+    rows = collect(exp_dirs)
+    if not rows:
+        raise FileNotFoundError(
+            f"no scored decodings (*/*/*/result.json) under {', '.join(map(str, exp_dirs))}; "
+            "run stages 12-13 first")
+    text = Path(notes).read_text(encoding="utf-8") if notes else None
+    atomic_write_text(out, render(rows, title, text) + "\n")
+    if plot:
+        plot_results(rows, plot)
+    return rows

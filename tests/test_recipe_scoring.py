@@ -1,0 +1,142 @@
+"""Unit tests of scoring (WER/CER, intent accuracy, BLEU), RESULTS.md and the plot, the
+split-decoding merge, and SSL packing."""
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from espnet_ofa.recipe.decode import merge_splits, rate_tag
+from espnet_ofa.recipe.pack import pack_ssl
+from espnet_ofa.recipe.results import collect, render, write_results
+from espnet_ofa.recipe.scoring import score, score_decode_dir, score_files
+
+
+def test_asr_scores():
+    r = score("asr", {"a": "one two three", "b": "four five"}, {"a": "one two tree", "b": "four five"})
+    assert r["metric"] == "WER" and r["WER"] == pytest.approx(100 * 1 / 5)
+    assert r["substitutions"] == 1 and r["num_words"] == 5
+    assert r["SER"] == pytest.approx(50.0)
+    assert r["CER"] > 0 and "WER 20.00%" in r["summary"]
+
+
+def test_missing_hypotheses_count_as_empty():
+    r = score("asr", {"a": "one two", "b": "three"}, {"a": "one two"})
+    assert r["missing"] == ["b"] and r["WER"] == pytest.approx(100 / 3)
+    assert "1 without hypothesis" in r["summary"]
+    with pytest.raises(ValueError, match="not in the reference"):
+        score("asr", {"a": "one"}, {"zz": "one"})
+
+
+def test_slu_accuracy_on_the_intent():
+    ref = {"a": "billing one", "b": "sales two", "c": "cancel nine"}
+    hyp = {"a": "billing one", "b": "sales three", "c": "operator nine"}
+    r = score("slu", ref, hyp)
+    assert r["metric"] == "accuracy" and r["accuracy"] == pytest.approx(200 / 3)
+    assert r["WER"] == pytest.approx(100 / 3)
+
+
+def test_st_bleu():
+    ref = {"a": "drei eins vier eins", "b": "null zwei acht fünf"}
+    perfect = score("st", ref, dict(ref))
+    assert perfect["BLEU"] == pytest.approx(100.0)
+    worse = score("st", ref, {"a": "drei eins vier", "b": "null zwei"})
+    assert 0 <= worse["BLEU"] < 100 and "BLEU" in worse["bleu_signature"]
+
+
+def _decode_tree(root: Path, exp: str = "asr_a", learned: bool = False) -> Path:
+    exp_dir = root / "exp" / exp
+    for period, hyp in ((20.0, "one two"), (40.0, "one too")):
+        d = exp_dir / "decode_asr" / rate_tag(None if learned else period) / "test"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "text").write_text(f"u1 {hyp}\nu2 three\n")
+        info = {"rate": d.parent.name, "frame_period": 47.5 if learned else period,
+                "learned": learned, "achieved_period": period + 0.1, "num_utts": 2,
+                "rtf": 0.01, "gmacs_per_second": 0.5 / period, "test_set": "test"}
+        (d / "info.json").write_text(json.dumps(info))
+        if learned:
+            break
+    (root / "dump/test").mkdir(parents=True, exist_ok=True)
+    (root / "dump/test/text").write_text("u1 one two\nu2 three\n")
+    return exp_dir
+
+
+def test_score_dir_results_md_and_plot(tmp_path):
+    fixed = _decode_tree(tmp_path)
+    learned = _decode_tree(tmp_path, "asr_learned", learned=True)
+    for exp in (fixed, learned):
+        results = score_decode_dir("asr", exp / "decode_asr", tmp_path / "dump")
+        assert all((Path(r["hyp"]).parent / "result.json").is_file() for r in results)
+    rows = collect([fixed, learned])
+    assert len(rows) == 3 and {r["rate"] for r in rows} == {"p20", "p40", "learned"}
+    out = tmp_path / "RESULTS.md"
+    notes = tmp_path / "notes.md"
+    notes.write_text("Synthetic labels, see data/README.txt.\n")
+    write_results([fixed, learned], out, plot=tmp_path / "RESULTS.png", notes=notes)
+    text = out.read_text()
+    assert "# RESULTS" in text and "## Environments" in text and "Synthetic labels" in text
+    assert "|test|20|20.1|2|0.00|" in text
+    assert "|test|40|40.1|2|33.33|" in text
+    assert "learned (47.5)" in text and "espnet version" in text
+    assert (tmp_path / "RESULTS.png").stat().st_size > 1000
+    with pytest.raises(FileNotFoundError, match="no scored decodings"):
+        write_results([tmp_path / "nothing"], out)
+
+
+def test_render_other_metrics():
+    rows = [{"exp": "exp/slu", "decode": "d", "test_set": "test", "frame_period": 80.0,
+             "learned": False, "metric": "accuracy", "value": 91.0, "accuracy": 91.0,
+             "WER": 3.0, "num_utts": 10, "achieved_period": 80.0, "gmacs_per_second": 0.01,
+             "rtf": 0.02}]
+    text = render(rows, env={"date": "now"})
+    assert "|dataset|period (ms)|achieved (ms)|Snt|Acc (%)|WER (%)|GMACs/s|RTF|" in text
+    assert "|test|80|80.0|10|91.00|3.00|0.0100|0.0200|" in text
+
+
+def test_score_files_requires_hypotheses(tmp_path):
+    (tmp_path / "ref").write_text("u1 one\n")
+    with pytest.raises(FileNotFoundError, match="run the decoding stage"):
+        score_files("asr", tmp_path / "ref", tmp_path / "hyp", tmp_path / "r.json")
+    (tmp_path / "hyp").write_text("")  # a decoding that produced nothing
+    r = score_files("asr", tmp_path / "ref", tmp_path / "hyp", tmp_path / "r.json")
+    assert r["WER"] == pytest.approx(100.0) and r["missing"] == ["u1"]
+
+
+def test_merge_splits(tmp_path):
+    d = tmp_path / "p40/test"
+    for j, (utts, secs) in enumerate(((["u1", "u3"], 2.0), (["u2"], 1.0)), start=1):
+        part = d / "split2" / str(j)
+        part.mkdir(parents=True)
+        (part / "text").write_text("".join(f"{u} one\n" for u in utts))
+        (part / "token").write_text("".join(f"{u} one\n" for u in utts))
+        (part / "info.json").write_text(json.dumps({
+            "rate": "p40", "num_utts": len(utts), "audio_seconds": secs, "decode_seconds": secs / 10,
+            "frames_20ms": 100 * j, "frames_out": 50 * j, "macs": 10 ** 9, "macs_audio_seconds": 1.0}))
+    merged = merge_splits(d, 2)
+    assert (d / "text").read_text() == "u1 one\nu2 one\nu3 one\n"
+    assert merged["num_utts"] == 3 and merged["rtf"] == pytest.approx(0.1)
+    assert merged["achieved_period"] == pytest.approx(40.0)
+    assert merged["gmacs_per_second"] == pytest.approx(1.0)
+    (d / "split2/2/info.json").unlink()
+    with pytest.raises(FileNotFoundError, match="did not finish"):
+        merge_splits(d, 2)
+
+
+def test_pack_ssl(tmp_path):
+    exp = tmp_path / "exp/ssl_x"
+    exp.mkdir(parents=True)
+    (exp / "config.yaml").write_text(yaml.safe_dump(
+        {"student_preset": "tiny", "student_conf": {"frame_period_range": [20.0, 90.0]},
+         "teacher": "exp/hubert"}))
+    with pytest.raises(FileNotFoundError, match="valid.loss.best.pth"):
+        pack_ssl(exp, tmp_path / "x.zip")
+    (exp / "valid.loss.best.pth").write_bytes(b"weights")
+    out = pack_ssl(exp, tmp_path / "packed/x.zip")
+    with zipfile.ZipFile(out) as z:
+        names = set(z.namelist())
+        meta = yaml.safe_load(z.read("meta.yaml"))
+    assert names == {"meta.yaml", "exp/ssl_x/config.yaml", "exp/ssl_x/valid.loss.best.pth"}
+    assert meta["files"]["model_file"] == "exp/ssl_x/valid.loss.best.pth"
+    assert meta["frame_period_range"] == [20.0, 90.0] and meta["task"] == "ofa_ssl"
