@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from espnet_ofa.recipe.decode import merge_splits, rate_tag
-from espnet_ofa.recipe.pack import pack_ssl
 from espnet_ofa.recipe.results import collect, render, write_results
 from espnet_ofa.recipe.scoring import score, score_decode_dir, score_files
 
@@ -122,21 +121,3 @@ def test_merge_splits(tmp_path):
     (d / "split2/2/info.json").unlink()
     with pytest.raises(FileNotFoundError, match="did not finish"):
         merge_splits(d, 2)
-
-
-def test_pack_ssl(tmp_path):
-    exp = tmp_path / "exp/ssl_x"
-    exp.mkdir(parents=True)
-    (exp / "config.yaml").write_text(yaml.safe_dump(
-        {"student_preset": "tiny", "student_conf": {"frame_period_range": [20.0, 90.0]},
-         "teacher": "exp/hubert"}))
-    with pytest.raises(FileNotFoundError, match="valid.loss.best.pth"):
-        pack_ssl(exp, tmp_path / "x.zip")
-    (exp / "valid.loss.best.pth").write_bytes(b"weights")
-    out = pack_ssl(exp, tmp_path / "packed/x.zip")
-    with zipfile.ZipFile(out) as z:
-        names = set(z.namelist())
-        meta = yaml.safe_load(z.read("meta.yaml"))
-    assert names == {"meta.yaml", "exp/ssl_x/config.yaml", "exp/ssl_x/valid.loss.best.pth"}
-    assert meta["files"]["model_file"] == "exp/ssl_x/valid.loss.best.pth"
-    assert meta["frame_period_range"] == [20.0, 90.0] and meta["task"] == "ofa_ssl"

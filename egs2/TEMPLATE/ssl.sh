@@ -7,7 +7,7 @@
 #    4 filter by length                        9 OFA: collect statistics
 #    5 teacher: MFCC k-means unit labels      10 OFA: training (ofa_ssl_train)
 #    6 teacher: hubert_train statistics       11 pack (a zip of config + model)
-#                                             12 upload (see issue 6: not implemented yet)
+#                                             12 publish to a model zoo (--zoo DIR|hf:owner/repo)
 # Stages 5-7 train a small HuBERT teacher offline (ESPnet's hubert_train, encoder
 # torchaudio_hubert, on MFCC k-means units of the same audio); --teacher SOURCE uses
 # another teacher instead (a torchaudio bundle name such as HUBERT_BASE, a fairseq .pt,
@@ -30,6 +30,7 @@ stage=1                 # first stage to run
 stop_stage=10000        # last stage to run
 skip_data_prep=false    # skip stages 1-4
 skip_upload=true        # skip stage 12
+zoo=""                  # stage 12: a local zoo directory, or hf:owner/repo
 ngpu=0                  # GPUs for training (0: CPU)
 nj=2                    # parallel jobs of the data stages and of collect-stats
 num_threads=1           # CPU threads per job (OMP/MKL)
@@ -250,14 +251,19 @@ if want_stage 10; then
 fi
 if want_stage 11; then
     stage_begin 11 "pack ${packed_model}"
-    ${python} -m espnet_ofa.bin.recipe pack_ssl --exp "${ssl_exp}" --out "${packed_model}"
+    ${python} -m espnet_ofa.bin.pack_model ssl --config "${ssl_exp}/config.yaml" \
+        --model "${ssl_exp}/valid.loss.best.pth" --outpath "${packed_model}"
     stage_end
 fi
 if want_stage 12; then
     if [ "${skip_upload}" = true ]; then
         log "Stage 12: skipped: upload (--skip_upload true)"
     else
-        die "stage 12 (upload): not implemented yet: see issue 6 (model zoo)"
+        [ -n "${zoo}" ] || die "stage 12 needs --zoo (a local directory, or hf:owner/repo)"
+        stage_begin 12 "publish ${packed_model} to ${zoo}"
+        ${python} -m espnet_ofa.bin.publish "${packed_model}" --zoo "${zoo}" \
+            --name "$(basename "${ssl_exp}")" --description "OFA SSL model"
+        stage_end
     fi
 fi
 log "Successfully finished. [elapsed=$((SECONDS - _run_t0)) s]"

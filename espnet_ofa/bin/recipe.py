@@ -9,7 +9,6 @@
     python -m espnet_ofa.bin.recipe score_all --task asr --decode_dir exp/asr_x/decode_asr --data_root dump/raw
     python -m espnet_ofa.bin.recipe score --task asr --ref data/test/text --hyp exp/.../text --out result.json
     python -m espnet_ofa.bin.recipe results --exp_dirs exp/asr_a exp/asr_b --out RESULTS.md --plot
-    python -m espnet_ofa.bin.recipe pack_ssl --exp exp/ofa --out exp/ofa/packed.zip
 
 Each prints ``error: <message>`` and exits 1 on bad input (a message that names the file,
 and the line where there is one), so that shell stages stop with the reason.
@@ -104,10 +103,6 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--title", default=None)
     s.add_argument("--notes", default=None, help="a Markdown file whose text goes on top")
 
-    s = sub.add_parser("pack_ssl", help="zip an OFA pretraining experiment (config + model)")
-    s.add_argument("--exp", required=True, help="ofa_ssl_train output directory")
-    s.add_argument("--model", default="valid.loss.best.pth")
-    s.add_argument("--out", required=True)
     return p
 
 
@@ -189,11 +184,6 @@ def _run(args: argparse.Namespace) -> int:
                       notes=args.notes)
         print(f"progress: wrote {args.out}" + (f" and {args.plot}" if args.plot else ""),
               flush=True)
-    elif args.cmd == "pack_ssl":
-        from espnet_ofa.recipe.pack import pack_ssl
-
-        out = pack_ssl(args.exp, args.out, model=args.model)
-        print(f"progress: packed {out}", flush=True)
     return 0
 
 

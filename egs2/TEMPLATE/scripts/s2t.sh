@@ -7,8 +7,8 @@
 #    4 filter by length                       12 decoding at each --frame_periods (and at a
 #    5 token list                                learnt rate), one model load per experiment
 #    6 LM statistics (--use_lm true)          13 scoring, RESULTS.md and a plot
-#    7 LM training (--use_lm true)            14 packing (see issue 6: not implemented yet)
-#    8 LM perplexity (--use_lm true)          15 upload (see issue 6: not implemented yet)
+#    7 LM training (--use_lm true)            14 packing (--skip_packing false)
+#    8 LM perplexity (--use_lm true)          15 publish (--skip_upload false --zoo DIR)
 # Every stage can be rerun: outputs are written atomically and recomputed; training
 # resumes from its checkpoint.
 #
@@ -33,6 +33,7 @@ skip_train=false        # skip stages 6-11
 skip_eval=false         # skip stages 12-13
 skip_packing=true       # skip stage 14
 skip_upload=true        # skip stage 15
+zoo=""                  # stage 15: a local zoo directory, or hf:owner/repo
 ngpu=0                  # GPUs for training and decoding (0: CPU)
 nj=2                    # parallel jobs of the data stages and of collect-stats
 inference_nj=1          # parallel decoding jobs per experiment
@@ -278,8 +279,12 @@ done
 
 # ----------------------------------------------------------------------------- stages 10-11
 first_config=${configs%% *}
-if want_stage 10 || want_stage 11 || want_stage 12 || want_stage 13; then
-    [ -n "${configs}" ] || die "--${task}_config is required for stages 10-13"
+_packing_stages=false
+if { want_stage 14 && [ "${skip_packing}" = false ]; } || { want_stage 15 && [ "${skip_upload}" = false ]; }; then
+    _packing_stages=true
+fi
+if want_stage 10 || want_stage 11 || want_stage 12 || want_stage 13 || [ "${_packing_stages}" = true ]; then
+    [ -n "${configs}" ] || die "--${task}_config is required for stages 10-15"
     for _c in ${configs}; do
         [ -f "${_c}" ] || die "training config ${_c} not found"
     done
@@ -408,14 +413,28 @@ if want_stage 14; then
     if [ "${skip_packing}" = true ]; then
         log "Stage 14: skipped: packing (--skip_packing true)"
     else
-        die "stage 14 (packing ${task} models): not implemented yet: see issue 6 (model zoo)"
+        stage_begin 14 "packing ${task} models (OFA checkpoint inside) into <exp>/packed/model.zip"
+        _results=()
+        [ ! -f "${results_md}" ] || _results=(--results "${results_md}")
+        for _exp in "${exp_dirs[@]}"; do
+            ${python} -m espnet_ofa.bin.pack_model "${task}" --config "${_exp}/config.yaml" \
+                --model "${_exp}/${inference_model}" --outpath "${_exp}/packed/model.zip" \
+                "${_results[@]}"
+        done
+        stage_end
     fi
 fi
 if want_stage 15; then
     if [ "${skip_upload}" = true ]; then
         log "Stage 15: skipped: upload (--skip_upload true)"
     else
-        die "stage 15 (upload): not implemented yet: see issue 6 (model zoo)"
+        [ -n "${zoo}" ] || die "stage 15 needs --zoo (a local directory, or hf:owner/repo)"
+        stage_begin 15 "publishing to ${zoo}"
+        for _exp in "${exp_dirs[@]}"; do
+            ${python} -m espnet_ofa.bin.publish "${_exp}/packed/model.zip" --zoo "${zoo}" \
+                --name "$(basename "$(pwd)")_$(basename "${_exp}")" --description "${task} model"
+        done
+        stage_end
     fi
 fi
 log "Successfully finished. [elapsed=$((SECONDS - _run_t0)) s]"
