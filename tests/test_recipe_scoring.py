@@ -1,5 +1,5 @@
-"""Unit tests of scoring (WER/CER, intent accuracy, BLEU), RESULTS.md and the plot, the
-split-decoding merge, and SSL packing."""
+"""Unit tests of scoring (WER/CER, intent accuracy, BLEU), RESULTS.md and the plot, and
+the split-decoding merge."""
 
 import json
 import zipfile
@@ -121,3 +121,31 @@ def test_merge_splits(tmp_path):
     (d / "split2/2/info.json").unlink()
     with pytest.raises(FileNotFoundError, match="did not finish"):
         merge_splits(d, 2)
+
+
+def test_summary_of_a_model_per_period(tmp_path):
+    """With --train_frame_periods: each model at its own period on top, and the plot."""
+    rows = []
+    for trained in (20.0, 80.0):
+        for period in (20.0, 80.0):
+            rows.append({"exp": f"exp/asr_p{trained:g}", "decode": "d", "test_set": "test",
+                         "frame_period": period, "train_frame_period": trained,
+                         "learned": False, "metric": "WER", "value": 5.0 + abs(trained - period),
+                         "WER": 5.0 + abs(trained - period), "num_utts": 3,
+                         "achieved_period": period, "gmacs_per_second": 1.0 / period, "rtf": 0.1})
+    rows.append({"exp": "exp/asr_learned", "decode": "d", "test_set": "test", "frame_period": 47.0,
+                 "train_frame_period": None, "learned": True, "metric": "WER", "value": 4.0,
+                 "WER": 4.0, "num_utts": 3, "achieved_period": 47.1, "gmacs_per_second": 0.02,
+                 "rtf": 0.1})
+    text = render(rows, env={"date": "now"})
+    summary = text[text.index("## Summary"):text.index("## exp/")]
+    assert "|test|20|20.0|3|5.00|-|-|0.0500|0.1000|asr_p20|" in summary
+    assert "|test|80|80.0|3|5.00|-|-|0.0125|0.1000|asr_p80|" in summary
+    assert "|test|learned (47.0)|47.1|3|4.00|" in summary and "65.00" not in summary
+    assert "Model trained at 20 ms." in text and "Model learns its frame period." in text
+    from espnet_ofa.recipe.results import plot_results
+
+    plot_results(rows, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 10000
+    one_model = render([r for r in rows if r["exp"] == "exp/asr_p20"], env={"date": "now"})
+    assert "## Summary" not in one_model

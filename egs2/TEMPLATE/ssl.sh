@@ -18,6 +18,9 @@
 # shellcheck disable=SC2086
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
+# The whole script is one compound command, read completely before it runs, so that
+# editing the file (a git pull) cannot break a recipe that is running.
+{
 
 _template=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 # shellcheck source=scripts/common.sh
@@ -267,3 +270,5 @@ if want_stage 12; then
     fi
 fi
 log "Successfully finished. [elapsed=$((SECONDS - _run_t0)) s]"
+exit 0
+}

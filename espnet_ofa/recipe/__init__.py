@@ -8,8 +8,7 @@
 - :mod:`.units`: MFCC k-means labels for training a HuBERT teacher with ``hubert_train``;
 - :mod:`.decode`: decoding at several OFA frame periods with one model load;
 - :mod:`.scoring`: WER/CER, intent accuracy, BLEU;
-- :mod:`.results`: RESULTS.md and its plot;
-- :mod:`.pack`: a zip of an OFA pretraining experiment.
+- :mod:`.results`: RESULTS.md and its plot.
 
 CLIs: ``python -m espnet_ofa.bin.recipe`` (no ESPnet import) and ``python -m
 espnet_ofa.bin.decode``.

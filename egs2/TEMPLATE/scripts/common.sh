@@ -85,7 +85,8 @@ resolve_ngpu() {
     fi
 }
 
-# bg_run CMD...: start CMD in the background; at most ${bg_max:-1} at a time (in batches).
+# bg_run CMD...: start CMD in the background, at most ${bg_max:-1} at a time: the next
+# starts as soon as one ends (bash >= 5.1; older bash waits for a whole batch).
 # bg_wait: wait for them all; die when any failed.
 _bg_pids=()
 _bg_failed=0
@@ -96,10 +97,24 @@ _bg_flush() {
     done
     _bg_pids=()
 }
+_bg_reap_one() {
+    local pid="" kept=() p
+    wait -n -p pid "${_bg_pids[@]}" || _bg_failed=$((_bg_failed + 1))
+    for p in "${_bg_pids[@]}"; do
+        [ "${p}" = "${pid}" ] || kept+=("${p}")
+    done
+    _bg_pids=("${kept[@]}")
+}
 bg_run() {
+    if [ "${#_bg_pids[@]}" -ge "${bg_max:-1}" ]; then
+        if ((BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1))); then
+            _bg_reap_one
+        else
+            _bg_flush
+        fi
+    fi
     "$@" &
     _bg_pids+=("$!")
-    [ "${#_bg_pids[@]}" -lt "${bg_max:-1}" ] || _bg_flush
 }
 bg_wait() {
     _bg_flush

@@ -16,7 +16,9 @@ train_set=train
 valid_set=dev
 test_sets="test test_theo"
 
-asr_configs="conf/train_asr_ofa.yaml conf/train_asr_ofa_learned_rate.yaml"
+# The learnt-rate model first: it is the slowest (two probes per step), and the models
+# train side by side, two at a time on a CPU.
+asr_configs="conf/train_asr_ofa_learned_rate.yaml conf/train_asr_ofa.yaml"
 inference_config=conf/decode_asr.yaml
 
 ./asr.sh \
