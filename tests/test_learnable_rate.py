@@ -32,6 +32,7 @@ from espnet_ofa.frontend.learnable_rate import (
     RMS_CLAMP,
     LearnableRate,
     RngSnapshot,
+    ctc_min_input_lengths,
     relative_compute,
 )
 
@@ -218,3 +219,98 @@ def test_objective_replays_random_numbers_and_checks_arguments():
     with pytest.raises(ValueError, match="rate_cost"):
         LearnableRate(50.0, 20.0, 90.0, cost=-1.0)
     assert not math.isnan(rate.value)
+
+
+# ------------------------------------------------------------------ CTC feasibility
+def test_ctc_min_input_lengths_counts_a_blank_between_repeats():
+    padded = torch.tensor([[3, 3, 4, 4, 4], [5, 6, 5, 0, 0], [7, 7, 0, 0, 0]])
+    lengths = torch.tensor([5, 3, 1])  # the third: one label; the padding repeats nothing
+    assert ctc_min_input_lengths(padded, lengths).tolist() == [5 + 3, 3, 1]
+    # ESPnet's CTC passes the targets concatenated: a repeat across two utterances is none.
+    concat = torch.tensor([3, 3, 4, 4, 4, 4, 6, 4, 4])
+    assert ctc_min_input_lengths(concat, torch.tensor([5, 3, 1])).tolist() == [8, 3, 1]
+    with pytest.raises(ValueError, match="sum\\(target_lengths\\)"):
+        ctc_min_input_lengths(concat, torch.tensor([5, 3]))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny random-weight OFA model as ofa_ssl_train writes it (config.yaml beside)."""
+    from espnet_ofa.models.pretrained import save_student
+    from espnet_ofa.models.student import build_student
+
+    torch.manual_seed(0)
+    return save_student(build_student("tiny"), tmp_path_factory.mktemp("ofa"), preset="tiny")
+
+
+def char_ctc_asr_model(checkpoint, vocab: int):
+    """ESPnet's own ASR model, CTC only (ESPnet's CTC: zero_infinity=True), learnable rate."""
+    from espnet2.asr.ctc import CTC
+    from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
+    from espnet2.asr.espnet_model import ESPnetASRModel
+
+    from espnet_ofa.frontend.espnet_hooks import attach_rate_learning
+    from espnet_ofa.frontend.ofa import OFAFrontend
+
+    torch.manual_seed(0)
+    frontend = OFAFrontend(fs="16k", model=str(checkpoint), learnable_rate=True,
+                           frame_period=50.0)
+    encoder = TransformerEncoder(frontend.output_size(), output_size=32, attention_heads=2,
+                                 linear_units=32, num_blocks=1, dropout_rate=0.0,
+                                 positional_dropout_rate=0.0, attention_dropout_rate=0.0,
+                                 input_layer="linear")  # no subsampling: 1 frame, 1 frame
+    model = ESPnetASRModel(
+        vocab_size=vocab, token_list=[f"c{i}" for i in range(vocab)], frontend=frontend,
+        specaug=None, normalize=None, preencoder=None, encoder=encoder, postencoder=None,
+        decoder=None, ctc=CTC(vocab, 32), joint_network=None, ctc_weight=1.0,
+        report_cer=False, report_wer=False,
+    )
+    assert attach_rate_learning(model)
+    return model
+
+
+def test_ctc_utterances_infeasible_at_a_probe_do_not_pull_the_rate_longer(checkpoint,
+                                                                          monkeypatch):
+    """Character CTC at 50 ms: probes 55 ms (18 frames per second) and 45 ms (22 frames).
+
+    Utterance 0 (20 letters) can be emitted at 45 ms only: ESPnet's CTC counts it as 0 loss
+    at 55 ms, which would make 55 ms look better. Utterance 2 (25 letters) fits neither.
+    The rate must compare the probes on utterances 1 (16 letters, 2 repeats: needs exactly
+    18 frames) and 3, as if the others were not in the batch.
+    """
+    monkeypatch.delenv("ESPNET_OFA_FRAME_PERIOD", raising=False)
+    monkeypatch.delenv("ESPNET_OFA_LAM", raising=False)
+    vocab = 30
+    letters = [list(range(1, 21)), [1, 1, 2, 3, 3, *range(4, 15)], list(range(1, 26)), [5, 6, 7]]
+    text_lengths = torch.tensor([len(t) for t in letters])
+    text = torch.full((4, int(text_lengths.max())), -1)  # ESPnet pads text with -1
+    for i, t in enumerate(letters):
+        text[i, :len(t)] = torch.tensor(t)
+    gen = torch.Generator().manual_seed(0)
+    speech = 0.1 * torch.randn(4, 16000, generator=gen)  # 1 s each: 49 frames of 20 ms
+    lengths = torch.full((4,), 16000)
+
+    def slope_and_stats(rows):
+        model = char_ctc_asr_model(checkpoint, vocab).train()
+        assert model.frontend.rate.probes() == (pytest.approx(55.0), pytest.approx(45.0))
+        loss, stats, _ = model(speech[rows], lengths[rows], text[rows], text_lengths[rows])
+        return model, loss, stats
+
+    model, loss, stats = slope_and_stats([0, 1, 2, 3])
+    _, _, stats_kept = slope_and_stats([1, 3])
+    # ESPnet's CTC loss is a sum over utterances / B: same terms, 4 against 2 utterances.
+    slope = float(stats["rate_slope"])
+    assert slope * 4 == pytest.approx(float(stats_kept["rate_slope"]) * 2, rel=1e-4)
+    assert float(stats["rate_infeasible"]) == pytest.approx(0.5)
+    assert float(stats_kept["rate_infeasible"]) == 0.0
+
+    # What ESPnet's own losses say (the model still trains on their mean): longer looks better.
+    model.eval()
+    with torch.no_grad():
+        at = {}
+        for period in (55.0, 45.0):
+            model.frontend.set_rate(frame_period=period)
+            at[period] = float(model(speech, lengths, text, text_lengths)[0])
+    assert float(loss.detach()) == pytest.approx((at[55.0] + at[45.0]) / 2, rel=1e-5)
+    naive = (at[55.0] - at[45.0]) / 10.0
+    assert naive < slope - 0.1, (naive, slope)  # utterance 0 alone would pull it towards 55 ms

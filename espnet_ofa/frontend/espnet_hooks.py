@@ -8,6 +8,16 @@ A frontend only sees waveforms; two things need the whole model's ``forward``:
   periods. The hooks run the model's forward a second time on the same batch at the other
   probe (with the same random numbers) and hand ESPnet's trainer the combined objective.
 
+CTC feasibility: while the two probes run, a forward hook on each `torch.nn.CTCLoss` of
+the model (ESPnet's CTC uses one, with ``reduction="none"``) records the per-utterance losses
+and whether each utterance has at least `ctc_min_input_lengths` input frames. Utterances
+that CTC cannot emit at either probe (ESPnet's ``zero_infinity`` counts them as 0 loss, which
+would make the longer probe look better) have their CTC terms taken out of both losses before
+the probes are compared; their coefficient in the total loss (e.g. ``ctc_weight / B``) comes
+from autograd, so any mix of CTC, intermediate CTC and attention losses is handled. The model
+still trains on the losses ESPnet computed. The fraction excluded is reported as
+``rate_infeasible``.
+
 They are PyTorch forward hooks on the model (not a wrapper class), so the model keeps its
 type, state dict and ``encode``/``inference`` methods, and DataParallel replicas and DDP
 run them too. ESPnet's task ``build_model`` installs them (`espnet_ofa.registration`);
@@ -17,12 +27,14 @@ whose forward returns ``(loss, stats, weight)`` or ``{"loss", "stats", "weight",
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+import warnings
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
-from espnet_ofa.frontend.learnable_rate import RateStep, RngSnapshot
+from espnet_ofa.frontend.learnable_rate import RateStep, RngSnapshot, ctc_min_input_lengths
 
 _ATTACHED = "_espnet_ofa_hooks"
 _STEP = "_espnet_ofa_rate_step"
@@ -71,16 +83,107 @@ def _mean_stats(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+@dataclass
+class _CTCCall:
+    """One `torch.nn.CTCLoss` call: (B,) losses with their graph, (B,) feasibility."""
+
+    losses: torch.Tensor
+    feasible: torch.Tensor
+
+
+_CTC_ARGS = ("log_probs", "targets", "input_lengths", "target_lengths")
+
+
+class _CTCRecorder:
+    """Records every `torch.nn.CTCLoss` call of one model while it is installed."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.calls: List[_CTCCall] = []
+        self.unusable = False  # a reduced (scalar) CTC loss: no per-utterance values
+        self.handles = [
+            m.register_forward_hook(self._record, with_kwargs=True)
+            for m in model.modules() if isinstance(m, nn.CTCLoss)
+        ]
+        self.has_ctc = bool(self.handles)
+
+    def _record(self, module: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor):
+        named = dict(zip(_CTC_ARGS, args), **kwargs)
+        if output.dim() != 1:
+            self.unusable = True
+            return
+        need = ctc_min_input_lengths(named["targets"], named["target_lengths"])
+        feasible = named["input_lengths"].to(need.device).long() >= need
+        self.calls.append(_CTCCall(output, feasible))
+
+    def take(self) -> List[_CTCCall]:
+        calls, self.calls = self.calls, []
+        return calls
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+
+def _excluded_terms(loss: torch.Tensor, call: _CTCCall, excluded: torch.Tensor) -> torch.Tensor:
+    """0-dim: what the ``excluded`` utterances of ``call`` add to ``loss``'s value."""
+    if not (loss.requires_grad and call.losses.requires_grad):
+        raise _NotComparable("the CTC losses have no graph to find their weight in the loss")
+    # The weight of each utterance's CTC loss in the total (ctc_weight / B for ESPnet's CTC,
+    # none for a call that does not reach it): the total is linear in them.
+    (weight,) = torch.autograd.grad(loss.sum(), call.losses, retain_graph=True,
+                                    allow_unused=True)
+    if weight is None:
+        return loss.new_zeros(())
+    terms = (weight * call.losses.detach()).masked_fill(~excluded, 0.0)
+    return terms.nan_to_num(0.0, 0.0, 0.0).sum()
+
+
+class _NotComparable(Exception):
+    pass
+
+
+def _feasible_comparison(
+    loss_plus: torch.Tensor,
+    loss_minus: torch.Tensor,
+    calls_plus: List[_CTCCall],
+    calls_minus: List[_CTCCall],
+) -> Tuple[Optional[Tuple[torch.Tensor, torch.Tensor]], float]:
+    """The two losses without the CTC terms of utterances infeasible at either probe.
+
+    Returns ``((value_plus, value_minus), excluded_fraction)``, or ``(None, 0)`` when there
+    is nothing to exclude.
+    """
+    if len(calls_plus) != len(calls_minus) or any(
+            a.losses.shape != b.losses.shape for a, b in zip(calls_plus, calls_minus)):
+        raise _NotComparable("the two probes made different CTC calls")
+    value_plus, value_minus = loss_plus.detach().sum(), loss_minus.detach().sum()
+    excluded_count, total = 0, 0
+    for a, b in zip(calls_plus, calls_minus):
+        excluded = ~(a.feasible & b.feasible)
+        total += excluded.numel()
+        if not excluded.any():
+            continue
+        excluded_count += int(excluded.sum())
+        value_plus = value_plus - _excluded_terms(loss_plus, a, excluded)
+        value_minus = value_minus - _excluded_terms(loss_minus, b, excluded)
+    fraction = excluded_count / total if total else 0.0
+    return ((value_plus, value_minus) if excluded_count else None), fraction
+
+
 def _pre_hook(model: nn.Module, args: tuple, kwargs: dict) -> None:
     frontend = _ofa_frontend(model)
-    model.__dict__.pop(_STEP, None)
+    stale = model.__dict__.pop(_STEP, None)
+    if stale is not None:  # a forward that raised: its CTC hooks are still installed
+        stale[3].remove()
     if frontend is None:
         return
     frontend.set_probe(None)
     if frontend.rate is None or not frontend.training or not torch.is_grad_enabled():
         return
     plus, minus = frontend.rate.probes()
-    model.__dict__[_STEP] = (plus, minus, RngSnapshot(_device(model)))
+    recorder = _CTCRecorder(model)
+    model.__dict__[_STEP] = (plus, minus, RngSnapshot(_device(model)), recorder)
     frontend.set_probe(plus)
 
 
@@ -98,19 +201,37 @@ def _post_hook(model: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
             stats["loss"] = loss.detach()
         return _pack(output, loss, stats, weight)
 
-    plus, minus, rng = step
+    plus, minus, rng, recorder = step
     try:
+        calls_plus = recorder.take()
         rng.restore()
         frontend.set_probe(minus)
         # forward, not __call__: the hooks must not run again for the second probe.
         second = model.forward(*args, **kwargs)
+        calls_minus = recorder.take()
     finally:
         frontend.set_probe(None)
+        recorder.remove()
     loss_minus, stats_minus, _ = _unpack(second)
-    objective, info = frontend.rate.combine(loss, loss_minus, plus, minus)
+    compared, infeasible = None, 0.0
+    if recorder.unusable:
+        warnings.warn(
+            "learnable_rate: a CTCLoss of this model reduces over the batch, so utterances "
+            "that CTC cannot emit at a probed period (counted as 0 with zero_infinity) can "
+            "bias the rate towards longer periods; use CTCLoss(reduction='none') as ESPnet's "
+            "CTC does", RuntimeWarning, stacklevel=2)
+    else:
+        try:
+            compared, infeasible = _feasible_comparison(loss, loss_minus, calls_plus, calls_minus)
+        except _NotComparable as err:
+            warnings.warn(f"learnable_rate: CTC feasibility not applied this step: {err}",
+                          RuntimeWarning, stacklevel=2)
+    objective, info = frontend.rate.combine(loss, loss_minus, plus, minus, compared=compared)
     stats = _mean_stats(stats, stats_minus)
     stats["loss"] = objective.detach()
     stats.update(_rate_stats(info, loss))
+    if recorder.has_ctc:
+        stats["rate_infeasible"] = _as_stat(infeasible, loss)
     return _pack(output, objective, stats, weight)
 
 

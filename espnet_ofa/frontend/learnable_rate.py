@@ -26,6 +26,13 @@ to ``GRAD_SCALE``: task losses are sums over tokens and frames of arbitrary scal
 unnormalised rate gradient (often > 100) would dominate the global gradient norm that
 ESPnet clips (``grad_clip: 5``), shrinking every other gradient. Adam-type optimizers only
 see the gradient's sign and consistency, which the normalisation keeps.
+
+CTC feasibility: CTC can only emit a target from at least ``ctc_min_input_lengths`` frames
+(its length plus a blank between equal neighbours). With fewer, the loss is infinite, and
+ESPnet's CTC (``zero_infinity=True``) counts it as 0, so an utterance that becomes
+infeasible at the longer probe would make that probe look *better*. The ESPnet hooks
+therefore compare the probes without the CTC terms of utterances infeasible at either probe
+(``combine(..., compared=...)``); see `espnet_ofa.frontend.espnet_hooks`.
 """
 
 from __future__ import annotations
@@ -98,6 +105,39 @@ class RngSnapshot:
         torch.set_rng_state(self.cpu)
         if self.cuda is not None:
             torch.cuda.set_rng_state(self.cuda, self.cuda_device)
+
+
+def ctc_min_input_lengths(targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
+    """Fewest CTC input frames that can emit each target.
+
+    A CTC path emits each label at least once and needs a blank between two equal
+    neighbouring labels, so the minimum is ``length + number of adjacent repeats``; with
+    fewer frames the loss is infinite (or 0 with ``zero_infinity``).
+
+    Args:
+        targets: (B, S) padded label ids, or (sum(target_lengths),) concatenated ones (both
+            forms `torch.nn.CTCLoss` takes).
+        target_lengths: (B,) labels per utterance.
+
+    Returns:
+        (B,) long tensor of minimum input lengths.
+    """
+    target_lengths = target_lengths.long()
+    if targets.dim() == 2:
+        pos = torch.arange(1, targets.shape[1], device=targets.device)
+        within = pos[None, :] < target_lengths[:, None]
+        repeats = ((targets[:, 1:] == targets[:, :-1]) & within).sum(1)
+        return target_lengths + repeats
+    if targets.dim() != 1 or targets.numel() != int(target_lengths.sum()):
+        raise ValueError(
+            f"CTC targets must be (B, S) padded or 1-D of length sum(target_lengths)="
+            f"{int(target_lengths.sum())}; got shape {tuple(targets.shape)}"
+        )
+    utt = torch.repeat_interleave(torch.arange(len(target_lengths), device=targets.device),
+                                  target_lengths)
+    repeat = (targets[1:] == targets[:-1]) & (utt[1:] == utt[:-1])
+    repeats = torch.zeros_like(target_lengths).index_add_(0, utt[1:], repeat.long())
+    return target_lengths + repeats
 
 
 def relative_compute(period: torch.Tensor | float) -> torch.Tensor | float:
@@ -215,6 +255,7 @@ class LearnableRate(nn.Module):
         loss_minus: torch.Tensor,
         plus: float,
         minus: float,
+        compared: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
     ) -> Tuple[torch.Tensor, RateStep]:
         """The training objective from the losses at the two probes.
 
@@ -222,6 +263,10 @@ class LearnableRate(nn.Module):
             loss_plus, loss_minus: downstream losses (any broadcastable shape, e.g. ESPnet's
                 (1,)) at ``plus`` and ``minus`` ms, with their graphs.
             plus, minus: the probed periods (from `probes`).
+            compared: the values whose difference estimates the task's slope, if not the
+                losses themselves: e.g. the losses without utterances that CTC cannot emit
+                at one of the probes (see the module docstring). The model still trains on
+                the losses.
 
         Returns:
             ``(objective, step)``: ``objective = (L+ + L-) / 2 + cost * 20 / p`` in value; its
@@ -229,7 +274,8 @@ class LearnableRate(nn.Module):
             estimate of ``d(loss + cost)/draw`` (see the module docstring).
         """
         period = float(self.period().detach())
-        task_slope = (loss_plus.detach().sum() - loss_minus.detach().sum()) / (plus - minus)
+        value_plus, value_minus = compared if compared is not None else (loss_plus, loss_minus)
+        task_slope = (value_plus.detach().sum() - value_minus.detach().sum()) / (plus - minus)
         slope = task_slope - self.cost * relative_compute(period) / period
         grad = self._normalise(slope * self._period_per_raw())
         surrogate = grad * (self.raw - self.raw.detach())  # value 0, d/draw = grad
