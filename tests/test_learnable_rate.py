@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -314,3 +315,135 @@ def test_ctc_utterances_infeasible_at_a_probe_do_not_pull_the_rate_longer(checkp
     assert float(loss.detach()) == pytest.approx((at[55.0] + at[45.0]) / 2, rel=1e-5)
     naive = (at[55.0] - at[45.0]) / 10.0
     assert naive < slope - 0.1, (naive, slope)  # utterance 0 alone would pull it towards 55 ms
+
+
+# ------------------------------------------------------------ an interior optimum, via hooks
+# "Spaced clicks": +-1 clicks at least 3 frames (60 ms) apart (3 + a geometric extra, mean
+# 4 frames), random polarity; the target is the number of positive clicks per frame. Below
+# 40 ms an output frame never holds parts of two clicks, so a linear read-out of
+# [relu(frame), relu(-frame)] is exact; above it a +1 and a -1 increasingly share frames
+# and cancel, and the task loss rises steeply. The compute cost pushes up from below: the
+# best period of loss + cost is inside the range (about 50 ms).
+SPACED_COST = 1.6e-4
+SPACED_STEPS = 300
+
+
+def spaced_clicks(gen: torch.Generator, batch: int):
+    """(B, T, 1) 20 ms frames, (B,) lengths, (B,) targets."""
+    lengths = torch.randint(40, 81, (batch,), generator=gen)
+    max_len = int(lengths.max())
+    u = torch.rand(batch, max_len, generator=gen).clamp_min(1e-9)
+    gaps = 3 + torch.floor(torch.log(u) / math.log(0.5)).long()  # geometric extra, mean 1
+    start = torch.randint(0, 4, (batch, 1), generator=gen)
+    pos = (start + torch.cumsum(gaps, 1) - gaps[:, :1]).clamp_max(max_len)
+    sign = torch.where(torch.rand(batch, max_len, generator=gen) < 0.5, -1.0, 1.0)
+    clicks = torch.zeros(batch, max_len + 1).scatter_(1, pos, sign)[:, :max_len]
+    clicks = clicks * (torch.arange(max_len)[None] < lengths[:, None])
+    return clicks[..., None], lengths, (clicks == 1).sum(1) / lengths
+
+
+class UniformCIF(nn.Module):
+    """Stands in for the OFA student inside a real `OFAFrontend`: its input is already 20 ms
+    frames, its alpha predictor a constant (the rate control then pools uniformly).
+    Rate checks are the replaced student's."""
+
+    def __init__(self, student) -> None:
+        super().__init__()
+        self.check_rate = student.check_rate
+
+    def forward(self, frames, lengths, frame_period=None, lam=None):
+        valid = torch.arange(frames.shape[1])[None] < lengths[:, None]
+        alpha = rate_alpha(0.2 * valid.float(), lengths, frame_period=frame_period, lam=lam)
+        out = cif(frames, alpha, lengths)
+        return SimpleNamespace(hidden=[out.frames], lengths=out.lengths)
+
+
+def spaced_frontend(checkpoint, **conf):
+    from espnet_ofa.frontend.ofa import OFAFrontend
+
+    frontend = OFAFrontend(fs="16k", model=str(checkpoint), layer=0, **conf)
+    frontend.student = UniformCIF(frontend.student)
+    return frontend
+
+
+def pooled_features(feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B, T', 1) frames -> (B, 2) mean over frames of [relu(x), relu(-x)] (x10: O(1) weights)."""
+    phi = 10.0 * torch.cat([feats.clamp_min(0), (-feats).clamp_min(0)], dim=-1)
+    return phi.sum(1) / lengths.clamp_min(1)[:, None]
+
+
+class SpacedTask(nn.Module):
+    """An ESPnet-style model: frontend -> linear read-out -> (loss, stats, weight)."""
+
+    def __init__(self, frontend) -> None:
+        super().__init__()
+        self.frontend = frontend
+        self.head = nn.Linear(2, 1, bias=False)
+        nn.init.zeros_(self.head.weight)  # an untrained read-out prefers no period
+
+    def forward(self, speech, speech_lengths, target):
+        feats, lengths = self.frontend(speech, speech_lengths)
+        pred = self.head(pooled_features(feats, lengths)).squeeze(-1)
+        loss = (pred - target).square().mean().reshape(1)
+        return loss, {"loss": loss.detach()}, torch.tensor([len(target)])
+
+
+@pytest.fixture(scope="module")
+def spaced_grid(checkpoint):
+    """Grid search of the objective: the task loss after training at each fixed period
+    (the read-out is linear, so training to convergence is a least-squares solve; held-out
+    loss) + SPACED_COST * 20 / p, every 1 ms over 20-90 ms."""
+    gen = torch.Generator().manual_seed(1234)
+    train, test = spaced_clicks(gen, 2048), spaced_clicks(gen, 2048)
+    frontend = spaced_frontend(checkpoint, frame_period=50.0).eval()
+    objective = {}
+    with single_thread(), torch.no_grad():
+        for period in range(20, 91):
+            frontend.set_rate(frame_period=float(period))
+            fit = pooled_features(*frontend(*train[:2]))
+            weights = torch.linalg.lstsq(fit, train[2][:, None]).solution
+            pred = (pooled_features(*frontend(*test[:2])) @ weights).squeeze(-1)
+            loss = float((pred - test[2]).square().mean())
+            objective[period] = loss + SPACED_COST * relative_compute(float(period))
+    return objective
+
+
+def learn_spaced(checkpoint, seed: int, start: float) -> list:
+    """Train the read-out and the rate through the ESPnet hooks; the period every 50 steps."""
+    from espnet_ofa.frontend.espnet_hooks import attach_rate_learning
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    frontend = spaced_frontend(checkpoint, learnable_rate=True, frame_period=start,
+                               rate_cost=SPACED_COST)
+    model = SpacedTask(frontend).train()
+    assert attach_rate_learning(model)
+    optim = torch.optim.Adam(model.parameters(), lr=3e-3)
+    history = [round(frontend.rate.value, 1)]
+    for step in range(SPACED_STEPS):
+        loss, stats, _ = model(*spaced_clicks(gen, 64))
+        optim.zero_grad()
+        loss.sum().backward()
+        optim.step()
+        if (step + 1) % 50 == 0:
+            history.append(round(frontend.rate.value, 1))
+    return history
+
+
+def test_spaced_task_has_an_interior_optimum(spaced_grid):
+    best = min(spaced_grid, key=spaced_grid.get)
+    assert 35 <= best <= 70, best
+    # A real bowl: both ends and +-15 ms from the best are clearly worse.
+    for period in (20, 90, best - 15, best + 15):
+        assert spaced_grid[period] > 1.2 * spaced_grid[best], (period, spaced_grid)
+
+
+@pytest.mark.parametrize("seed,start", [(0, 30.0), (1, 85.0)])
+def test_learnt_rate_finds_the_interior_optimum_through_the_hooks(checkpoint, spaced_grid,
+                                                                  monkeypatch, seed, start):
+    monkeypatch.delenv("ESPNET_OFA_FRAME_PERIOD", raising=False)
+    best = min(spaced_grid, key=spaced_grid.get)
+    with single_thread():
+        history = learn_spaced(checkpoint, seed, start)
+    print(f"grid optimum {best} ms; learnt from {start} ms (seed {seed}): {history}")
+    assert abs(history[-1] - best) <= 5.0, (best, history)
