@@ -317,6 +317,57 @@ def test_ctc_utterances_infeasible_at_a_probe_do_not_pull_the_rate_longer(checkp
     assert naive < slope - 0.1, (naive, slope)  # utterance 0 alone would pull it towards 55 ms
 
 
+class CTCOnFrontend(nn.Module):
+    """frontend -> linear -> a given CTCLoss -> (loss, stats, weight); raises on request."""
+
+    def __init__(self, frontend, ctc_loss: nn.CTCLoss, vocab: int = 8) -> None:
+        super().__init__()
+        self.frontend = frontend
+        self.head = nn.Linear(frontend.output_size(), vocab)
+        self.ctc_loss = ctc_loss
+        self.fail = False
+
+    def forward(self, speech, speech_lengths, text, text_lengths):
+        feats, lengths = self.frontend(speech, speech_lengths)
+        if self.fail:
+            raise RuntimeError("out of memory, say")
+        log_probs = self.head(feats).log_softmax(-1).transpose(0, 1)
+        loss = self.ctc_loss(log_probs, text, lengths, text_lengths)
+        loss = (loss.sum() / len(lengths) if loss.dim() else loss).reshape(1)
+        return loss, {"loss": loss.detach()}, torch.tensor([len(lengths)])
+
+
+def test_ctc_rule_warns_when_it_cannot_apply_and_leaves_no_hooks_behind(checkpoint,
+                                                                         monkeypatch):
+    from espnet_ofa.frontend.espnet_hooks import attach_rate_learning
+    from espnet_ofa.frontend.ofa import OFAFrontend
+
+    monkeypatch.delenv("ESPNET_OFA_FRAME_PERIOD", raising=False)
+    monkeypatch.delenv("ESPNET_OFA_LAM", raising=False)
+    speech, lengths = 0.1 * torch.randn(2, 16000), torch.tensor([16000, 12000])
+    text, text_lengths = torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([3, 2])
+
+    def model_with(ctc_loss):
+        frontend = OFAFrontend(fs="16k", model=str(checkpoint), learnable_rate=True,
+                               frame_period=50.0)
+        model = CTCOnFrontend(frontend, ctc_loss).train()
+        assert attach_rate_learning(model)
+        return model
+
+    reduced = model_with(nn.CTCLoss(reduction="mean", zero_infinity=True))
+    with pytest.warns(RuntimeWarning, match="reduction='none'"):
+        reduced(speech, lengths, text, text_lengths)
+
+    model = model_with(nn.CTCLoss(reduction="none", zero_infinity=True))
+    model.fail = True
+    with pytest.raises(RuntimeError, match="out of memory"):
+        model(speech, lengths, text, text_lengths)
+    model.fail = False
+    _, stats, _ = model(speech, lengths, text, text_lengths)  # all feasible: nothing left out
+    assert float(stats["rate_infeasible"]) == 0.0
+    assert not model.ctc_loss._forward_hooks  # the recorder of the failed step is gone too
+
+
 # ------------------------------------------------------------ an interior optimum, via hooks
 # "Spaced clicks": +-1 clicks at least 3 frames (60 ms) apart (3 + a geometric extra, mean
 # 4 frames), random polarity; the target is the number of positive clicks per frame. Below
@@ -388,13 +439,12 @@ class SpacedTask(nn.Module):
         return loss, {"loss": loss.detach()}, torch.tensor([len(target)])
 
 
-@pytest.fixture(scope="module")
-def spaced_grid(checkpoint):
+def spaced_objective_grid(checkpoint, seed: int = 1234, size: int = 1024) -> dict:
     """Grid search of the objective: the task loss after training at each fixed period
     (the read-out is linear, so training to convergence is a least-squares solve; held-out
-    loss) + SPACED_COST * 20 / p, every 1 ms over 20-90 ms."""
-    gen = torch.Generator().manual_seed(1234)
-    train, test = spaced_clicks(gen, 2048), spaced_clicks(gen, 2048)
+    loss) + SPACED_COST * 20 / p, every 1 ms over 20-90 ms. Returns {period: objective}."""
+    gen = torch.Generator().manual_seed(seed)
+    train, test = spaced_clicks(gen, size), spaced_clicks(gen, size)
     frontend = spaced_frontend(checkpoint, frame_period=50.0).eval()
     objective = {}
     with single_thread(), torch.no_grad():
@@ -406,6 +456,11 @@ def spaced_grid(checkpoint):
             loss = float((pred - test[2]).square().mean())
             objective[period] = loss + SPACED_COST * relative_compute(float(period))
     return objective
+
+
+@pytest.fixture(scope="module")
+def spaced_grid(checkpoint):
+    return spaced_objective_grid(checkpoint)
 
 
 def learn_spaced(checkpoint, seed: int, start: float) -> list:
