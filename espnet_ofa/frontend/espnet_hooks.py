@@ -16,7 +16,8 @@ would make the longer probe look better) have their CTC terms taken out of both 
 the probes are compared; their coefficient in the total loss (e.g. ``ctc_weight / B``) comes
 from autograd, so any mix of CTC, intermediate CTC and attention losses is handled. The model
 still trains on the losses ESPnet computed. The fraction excluded is reported as
-``rate_infeasible``.
+``rate_infeasible``. CTC implementations that do not go through `torch.nn.CTCLoss` (ESPnet's
+``gtnctc``, ``brctc``) are not seen.
 
 They are PyTorch forward hooks on the model (not a wrapper class), so the model keeps its
 type, state dict and ``encode``/``inference`` methods, and DataParallel replicas and DDP
@@ -83,6 +84,10 @@ def _mean_stats(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+class _NotComparable(Exception):
+    """The probes' CTC terms cannot be matched this step (the rate then uses raw losses)."""
+
+
 @dataclass
 class _CTCCall:
     """One `torch.nn.CTCLoss` call: (B,) losses with their graph, (B,) feasibility."""
@@ -137,10 +142,6 @@ def _excluded_terms(loss: torch.Tensor, call: _CTCCall, excluded: torch.Tensor) 
         return loss.new_zeros(())
     terms = (weight * call.losses.detach()).masked_fill(~excluded, 0.0)
     return terms.nan_to_num(0.0, 0.0, 0.0).sum()
-
-
-class _NotComparable(Exception):
-    pass
 
 
 def _feasible_comparison(
