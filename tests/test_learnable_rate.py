@@ -320,21 +320,60 @@ def test_ctc_utterances_infeasible_at_a_probe_do_not_pull_the_rate_longer(checkp
 class CTCOnFrontend(nn.Module):
     """frontend -> linear -> a given CTCLoss -> (loss, stats, weight); raises on request."""
 
-    def __init__(self, frontend, ctc_loss: nn.CTCLoss, vocab: int = 8) -> None:
+    def __init__(self, frontend, ctc_loss: nn.CTCLoss, vocab: int = 8,
+                 ctc_weight: float = 1.0) -> None:
         super().__init__()
         self.frontend = frontend
         self.head = nn.Linear(frontend.output_size(), vocab)
         self.ctc_loss = ctc_loss
+        self.ctc_weight = ctc_weight
         self.fail = False
+        self.last_ctc = None
 
     def forward(self, speech, speech_lengths, text, text_lengths):
         feats, lengths = self.frontend(speech, speech_lengths)
         if self.fail:
             raise RuntimeError("out of memory, say")
-        log_probs = self.head(feats).log_softmax(-1).transpose(0, 1)
-        loss = self.ctc_loss(log_probs, text, lengths, text_lengths)
-        loss = (loss.sum() / len(lengths) if loss.dim() else loss).reshape(1)
+        logits = self.head(feats)
+        loss = self.ctc_loss(logits.log_softmax(-1).transpose(0, 1), text, lengths, text_lengths)
+        self.last_ctc = loss.detach()
+        loss = loss.sum() / len(lengths) if loss.dim() else loss
+        # Another loss term beside CTC (think attention), with no feasibility limit.
+        other = logits.square().mean()
+        loss = (self.ctc_weight * loss + (1 - self.ctc_weight) * other).reshape(1)
         return loss, {"loss": loss.detach()}, torch.tensor([len(lengths)])
+
+
+def test_ctc_rule_takes_out_only_the_ctc_share_of_a_mixed_loss(checkpoint, monkeypatch):
+    """loss = 0.3 * CTC / B + 0.7 * other: an infeasible utterance loses 0.3 * its CTC / B."""
+    from espnet_ofa.frontend.espnet_hooks import attach_rate_learning
+    from espnet_ofa.frontend.ofa import OFAFrontend
+
+    monkeypatch.delenv("ESPNET_OFA_FRAME_PERIOD", raising=False)
+    monkeypatch.delenv("ESPNET_OFA_LAM", raising=False)
+    torch.manual_seed(0)
+    frontend = OFAFrontend(fs="16k", model=str(checkpoint), learnable_rate=True,
+                           frame_period=50.0)
+    model = CTCOnFrontend(frontend, nn.CTCLoss(reduction="none", zero_infinity=True),
+                          ctc_weight=0.3)
+    assert attach_rate_learning(model)
+    speech, lengths = 0.1 * torch.randn(2, 16000), torch.tensor([16000, 16000])
+    text = torch.tensor([[*range(1, 8), *range(1, 8), *range(1, 7)], [1, 2, 3, *[0] * 17]])
+    text_lengths = torch.tensor([20, 3])  # 20 letters: 22 frames at 45 ms, 18 at 55 ms
+    _, stats, _ = model.train()(speech, lengths, text, text_lengths)
+
+    model.eval()
+    loss_at, ctc_at = {}, {}
+    with torch.no_grad():
+        for period in (55.0, 45.0):
+            frontend.set_rate(frame_period=period)
+            loss_at[period] = float(model(speech, lengths, text, text_lengths)[0])
+            ctc_at[period] = model.last_ctc
+    assert float(ctc_at[55.0][0]) == 0.0 and float(ctc_at[45.0][0]) > 0  # zero_infinity
+    share = 0.3 * float(ctc_at[45.0][0]) / 2
+    expected = (loss_at[55.0] - (loss_at[45.0] - share)) / 10.0
+    assert float(stats["rate_slope"]) == pytest.approx(expected, rel=1e-4)
+    assert float(stats["rate_infeasible"]) == pytest.approx(0.5)
 
 
 def test_ctc_rule_warns_when_it_cannot_apply_and_leaves_no_hooks_behind(checkpoint,
