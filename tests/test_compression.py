@@ -96,7 +96,7 @@ def test_exact_mode_beyond_predictor_rate_scales_down():
     alpha_pred = torch.full((1, 200), 0.5)  # the predictor alone gives 40 ms
     alpha = rate_alpha(alpha_pred, lengths, frame_period=80.0)
     assert cif(torch.zeros(1, 200, 1), alpha, lengths).lengths.tolist() == [50]
-    torch.testing.assert_close(alpha, torch.full((1, 200), 0.25))
+    torch.testing.assert_close(alpha, torch.full((1, 200), 0.25, dtype=torch.float64))
 
 
 def test_target_lengths_never_empty():
@@ -241,8 +241,10 @@ LENGTHS = torch.tensor([5, 3])
         (lambda: rate_alpha(ALPHA, LENGTHS, frame_period=math.nan), "frame_period"),
         (lambda: rate_alpha(ALPHA, LENGTHS, lam=-0.1), "lam must be in"),
         (lambda: rate_alpha(ALPHA, LENGTHS, lam=2.5), "lam must be in"),
-        (lambda: rate_alpha(ALPHA, LENGTHS, lam=0.5, frame_period=40.0), "exactly one"),
-        (lambda: rate_alpha(ALPHA, LENGTHS), "exactly one"),
+        (lambda: rate_alpha(ALPHA, LENGTHS, lam=0.5, frame_period=40.0), "only one of"),
+        (lambda: rate_alpha(ALPHA, LENGTHS), "no rate given"),
+        (lambda: cif(torch.ones(2, 5, 3, dtype=torch.long), ALPHA, LENGTHS),
+         "x must be a floating-point tensor"),
         (lambda: rate_alpha(ALPHA * math.inf, LENGTHS, lam=1.0), "alpha_pred"),
         (lambda: rate_alpha(ALPHA, torch.tensor([5, 9]), lam=1.0), "longer than"),
         (lambda: rate_alpha(ALPHA[0], LENGTHS, lam=1.0), "alpha_pred must be"),
@@ -265,3 +267,86 @@ def test_heavy_frame_feeds_several_outputs():
                                torch.tensor([1.0, 1.0, 0.5 * 1 + 0.5 * 3], dtype=torch.float64))
     torch.testing.assert_close(expand(out.frames, out)[0, :, 0],
                                torch.tensor([(1 + 1 + 0.5 * 2) / 2.5, 2.0], dtype=torch.float64))
+
+
+PRED = torch.tensor([[0.2, 0.6, 1.0, 0.4, 0.8]], dtype=torch.float64)  # sums to 3
+
+
+@pytest.mark.parametrize("lam, expected", [
+    (0.0, [1.0] * 5),
+    (0.5, [0.6, 0.8, 1.0, 0.7, 0.9]),  # (1 - lam) + lam * a
+    (1.0, [0.2, 0.6, 1.0, 0.4, 0.8]),
+    (1.5, [0.1, 0.3, 0.5, 0.2, 0.4]),  # the authors' (2 - lam) * a, not a / lam
+    (2.0, [0.2] * 5),  # zero weights, mixed up to one frame (sum 1)
+])
+def test_lam_weights_follow_the_authors_code(lam, expected):
+    alpha = rate_alpha(PRED, torch.tensor([5]), lam=lam)
+    torch.testing.assert_close(alpha[0], torch.tensor(expected, dtype=torch.float64))
+    assert int(cif(torch.ones(1, 5, 1), alpha, torch.tensor([5])).lengths) == max(
+        1, math.floor(sum(expected) + LENGTH_EPS))
+
+
+def test_lam_mode_gives_every_nonempty_utterance_a_frame():
+    x, alpha_pred, lengths = random_batch([1, 2, 7, 40], seed=3)
+    lengths = torch.cat([lengths, torch.tensor([0])])
+    x = torch.cat([x, torch.zeros(1, x.shape[1], x.shape[2])])
+    alpha_pred = torch.cat([alpha_pred, torch.zeros(1, alpha_pred.shape[1])])
+    for lam in (1.0, 1.7, 1.99999, 2.0):
+        out = cif(x, rate_alpha(alpha_pred, lengths, lam=lam), lengths)
+        assert torch.all(out.lengths[:4] >= 1), (lam, out.lengths)
+        assert int(out.lengths[4]) == 0
+    at_two = rate_alpha(alpha_pred, lengths, lam=2.0)
+    assert cif(x, at_two, lengths).lengths.tolist() == [1, 1, 1, 1, 0]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_exact_lengths_from_half_precision_predictions(dtype):
+    gen = torch.Generator().manual_seed(11)
+    lengths = torch.randint(200, 1600, (8,), generator=gen)
+    lengths[0] = 1600
+    _, alpha_pred, lengths = random_batch(lengths.tolist(), seed=5)
+    x = torch.randn(8, 1600, 3, dtype=dtype)
+    for period in (20.0, 27.0, 40.0, 53.0, 60.0, 77.0, 90.0):
+        alpha = rate_alpha(alpha_pred.to(dtype), lengths, frame_period=period)
+        out = cif(x, alpha, lengths)
+        assert torch.equal(out.lengths, torch.round(lengths * 20.0 / period).long()), period
+        assert out.frames.dtype == dtype
+
+
+def test_exact_lengths_under_cpu_autocast():
+    torch.manual_seed(0)
+    predictor = torch.nn.Sequential(torch.nn.Linear(16, 1), torch.nn.Sigmoid())
+    x = torch.randn(2, 1600, 16)
+    lengths = torch.tensor([1600, 1333])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        alpha_pred = predictor(x).squeeze(-1)
+        assert alpha_pred.dtype == torch.bfloat16
+        for period in (30.0, 60.0, 90.0):
+            out = cif(x, rate_alpha(alpha_pred, lengths, frame_period=period), lengths)
+            assert torch.equal(out.lengths, torch.round(lengths * 20.0 / period).long())
+
+
+def test_exact_lengths_on_an_hour_of_audio():
+    num = 180_000  # 1 h at 20 ms
+    gen = torch.Generator().manual_seed(0)
+    alpha_pred = torch.sigmoid(torch.randn(1, num, generator=gen) - 1.2)  # float32
+    lengths = torch.tensor([num])
+    x = torch.zeros(1, num, 1)
+    for period in range(20, 95, 5):
+        out = cif(x, rate_alpha(alpha_pred, lengths, frame_period=float(period)), lengths)
+        assert int(out.lengths) == round(num * 20 / period), period
+    for period in (30.0, 70.0, 90.0):  # constant weights: a rounding error would add up
+        fixed = fixed_rate_alpha(lengths, num, period)
+        assert int(cif(x, fixed, lengths).lengths) == num * 20 // period, period
+
+
+@pytest.mark.parametrize("batch, frames", [(0, 5), (3, 0), (0, 0)])
+def test_empty_batches_give_empty_outputs(batch, frames):
+    x = torch.zeros(batch, frames, 4)
+    lengths = torch.full((batch,), frames, dtype=torch.long)
+    for rate in (dict(frame_period=40.0), dict(lam=0.5)):
+        alpha = rate_alpha(torch.rand(batch, frames), lengths, **rate)
+        assert alpha.shape == (batch, frames)
+        out = cif(x, alpha, lengths)
+        assert out.frames.shape == (batch, 0, 4) and out.lengths.tolist() == [0] * batch
+        assert expand(out.frames, out).shape == (batch, frames, 4)
