@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from espnet_ofa.compression import (
     LENGTH_EPS,
+    Rate,
     RateSampler,
     cif,
     expand,
@@ -350,3 +351,36 @@ def test_empty_batches_give_empty_outputs(batch, frames):
         out = cif(x, alpha, lengths)
         assert out.frames.shape == (batch, 0, 4) and out.lengths.tolist() == [0] * batch
         assert expand(out.frames, out).shape == (batch, frames, 4)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(), "no rate given: set frame_period"),
+    (dict(frame_period=60, lam=0.5), "only one of frame_period and lam"),
+    (dict(frame_period=math.nan), "finite number of milliseconds"),
+    (dict(frame_period=-5.0), "finite number of milliseconds > 0"),
+    (dict(frame_period=True), "number of milliseconds"),
+    (dict(frame_period="60"), "number of milliseconds"),
+    (dict(lam=2.5), r"lam must be in \[0, 2\]"),
+    (dict(lam=math.inf), r"lam must be in \[0, 2\]"),
+    (dict(lam="0.5"), "lam must be a number"),
+])
+def test_rate_construction_checks_what_holds_for_any_model(fields, message):
+    with pytest.raises(ValueError, match=message):
+        Rate(**fields)
+
+
+def test_rate_check_within_owns_the_range_rule():
+    rate = Rate(frame_period=60)
+    assert rate.frame_period == 60.0 and isinstance(rate.frame_period, float)
+    assert rate.check_within((20.0, 90.0)) is rate
+    with pytest.raises(ValueError, match=r"95 ms is outside the range this model was trained "
+                                         r"for, \[20, 90\] ms; choose a period within it"):
+        Rate(frame_period=95).check_within((20.0, 90.0))
+    assert Rate(lam=1.9).check_within((20.0, 90.0)).lam == 1.9  # lam has no period range
+    # rate_alpha, target_lengths, fixed_rate_alpha and the sampler ask the same object.
+    for call in (lambda: rate_alpha(ALPHA, LENGTHS, frame_period=10.0),
+                 lambda: target_lengths(LENGTHS, 10.0),
+                 lambda: fixed_rate_alpha(LENGTHS, 5, 10.0),
+                 lambda: RateSampler("frame_period", 10.0, 90.0)):
+        with pytest.raises(ValueError, match="frame_period 10 ms is outside the periods CIF"):
+            call()

@@ -97,6 +97,13 @@ def test_env_override_applies_at_decoding_only(checkpoint, batch, monkeypatch):
     monkeypatch.setenv(ENV_FRAME_PERIOD, "fast")
     with pytest.raises(ValueError, match="not a number"):
         make(checkpoint, frame_period=60)
+    monkeypatch.setenv(ENV_FRAME_PERIOD, "nan")
+    with pytest.raises(ValueError, match=f"{ENV_FRAME_PERIOD}.*finite"):
+        make(checkpoint, frame_period=60)
+    monkeypatch.setenv(ENV_FRAME_PERIOD, "40")
+    monkeypatch.setenv(ENV_LAM, "0.5")
+    with pytest.raises(ValueError, match=f"{ENV_FRAME_PERIOD}/{ENV_LAM}: set only one of"):
+        make(checkpoint, frame_period=60)
 
 
 @pytest.mark.parametrize("conf, error, message", [

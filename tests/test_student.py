@@ -95,8 +95,9 @@ def test_bad_waveforms_raise(student, batch, make_input, message):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(frame_period=10.0), "outside the range"),
     (dict(frame_period=120.0), "outside the range"),
-    (dict(frame_period=float("nan")), "outside the range"),
-    (dict(frame_period=40.0, lam=0.5), "at most one"),
+    (dict(frame_period=float("nan")), "finite"),
+    (dict(frame_period="40"), "number of milliseconds"),
+    (dict(frame_period=40.0, lam=0.5), "only one of frame_period and lam"),
     (dict(lam=3.0), "lam must be in"),
 ])
 def test_bad_rates_raise(student, batch, kwargs, message):

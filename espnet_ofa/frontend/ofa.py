@@ -19,7 +19,6 @@ trained model with `OFAFrontend.set_rate` (or the ``ESPNET_OFA_FRAME_PERIOD`` /
 from __future__ import annotations
 
 import logging
-import math
 import os
 import warnings
 from pathlib import Path
@@ -99,22 +98,20 @@ def _number_from_env(name: str) -> Optional[float]:
     if not raw:
         return None
     try:
-        value = float(raw)
+        return float(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not a number; unset it or give e.g. {name}=40")
-    if not math.isfinite(value):
-        raise ValueError(f"{name}={raw!r} must be finite")
-    return value
 
 
 def rate_from_env() -> Optional[Rate]:
     """The decoding-time override from ``ESPNET_OFA_FRAME_PERIOD`` / ``ESPNET_OFA_LAM``."""
     period, lam = _number_from_env(ENV_FRAME_PERIOD), _number_from_env(ENV_LAM)
-    if period is not None and lam is not None:
-        raise ValueError(f"set only one of {ENV_FRAME_PERIOD} and {ENV_LAM}")
     if period is None and lam is None:
         return None
-    return Rate(frame_period=period, lam=lam)
+    try:
+        return Rate(frame_period=period, lam=lam)
+    except ValueError as err:
+        raise ValueError(f"{ENV_FRAME_PERIOD}/{ENV_LAM}: {err}") from None
 
 
 def _prepare_student(student: OFAStudent, layer: int) -> OFAStudent:
@@ -202,21 +199,11 @@ class OFAFrontend(AbsFrontend):
     # ------------------------------------------------------------------ construction
     def _checked_rate(self, frame_period: Optional[float], lam: Optional[float],
                       source: str) -> Rate:
-        if frame_period is None and lam is None:
-            raise ValueError(
-                f"{source}: set frame_period (ms, e.g. 60) or lam (the paper's lambda in [0, 2])"
-            )
-        if frame_period is not None and lam is not None:
-            raise ValueError(f"{source}: set only one of frame_period and lam (the other null)")
-        frame_period = None if frame_period is None else float(frame_period)
-        lam = None if lam is None else float(lam)
+        """The `Rate` asked for, checked against this model; errors name ``source``."""
         try:
-            self.student.check_rate(frame_period, lam)
-            if lam is not None and not 0.0 <= lam <= 2.0:
-                raise ValueError(f"lam must be in [0, 2], got {lam}")
+            return self.student.check_rate(Rate(frame_period=frame_period, lam=lam))
         except ValueError as err:
             raise ValueError(f"{source}: {err}") from None
-        return Rate(frame_period=frame_period, lam=lam)
 
     def _build_learnable_rate(self, frame_period, lam, rate_range, rate_cost) -> LearnableRate:
         if lam is not None:
