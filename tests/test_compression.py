@@ -17,6 +17,7 @@ from espnet_ofa.compression import (
     rate_alpha,
     target_lengths,
 )
+from espnet_ofa.compression.rate import LAM_SAMPLE_MAX, lam_to_period, period_to_lam
 
 
 def random_batch(lengths, channels=4, seed=0, dtype=torch.float32):
@@ -384,3 +385,82 @@ def test_rate_check_within_owns_the_range_rule():
                  lambda: RateSampler("frame_period", 10.0, 90.0)):
         with pytest.raises(ValueError, match="frame_period 10 ms is outside the periods CIF"):
             call()
+
+
+def draws(sampler, n=2000):
+    return [sampler.sample(step=i) for i in range(n)]
+
+
+@pytest.mark.parametrize("mode, low, high, beta, mean, var", [
+    ("frame_period", None, None, 1.0, 55.0, 70.0**2 / 12),
+    ("lam", None, None, 1.0, 0.5, 1 / 12),
+    ("lam", None, None, 0.5, 0.5, 1 / 8),  # Beta(a, a) has variance 1 / (4 (2a + 1))
+    ("lam", 0.2, 0.6, 4.0, 0.4, 0.4**2 / 36),
+    ("lam_beyond", None, None, 1.0, 1.5, 1 / 12),
+])
+def test_rate_sampler_moments(mode, low, high, beta, mean, var):
+    values = torch.tensor([r.frame_period if mode == "frame_period" else r.lam
+                           for r in draws(RateSampler(mode, low, high, seed=3, beta=beta))],
+                          dtype=torch.float64)
+    lo, hi = RateSampler(mode, low, high).low, RateSampler(mode, low, high).high
+    assert float(values.min()) >= lo and float(values.max()) <= hi
+    spread = math.sqrt(var / len(values))
+    assert abs(float(values.mean()) - mean) < 4 * spread
+    assert abs(float(values.var()) - var) < 0.12 * var
+
+
+def test_rate_sampler_lam_modes_of_the_port():
+    # lam_from_period: p ~ U(20, 90) through the port's lam = 9/7 (1 - 20/p).
+    lams = [r.lam for r in draws(RateSampler("lam_from_period", seed=1))]
+    periods = torch.tensor([20.0 / (1 - 7 * lam / 9) for lam in lams], dtype=torch.float64)
+    assert 0.0 <= min(lams) and max(lams) <= 1.0
+    assert float(periods.min()) >= 20.0 - 1e-9 and float(periods.max()) <= 90.0 + 1e-9
+    assert abs(float(periods.mean()) - 55.0) < 4 * math.sqrt(70.0**2 / 12 / len(lams))
+    # lam_beyond stays below 2 - 1e-5, where the weights would vanish.
+    beyond = [r.lam for r in draws(RateSampler("lam_beyond", 1.0, 2.0, seed=2))]
+    assert min(beyond) >= 1.0 and max(beyond) <= LAM_SAMPLE_MAX < 2.0
+    # lam_both: both ranges, in the asked proportion.
+    both = torch.tensor([r.lam for r in draws(RateSampler("lam_both", seed=4, beyond_prob=0.3))])
+    share = float((both > 1.0).double().mean())
+    assert abs(share - 0.3) < 4 * math.sqrt(0.3 * 0.7 / len(both))
+    assert float(both.min()) >= 0.0 and float(both.max()) <= LAM_SAMPLE_MAX
+
+
+def test_rate_sampler_is_a_function_of_seed_and_step():
+    for mode in ("frame_period", "lam", "lam_from_period", "lam_beyond", "lam_both"):
+        a, b = RateSampler(mode, seed=5, beta=0.7), RateSampler(mode, seed=5, beta=0.7)
+        b.sample()  # free draws do not move the draws by step
+        assert [a.sample(step=s) for s in (9, 0, 3)] == [b.sample(step=s) for s in (9, 0, 3)]
+        other = RateSampler(mode, seed=6, beta=0.7)
+        assert [a.sample(step=s) for s in range(5)] != [other.sample(step=s) for s in range(5)]
+
+
+def test_period_lam_mapping_is_the_ports_and_sets_the_trained_range():
+    for period in (20.0, 33.0, 55.0, 90.0):
+        assert period_to_lam(period) == pytest.approx(9 / 7 * (1 - 20 / period))
+        assert lam_to_period(period_to_lam(period)) == pytest.approx(period)
+    assert lam_to_period(1.5) == pytest.approx(180.0)  # (2 - lam) * 2/9 fires per frame
+    assert lam_to_period(2.0) == math.inf
+    assert RateSampler("frame_period", 30.0, 70.0).frame_period_range == (30.0, 70.0)
+    assert RateSampler("lam_from_period", 25.0, 80.0).frame_period_range == (25.0, 80.0)
+    assert RateSampler("lam").frame_period_range == pytest.approx((20.0, 90.0))
+    assert RateSampler("lam", 0.5, 1.0).frame_period_range == pytest.approx((20 / (0.5 + 1 / 9),
+                                                                            90.0))
+    assert RateSampler("lam_beyond").frame_period_range == pytest.approx((90.0, 9e6), rel=1e-6)
+    assert RateSampler("lam_both").frame_period_range == pytest.approx((20.0, 9e6), rel=1e-6)
+    assert RateSampler("frame_period").valid_rate() == Rate(frame_period=55.0)
+    assert RateSampler("lam_beyond", 1.0, 1.5).valid_rate() == Rate(lam=1.25)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(mode="lam", low=0.0, high=1.5), "use mode lam for lam in"),
+    (dict(mode="lam_beyond", low=0.5, high=2.0), r"low in \[1, 2\]"),
+    (dict(mode="lam", low=0.8, high=0.2), "low must be <= high"),
+    (dict(mode="lam", beta=0.0), "beta"),
+    (dict(mode="lam_both", beyond_prob=1.5), "beyond_prob"),
+    (dict(seed=-1), "seed"),
+    (dict(mode="lam", low=-0.5), r"lam must be in \[0, 2\]"),
+])
+def test_rate_sampler_bad_configs(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RateSampler(**kwargs)
