@@ -18,6 +18,8 @@ trained model with `OFAFrontend.set_rate` (or the ``ESPNET_OFA_FRAME_PERIOD`` /
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import os
 import warnings
@@ -40,6 +42,30 @@ logger = logging.getLogger(__name__)
 # trained model's rate is changed through the environment of the decoding process.
 ENV_FRAME_PERIOD = "ESPNET_OFA_FRAME_PERIOD"
 ENV_LAM = "ESPNET_OFA_LAM"
+
+# True while a model is built for decoding. The override must never reach a training
+# process: ESPnet validates in eval mode, and best-model selection would then run at a
+# period the model is not trained at. Training builds with ``Task.main -> build_model``;
+# ESPnet's inference classes (Speech2Text, Speech2Understand, ...) with
+# ``Task.build_model_from_file``, which `espnet_ofa.registration` runs inside
+# `decoding_build`. A flag set by the entry point, not a guess from the module's mode.
+_DECODING_BUILD: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "espnet_ofa_decoding_build", default=False
+)
+
+
+@contextlib.contextmanager
+def decoding_build():
+    """OFA frontends built inside this block obey the environment's rate override.
+
+    ESPnet's ``build_model_from_file`` runs in it (see `espnet_ofa.registration`); use it
+    around your own model construction for decoding scripts, or call `OFAFrontend.set_rate`.
+    """
+    token = _DECODING_BUILD.set(True)
+    try:
+        yield
+    finally:
+        _DECODING_BUILD.reset(token)
 
 def resolve_model(model: Optional[Union[str, os.PathLike]]) -> Path:
     """``frontend_conf.model`` -> the local OFA checkpoint (.pth) it names.
@@ -185,13 +211,20 @@ class OFAFrontend(AbsFrontend):
         # runs at, never what it has learnt or what its config says.
         self._override: Optional[Rate] = None
         self._env_rate: Optional[Rate] = None
-        env_rate = rate_from_env()
-        if env_rate is not None:
-            self._env_rate = self._checked_rate(
-                env_rate.frame_period, env_rate.lam, f"{ENV_FRAME_PERIOD}/{ENV_LAM}"
+        if _DECODING_BUILD.get():
+            env_rate = rate_from_env()
+            if env_rate is not None:
+                self._env_rate = self._checked_rate(
+                    env_rate.frame_period, env_rate.lam, f"{ENV_FRAME_PERIOD}/{ENV_LAM}"
+                )
+                logger.info("OFA frontend: decoding (eval mode) runs at %s from the "
+                            "environment", self._env_rate)
+        elif os.environ.get(ENV_FRAME_PERIOD, "").strip() or os.environ.get(ENV_LAM, "").strip():
+            logger.warning(
+                "OFA frontend: %s/%s ignored: this model is not built for decoding (training "
+                "and its validation run at the configured rate; see decoding_build)",
+                ENV_FRAME_PERIOD, ENV_LAM,
             )
-            logger.info("OFA frontend: decoding (eval mode) runs at %s from the environment",
-                        self._env_rate)
         # The period of the current antithetic probe; set by the model-level hook.
         self._probe: Optional[float] = None
         self._warned_no_hook = False
