@@ -304,3 +304,15 @@ def test_warns_when_rate_cannot_learn(checkpoint, batch):
     frontend = make(checkpoint, learnable_rate=True).train()
     with pytest.warns(RuntimeWarning, match="attach_rate_learning"):
         frontend(*batch)
+
+
+def test_learnable_rate_range_defaults_to_the_trained_range(tmp_path):
+    torch.manual_seed(0)
+    narrow = save_student(build_student("tiny", frame_period_range=(30.0, 70.0)), tmp_path,
+                          preset="tiny")
+    frontend = make(narrow, learnable_rate=True, frame_period=None)
+    assert (frontend.rate.low, frontend.rate.high) == (30.0, 70.0)
+    assert frontend.rate.value == pytest.approx(50.0, abs=1e-3)
+    with pytest.raises(ValueError, match=r"outside the range this model was trained for, "
+                                         r"\[30, 70\] ms"):
+        make(narrow, frame_period=20)

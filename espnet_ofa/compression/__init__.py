@@ -2,6 +2,7 @@
 
 from espnet_ofa.compression.cif import LENGTH_EPS, CIFOutput, cif, expand
 from espnet_ofa.compression.rate import (
+    DEFAULT_PERIOD_RANGE_MS,
     INPUT_PERIOD_MS,
     Rate,
     RateSampler,
@@ -12,6 +13,7 @@ from espnet_ofa.compression.rate import (
 
 __all__ = [
     "CIFOutput",
+    "DEFAULT_PERIOD_RANGE_MS",
     "INPUT_PERIOD_MS",
     "LENGTH_EPS",
     "Rate",

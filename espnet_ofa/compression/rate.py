@@ -36,6 +36,8 @@ from espnet_ofa.compression.checks import check_alpha, check_lengths
 
 # Frame period of the CNN frames that CIF compresses (stride 320 samples at 16 kHz).
 INPUT_PERIOD_MS = 20.0
+# The periods the port pretrains over (ms): the default range of pretraining and models.
+DEFAULT_PERIOD_RANGE_MS = (INPUT_PERIOD_MS, 90.0)
 # The range of the paper's lambda.
 LAM_RANGE = (0.0, 2.0)
 # The port samples lambda below this: at 2 the predictor's weights vanish.
@@ -255,9 +257,9 @@ def fixed_rate_alpha(
 # Sampler modes -> (default low, default high). "frame_period" and "lam_from_period" take
 # their range in ms, the others in lambda.
 SAMPLER_MODES = {
-    "frame_period": (INPUT_PERIOD_MS, 90.0),
+    "frame_period": DEFAULT_PERIOD_RANGE_MS,
     "lam": (0.0, 1.0),
-    "lam_from_period": (INPUT_PERIOD_MS, 90.0),
+    "lam_from_period": DEFAULT_PERIOD_RANGE_MS,
     "lam_beyond": (1.0, 2.0),
     "lam_both": (0.0, 2.0),
 }

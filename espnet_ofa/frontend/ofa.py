@@ -163,7 +163,8 @@ class OFAFrontend(AbsFrontend):
         learnable_rate: learn the frame period with the task (starts at ``frame_period``,
             or mid-range). Needs the model-level hook that ``build_model`` of the ESPnet
             tasks installs (see `espnet_ofa.frontend.espnet_hooks`).
-        rate_range: [low, high] ms a learnable period stays in.
+        rate_range: [low, high] ms a learnable period stays in; by default the range
+            the OFA model was trained for.
         rate_cost: weight of the compute penalty ``rate_cost * 20 / period``.
         layer: -1 for a learned softmax-weighted sum of all hidden states, or k for hidden
             state k only (0 = the Transformer's input, num_layers = its last layer).
@@ -179,7 +180,7 @@ class OFAFrontend(AbsFrontend):
         frame_period: Optional[float] = 60.0,
         lam: Optional[float] = None,
         learnable_rate: bool = False,
-        rate_range: Sequence[float] = (20.0, 90.0),
+        rate_range: Optional[Sequence[float]] = None,
         rate_cost: float = 0.0,
         layer: int = -1,
         freeze: bool = True,
@@ -246,6 +247,8 @@ class OFAFrontend(AbsFrontend):
             )
         if self.student.config.compression != "cif":
             raise ValueError("learnable_rate needs a CIF model (student compression: cif)")
+        if rate_range is None:
+            rate_range = self.student.config.frame_period_range
         if len(rate_range) != 2:
             raise ValueError(f"rate_range must be [low, high] in ms, got {rate_range!r}")
         low, high = (float(v) for v in rate_range)

@@ -141,7 +141,8 @@ class OFADistillModel(AbsESPnetModel):
         if abs(diff) > 2:
             raise ValueError(
                 f"teacher gives {target.shape[1]} frames where the student's CNN gives "
-                f"{num_frames}: both must run at 20 ms (total stride 320 at 16 kHz)"
+                f"{num_frames}: both must run at {INPUT_PERIOD_MS:g} ms (total stride 320 "
+                "at 16 kHz)"
             )
         if diff >= 0:
             return target[:, :num_frames]

@@ -23,6 +23,7 @@ from torch import nn
 from torchaudio.models.wav2vec2 import components
 
 from espnet_ofa.compression import (
+    DEFAULT_PERIOD_RANGE_MS,
     INPUT_PERIOD_MS,
     CIFOutput,
     Rate,
@@ -61,7 +62,7 @@ class StudentConfig:
     # "cif": variable-length compression at any period; "fixed": average pooling baseline.
     compression: str = "cif"
     # Periods (ms) the model was trained for; ofa_ssl_train derives it from rate_conf.
-    frame_period_range: Tuple[float, float] = (INPUT_PERIOD_MS, 90.0)
+    frame_period_range: Tuple[float, float] = DEFAULT_PERIOD_RANGE_MS
     # Period used when forward gets neither frame_period nor lam in "fixed" mode.
     default_frame_period: float = 40.0
     target_layers: Sequence[int] = (4, 8, 12)
@@ -234,7 +235,8 @@ class OFAStudent(nn.Module):
             wav: (B, N) 16 kHz mono waveforms, zero-padded.
             wav_lengths: (B,) valid samples.
             frame_period: output frame period in ms, within ``frame_period_range``
-                (each utterance of T 20 ms frames gets ``round(T * 20 / frame_period)``).
+                (each utterance of T input frames of ``INPUT_PERIOD_MS`` (20 ms) gets
+                ``round(T * INPUT_PERIOD_MS / frame_period)``).
             lam: the paper's lambda in [0, 2] instead. Neither: the predictor's own rate
                 ("cif") or ``default_frame_period`` ("fixed").
         """
