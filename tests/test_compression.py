@@ -464,3 +464,62 @@ def test_period_lam_mapping_is_the_ports_and_sets_the_trained_range():
 def test_rate_sampler_bad_configs(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RateSampler(**kwargs)
+
+
+DTYPES = st.sampled_from([torch.float32, torch.float64, torch.bfloat16])
+RATES = st.one_of(st.floats(20.0, 90.0).map(lambda p: {"frame_period": p}),
+                  st.floats(0.0, 2.0).map(lambda lam: {"lam": lam}))
+
+
+@settings(max_examples=40, deadline=None)
+@given(lengths=st.lists(st.integers(1, 400), min_size=1, max_size=4), seed=st.integers(0, 9999),
+       rate=RATES, dtype=DTYPES)
+def test_property_exact_lengths_for_any_dtype(lengths, seed, rate, dtype):
+    x, alpha_pred, lengths = random_batch(lengths, seed=seed)
+    x, alpha_pred = x.to(dtype), alpha_pred.to(dtype)
+    alpha = rate_alpha(alpha_pred, lengths, **rate)
+    out = cif(x, alpha, lengths)
+    if "frame_period" in rate:
+        wanted = torch.round(lengths.double() * 20.0 / rate["frame_period"]).long().clamp_min(1)
+        assert torch.equal(out.lengths, wanted)
+    else:
+        assert torch.all(out.lengths >= 1)
+        assert torch.equal(out.lengths, torch.floor(alpha.sum(1) + LENGTH_EPS).long())
+    assert out.frames.dtype == dtype and out.frames.shape[1] == int(out.lengths.max())
+
+
+@settings(max_examples=30, deadline=None)
+@given(lengths=st.lists(st.integers(1, 120), min_size=2, max_size=4), seed=st.integers(0, 9999),
+       rate=RATES, dtype=DTYPES, garbage=st.sampled_from([0.0, -3.0, 1e4, math.nan, math.inf]))
+def test_property_padding_never_leaks(lengths, seed, rate, dtype, garbage):
+    x, alpha_pred, lengths = random_batch(lengths, seed=seed)
+    x, alpha_pred = x.to(dtype), alpha_pred.to(dtype)
+    pad = torch.arange(x.shape[1])[None, :] >= lengths[:, None]
+
+    def run(x_pad: float, alpha_pad: float):
+        alpha = rate_alpha(alpha_pred.masked_fill(pad, alpha_pad), lengths, **rate)
+        out = cif(x.masked_fill(pad[..., None], x_pad), alpha, lengths)
+        return out, expand(out.frames * 2.0, out)
+
+    reference, back = run(0.0, 0.0)
+    # alpha must stay finite and >= 0 everywhere, so only x's padding takes NaN/Inf.
+    other, other_back = run(garbage, abs(garbage) if math.isfinite(garbage) else 5.0)
+    assert torch.equal(reference.lengths, other.lengths)
+    assert torch.equal(reference.frames, other.frames)
+    assert torch.equal(back, other_back)
+    assert torch.all(back[pad] == 0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(1, 80), min_size=1, max_size=3), seed=st.integers(0, 9999),
+       rate=RATES, dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_property_gradients_are_finite_and_stay_off_padding(lengths, seed, rate, dtype):
+    x, alpha_pred, lengths = random_batch(lengths, seed=seed, dtype=dtype)
+    x, alpha_pred = x.requires_grad_(), alpha_pred.requires_grad_()
+    out = cif(x, rate_alpha(alpha_pred, lengths, **rate), lengths)
+    back = expand(out.frames, out)
+    (out.frames.square().sum() + back.sin().sum()).backward()
+    pad = torch.arange(x.shape[1])[None, :] >= lengths[:, None]
+    for grad in (x.grad, alpha_pred.grad):
+        assert grad is not None and bool(torch.isfinite(grad).all())
+    assert torch.all(x.grad[pad] == 0) and torch.all(alpha_pred.grad[pad] == 0)
