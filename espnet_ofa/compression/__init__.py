@@ -1,4 +1,5 @@
-"""OFA sequence compression: CIF, its inverse, and rate control. Pure torch."""
+"""OFA sequence compression: CIF, its inverse, and rate control. Pure torch (numpy draws
+the pretraining sampler's Beta variates)."""
 
 from espnet_ofa.compression.cif import LENGTH_EPS, CIFOutput, cif, expand
 from espnet_ofa.compression.rate import (
@@ -7,6 +8,9 @@ from espnet_ofa.compression.rate import (
     Rate,
     RateSampler,
     fixed_rate_alpha,
+    lam_to_period,
+    lam_weights,
+    period_to_lam,
     rate_alpha,
     target_lengths,
 )
@@ -21,6 +25,9 @@ __all__ = [
     "cif",
     "expand",
     "fixed_rate_alpha",
+    "lam_to_period",
+    "lam_weights",
+    "period_to_lam",
     "rate_alpha",
     "target_lengths",
 ]
