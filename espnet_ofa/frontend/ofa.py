@@ -12,7 +12,8 @@ longest one.
 
 The rate is chosen by ``frame_period`` (ms) or ``lam`` (the paper's lambda), changed on a
 trained model with `OFAFrontend.set_rate` (or the ``ESPNET_OFA_FRAME_PERIOD`` /
-``ESPNET_OFA_LAM`` environment variables at decoding), or learnt with the task
+``ESPNET_OFA_LAM`` environment variables, read only by models built for decoding: see
+`decoding_build`), or learnt with the task
 (``learnable_rate: true``, see `espnet_ofa.frontend.learnable_rate`).
 """
 
