@@ -11,7 +11,9 @@ imported, by an import hook:
   the task modules is imported.
 * When one is, the finder lets the normal loader run the module, then registers the
   frontend in its ``frontend_choices`` and wraps its task's ``build_model`` so that models
-  with an OFA frontend get their forward hooks (`espnet_ofa.frontend.espnet_hooks`).
+  with an OFA frontend get their forward hooks (`espnet_ofa.frontend.espnet_hooks`), and
+  its ``build_model_from_file`` (what ESPnet's inference classes call, never training) so
+  that only decoding builds obey the ``ESPNET_OFA_FRAME_PERIOD``/``ESPNET_OFA_LAM`` override.
 
 Every process gets it: ``python -m espnet2.bin.asr_train``, its spawned DDP workers (fresh
 interpreters that read the .pth too), ``*_inference`` and ``espnet2.bin.pack``. For library
@@ -60,6 +62,24 @@ def _wrap_build_model(task_cls: type) -> None:
     task_cls.build_model = classmethod(build_model)
 
 
+def _wrap_build_model_from_file(task_cls: type) -> None:
+    """Make ``task_cls.build_model_from_file`` build inside `decoding_build` (see
+    `espnet_ofa.frontend.ofa`): the environment's rate override then reaches decoding only."""
+    func = getattr(getattr(task_cls, "build_model_from_file", None), "__func__", None)
+    if func is None or getattr(func, _WRAPPED, False):
+        return
+
+    @functools.wraps(func)
+    def build_model_from_file(cls, *args, **kwargs):
+        from espnet_ofa.frontend.ofa import decoding_build
+
+        with decoding_build():
+            return func(cls, *args, **kwargs)
+
+    setattr(build_model_from_file, _WRAPPED, True)
+    task_cls.build_model_from_file = classmethod(build_model_from_file)
+
+
 def register_task_module(module: ModuleType) -> None:
     """Add ``ofa`` to ``module.frontend_choices`` and wrap its task's ``build_model``."""
     from espnet_ofa.frontend.ofa import OFAFrontend
@@ -71,6 +91,7 @@ def register_task_module(module: ModuleType) -> None:
     task_cls = getattr(module, TASK_MODULES.get(module.__name__, ""), None)
     if isinstance(task_cls, type):
         _wrap_build_model(task_cls)
+        _wrap_build_model_from_file(task_cls)
 
 
 def is_registered(module_name: str = "espnet2.tasks.asr") -> bool:

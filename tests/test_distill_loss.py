@@ -73,3 +73,19 @@ def test_batched_pseudo_alpha_agrees_with_the_segmenter():
     for b, e in enumerate(ends):
         expected = torch.from_numpy(segmenter_pseudo_alpha(e, int(e[-1]))).float()
         torch.testing.assert_close(batched[b, : int(e[-1])], expected)
+
+
+def test_alpha_losses_count_in_float32_for_half_precision_predictions():
+    # 30 s at 20 ms: a bf16 running sum has a resolution of 2 past 256.
+    ends = torch.arange(4, 1501, 4)[None]
+    target = pseudo_alpha(ends, 1500)
+    lengths = torch.tensor([1500])
+    for dtype in (torch.bfloat16, torch.float16):
+        half = (target + 0.01).to(dtype).requires_grad_()
+        l1, boundary = alpha_losses(half, ends, lengths)
+        ref_l1, ref_boundary = alpha_losses(half.detach().float(), ends, lengths)
+        assert boundary.dtype == torch.float32
+        torch.testing.assert_close(boundary, ref_boundary)
+        torch.testing.assert_close(l1, ref_l1)
+        boundary.backward()
+        assert half.grad.dtype == dtype and torch.isfinite(half.grad.float()).all()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from espnet_ofa.frontend.espnet_hooks import attach_rate_learning
-from espnet_ofa.frontend.ofa import ENV_FRAME_PERIOD, ENV_LAM, OFAFrontend
+from espnet_ofa.frontend.ofa import ENV_FRAME_PERIOD, ENV_LAM, OFAFrontend, decoding_build
 from espnet_ofa.models.pretrained import CheckpointError, save_student
 from espnet_ofa.models.student import build_student
 from espnet_ofa.zoo import ZooError
@@ -64,6 +64,9 @@ def test_lam_mode(checkpoint, batch):
     with torch.no_grad():
         _, lengths = frontend(*batch)
     assert torch.equal(lengths, frames_at_20ms(batch[1]))  # lam = 0 keeps every 20 ms frame
+    frontend.set_rate(lam=2.0)  # the authors' (2 - lam) * alpha_pred: nothing but one frame
+    with torch.no_grad():
+        assert frontend(*batch)[1].tolist() == [1, 1, 1, 1]
 
 
 def test_set_rate_changes_length_without_reloading(checkpoint, batch):
@@ -86,17 +89,53 @@ def test_set_rate_changes_length_without_reloading(checkpoint, batch):
 
 def test_env_override_applies_at_decoding_only(checkpoint, batch, monkeypatch):
     monkeypatch.setenv(ENV_FRAME_PERIOD, "40")
-    frontend = make(checkpoint, frame_period=60)
+    with decoding_build():
+        frontend = make(checkpoint, frame_period=60)
     frames = frames_at_20ms(batch[1])
     with torch.no_grad():
         assert torch.equal(frontend.train()(*batch)[1], torch.round(frames / 3.0).long())
         assert torch.equal(frontend.eval()(*batch)[1], torch.round(frames / 2.0).long())
-    monkeypatch.setenv(ENV_FRAME_PERIOD, "10")
-    with pytest.raises(ValueError, match=f"{ENV_FRAME_PERIOD}.*outside the range"):
+        # Built outside a decoding build (training): validation keeps the trained period.
+        training = make(checkpoint, frame_period=60).eval()
+        assert torch.equal(training(*batch)[1], torch.round(frames / 3.0).long())
+    for value, message in (("10", f"{ENV_FRAME_PERIOD}.*outside the range"),
+                           ("fast", "not a number"), ("nan", f"{ENV_FRAME_PERIOD}.*finite")):
+        monkeypatch.setenv(ENV_FRAME_PERIOD, value)
+        with pytest.raises(ValueError, match=message), decoding_build():
+            make(checkpoint, frame_period=60)
+    monkeypatch.setenv(ENV_FRAME_PERIOD, "40")
+    monkeypatch.setenv(ENV_LAM, "0.5")
+    with pytest.raises(ValueError, match=f"{ENV_FRAME_PERIOD}/{ENV_LAM}: set only one of"), \
+            decoding_build():
         make(checkpoint, frame_period=60)
-    monkeypatch.setenv(ENV_FRAME_PERIOD, "fast")
-    with pytest.raises(ValueError, match="not a number"):
-        make(checkpoint, frame_period=60)
+
+
+def test_env_override_never_reaches_an_espnet_training_build(checkpoint, tmp_path, monkeypatch):
+    """ESPnet training builds with ASRTask.build_model, decoding with build_model_from_file."""
+    import yaml
+
+    import espnet_ofa
+
+    espnet_ofa.register()
+    from espnet2.tasks.asr import ASRTask
+
+    args = ASRTask.get_parser().parse_args(["--token_list", "none", "--output_dir", "none"])
+    conf = yaml.safe_load((Path(__file__).parents[1] / "conf/tuning/train_asr_ofa_tiny.yaml")
+                          .read_text())
+    vars(args).update(conf)
+    args.frontend_conf = {**conf["frontend_conf"], "model": str(checkpoint)}
+    args.token_list = ["<blank>", "<unk>", "a", "b", "<sos/eos>"]
+    monkeypatch.setenv(ENV_FRAME_PERIOD, "40")
+    trained = ASRTask.build_model(args)
+    assert trained.frontend.eval().current_rate().frame_period == 60.0  # validation
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(vars(args)))
+    decoder, _ = ASRTask.build_model_from_file(config, None)
+    assert decoder.frontend.eval().current_rate().frame_period == 40.0  # Speech2Text's path
+    assert decoder.frontend.train().current_rate().frame_period == 60.0
+    monkeypatch.delenv(ENV_FRAME_PERIOD)
+    assert ASRTask.build_model_from_file(config, None)[0].frontend.eval().current_rate() \
+        .frame_period == 60.0
 
 
 @pytest.mark.parametrize("conf, error, message", [
@@ -265,3 +304,15 @@ def test_warns_when_rate_cannot_learn(checkpoint, batch):
     frontend = make(checkpoint, learnable_rate=True).train()
     with pytest.warns(RuntimeWarning, match="attach_rate_learning"):
         frontend(*batch)
+
+
+def test_learnable_rate_range_defaults_to_the_trained_range(tmp_path):
+    torch.manual_seed(0)
+    narrow = save_student(build_student("tiny", frame_period_range=(30.0, 70.0)), tmp_path,
+                          preset="tiny")
+    frontend = make(narrow, learnable_rate=True, frame_period=None)
+    assert (frontend.rate.low, frontend.rate.high) == (30.0, 70.0)
+    assert frontend.rate.value == pytest.approx(50.0, abs=1e-3)
+    with pytest.raises(ValueError, match=r"outside the range this model was trained for, "
+                                         r"\[30, 70\] ms"):
+        make(narrow, frame_period=20)

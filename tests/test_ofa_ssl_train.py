@@ -150,3 +150,48 @@ def test_trained_student_loads_without_teacher_and_runs_at_any_period(workdir):
         with torch.no_grad():
             out = student(wav[None], torch.tensor([wav.shape[0]]), frame_period=period)
         assert int(out.lengths) == round(frames * 20 / period)
+
+
+def task_args(**overrides):
+    import argparse
+
+    return argparse.Namespace(**{"student_preset": "tiny", "student_conf": {},
+                                 "rate_conf": {"mode": "frame_period"}, "seed": 0, **overrides})
+
+
+@pytest.mark.parametrize("rate_conf, expected", [
+    ({"mode": "frame_period"}, (20.0, 90.0)),
+    ({"mode": "frame_period", "low": 30, "high": 70}, (30.0, 70.0)),
+    ({"mode": "lam_from_period", "low": 25, "high": 60}, (25.0, 60.0)),
+    ({"mode": "lam"}, (20.0, 90.0)),  # lam [0, 1] at the port's mean predictor rate
+    ({"mode": "lam", "low": 0.5, "high": 1.0}, (20 / (0.5 + 1 / 9), 90.0)),
+])
+def test_student_range_is_derived_from_rate_conf(rate_conf, expected):
+    from espnet_ofa.tasks.ofa_ssl import OFASSLTask
+
+    args = task_args(rate_conf=rate_conf)
+    sampler = OFASSLTask.build_rate_sampler(args)
+    student = OFASSLTask.build_student(args, sampler)
+    assert student.config.frame_period_range == pytest.approx(expected)
+
+
+def test_student_range_that_disagrees_with_rate_conf_is_refused():
+    from espnet_ofa.models.espnet_model import OFADistillModel
+    from espnet_ofa.models.student import build_student
+    from espnet_ofa.tasks.ofa_ssl import OFASSLTask
+
+    args = task_args(rate_conf={"mode": "frame_period", "low": 30, "high": 70},
+                     student_conf={"frame_period_range": [20, 90]})
+    sampler = OFASSLTask.build_rate_sampler(args)
+    with pytest.raises(ValueError, match=r"frame_period_range \[20, 90\] disagrees with "
+                                         r"rate_conf.*\[30, 70\] ms.*remove"):
+        OFASSLTask.build_student(args, sampler)
+    args.student_conf = {"frame_period_range": [30.0, 70.0]}  # as config.yaml writes it back
+    assert OFASSLTask.build_student(args, sampler).config.frame_period_range == (30.0, 70.0)
+    with pytest.raises(ValueError, match="rate_conf has unknown keys \\['hgih'\\]"):
+        OFASSLTask.build_rate_sampler(task_args(rate_conf={"mode": "lam", "hgih": 1.0}))
+    with pytest.raises(ValueError, match="rate_conf: mode must be one of"):
+        OFASSLTask.build_rate_sampler(task_args(rate_conf={"mode": "speed"}))
+    # The model refuses a student built for another range than its sampler's.
+    with pytest.raises(ValueError, match="not the range the rate sampler trains"):
+        OFADistillModel(build_student("tiny"), torch.nn.Identity(), sampler)

@@ -1,17 +1,23 @@
-"""OFA sequence compression: CIF, its inverse, and rate control. Pure torch."""
+"""OFA sequence compression: CIF, its inverse, and rate control. Pure torch (numpy draws
+the pretraining sampler's Beta variates)."""
 
 from espnet_ofa.compression.cif import LENGTH_EPS, CIFOutput, cif, expand
 from espnet_ofa.compression.rate import (
+    DEFAULT_PERIOD_RANGE_MS,
     INPUT_PERIOD_MS,
     Rate,
     RateSampler,
     fixed_rate_alpha,
+    lam_to_period,
+    lam_weights,
+    period_to_lam,
     rate_alpha,
     target_lengths,
 )
 
 __all__ = [
     "CIFOutput",
+    "DEFAULT_PERIOD_RANGE_MS",
     "INPUT_PERIOD_MS",
     "LENGTH_EPS",
     "Rate",
@@ -19,6 +25,9 @@ __all__ = [
     "cif",
     "expand",
     "fixed_rate_alpha",
+    "lam_to_period",
+    "lam_weights",
+    "period_to_lam",
     "rate_alpha",
     "target_lengths",
 ]

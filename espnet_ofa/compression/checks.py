@@ -6,7 +6,6 @@ bad call fails at the API boundary instead of deep inside a scatter or a cumsum.
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import torch
@@ -46,21 +45,3 @@ def check_lengths(lengths: torch.Tensor, batch: int, max_len: int) -> None:
             f"lengths has a value {int(lengths.max())} longer than the tensor's time axis ({max_len})"
         )
 
-
-def check_frame_period(frame_period: float, input_period: float) -> None:
-    """A frame period is a finite number of milliseconds, at least the input's period."""
-    if not isinstance(frame_period, (int, float)) or isinstance(frame_period, bool):
-        raise ValueError(f"frame_period must be a number of milliseconds, got {frame_period!r}")
-    if not math.isfinite(frame_period) or frame_period < input_period:
-        raise ValueError(
-            f"frame_period must be a finite number of ms >= {input_period:g} "
-            f"(the input frame period), got {frame_period}"
-        )
-
-
-def check_lam(lam: float) -> None:
-    """The paper's lambda lies in [0, 2]."""
-    if not isinstance(lam, (int, float)) or isinstance(lam, bool):
-        raise ValueError(f"lam must be a number in [0, 2], got {lam!r}")
-    if not (math.isfinite(lam) and 0.0 <= lam <= 2.0):
-        raise ValueError(f"lam must be in [0, 2], got {lam}")

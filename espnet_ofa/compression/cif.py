@@ -56,6 +56,19 @@ def _padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def _empty_output(x: torch.Tensor, alpha: torch.Tensor, lengths: torch.Tensor) -> CIFOutput:
+    """What `cif` gives a batch with no frames at all (B = 0 or T = 0): no output frame."""
+    batch, max_len, channels = x.shape
+    return CIFOutput(
+        frames=x.new_zeros(batch, 0, channels),
+        lengths=torch.zeros(batch, dtype=torch.long, device=x.device),
+        alpha=alpha,
+        input_lengths=lengths,
+        slot_index=torch.zeros(batch, max_len, 1, dtype=torch.long, device=x.device),
+        slot_weight=x.new_zeros(batch, max_len, 1),
+    )
+
+
 def cif(
     x: torch.Tensor,
     alpha: torch.Tensor,
@@ -66,8 +79,9 @@ def cif(
     """Integrate ``x`` with weights ``alpha`` and fire every ``beta`` of accumulated weight.
 
     Args:
-        x: (B, T, C) input frames.
-        alpha: (B, T) non-negative weights; values on padding are ignored.
+        x: (B, T, C) floating-point input frames; B = 0 or T = 0 gives an empty output.
+        alpha: (B, T) non-negative weights (float64 keeps `rate_alpha`'s counts exact);
+            values on padding are ignored.
         lengths: (B,) valid frames per utterance.
         beta: firing threshold (> 0).
         tail_threshold: when given (inference), an unfired remainder whose weight is at
@@ -78,8 +92,13 @@ def cif(
         `CIFOutput`; ``frames[b, k] = sum_t w[b, t, k] * x[b, t]`` with
         ``lengths[b] = floor(sum(alpha[b]) / beta + LENGTH_EPS)`` (+1 for an emitted tail).
     """
-    if x.dim() != 3:
-        raise ValueError(f"x must be (batch, time, channels), got shape {tuple(x.shape)}")
+    if not torch.is_tensor(x) or x.dim() != 3:
+        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f"x must be (batch, time, channels), got shape {shape}")
+    if not x.is_floating_point():
+        # Integer frames would be scaled by fractional weights and truncated to zero.
+        raise ValueError(f"x must be a floating-point tensor, got dtype {x.dtype}; "
+                         "convert it first, e.g. x.float()")
     batch, max_len, channels = x.shape
     check_alpha(alpha, "alpha", expected_shape=(batch, max_len))
     check_lengths(lengths, batch, max_len)
@@ -90,6 +109,8 @@ def cif(
 
     valid = _padding_mask(lengths, max_len)
     alpha = alpha.masked_fill(~valid, 0.0)
+    if batch == 0 or max_len == 0:
+        return _empty_output(x, alpha, lengths)
     x = x.masked_fill(~valid[..., None], 0.0)  # NaN/Inf in padding must not leak via 0 * inf
 
     # Boundaries in float64 and in units of beta: a float32 running sum over thousands of
@@ -170,6 +191,8 @@ def expand(frames: torch.Tensor, cif_out: CIFOutput) -> torch.Tensor:
     index = torch.minimum(cif_out.slot_index, (lengths - 1).clamp_min(0)[:, None, None])
     batch, num_in, num_slots = index.shape
     channels = frames.shape[-1]
+    if batch == 0 or num_in == 0:
+        return frames.new_zeros(batch, num_in, channels)
     # One zero row at the end so that utterances with no output frame gather something.
     padded = torch.nn.functional.pad(frames[:, :out_max], (0, 0, 0, 1))
     gathered = torch.gather(padded, 1, index.reshape(batch, -1, 1).expand(-1, -1, channels))

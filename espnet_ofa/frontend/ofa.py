@@ -12,14 +12,16 @@ longest one.
 
 The rate is chosen by ``frame_period`` (ms) or ``lam`` (the paper's lambda), changed on a
 trained model with `OFAFrontend.set_rate` (or the ``ESPNET_OFA_FRAME_PERIOD`` /
-``ESPNET_OFA_LAM`` environment variables at decoding), or learnt with the task
+``ESPNET_OFA_LAM`` environment variables, read only by models built for decoding: see
+`decoding_build`), or learnt with the task
 (``learnable_rate: true``, see `espnet_ofa.frontend.learnable_rate`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
-import math
 import os
 import warnings
 from pathlib import Path
@@ -41,6 +43,30 @@ logger = logging.getLogger(__name__)
 # trained model's rate is changed through the environment of the decoding process.
 ENV_FRAME_PERIOD = "ESPNET_OFA_FRAME_PERIOD"
 ENV_LAM = "ESPNET_OFA_LAM"
+
+# True while a model is built for decoding. The override must never reach a training
+# process: ESPnet validates in eval mode, and best-model selection would then run at a
+# period the model is not trained at. Training builds with ``Task.main -> build_model``;
+# ESPnet's inference classes (Speech2Text, Speech2Understand, ...) with
+# ``Task.build_model_from_file``, which `espnet_ofa.registration` runs inside
+# `decoding_build`. A flag set by the entry point, not a guess from the module's mode.
+_DECODING_BUILD: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "espnet_ofa_decoding_build", default=False
+)
+
+
+@contextlib.contextmanager
+def decoding_build():
+    """OFA frontends built inside this block obey the environment's rate override.
+
+    ESPnet's ``build_model_from_file`` runs in it (see `espnet_ofa.registration`); use it
+    around your own model construction for decoding scripts, or call `OFAFrontend.set_rate`.
+    """
+    token = _DECODING_BUILD.set(True)
+    try:
+        yield
+    finally:
+        _DECODING_BUILD.reset(token)
 
 def resolve_model(model: Optional[Union[str, os.PathLike]]) -> Path:
     """``frontend_conf.model`` -> the local OFA checkpoint (.pth) it names.
@@ -99,22 +125,20 @@ def _number_from_env(name: str) -> Optional[float]:
     if not raw:
         return None
     try:
-        value = float(raw)
+        return float(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not a number; unset it or give e.g. {name}=40")
-    if not math.isfinite(value):
-        raise ValueError(f"{name}={raw!r} must be finite")
-    return value
 
 
 def rate_from_env() -> Optional[Rate]:
     """The decoding-time override from ``ESPNET_OFA_FRAME_PERIOD`` / ``ESPNET_OFA_LAM``."""
     period, lam = _number_from_env(ENV_FRAME_PERIOD), _number_from_env(ENV_LAM)
-    if period is not None and lam is not None:
-        raise ValueError(f"set only one of {ENV_FRAME_PERIOD} and {ENV_LAM}")
     if period is None and lam is None:
         return None
-    return Rate(frame_period=period, lam=lam)
+    try:
+        return Rate(frame_period=period, lam=lam)
+    except ValueError as err:
+        raise ValueError(f"{ENV_FRAME_PERIOD}/{ENV_LAM}: {err}") from None
 
 
 def _prepare_student(student: OFAStudent, layer: int) -> OFAStudent:
@@ -140,7 +164,8 @@ class OFAFrontend(AbsFrontend):
         learnable_rate: learn the frame period with the task (starts at ``frame_period``,
             or mid-range). Needs the model-level hook that ``build_model`` of the ESPnet
             tasks installs (see `espnet_ofa.frontend.espnet_hooks`).
-        rate_range: [low, high] ms a learnable period stays in.
+        rate_range: [low, high] ms a learnable period stays in; by default the range
+            the OFA model was trained for.
         rate_cost: weight of the compute penalty ``rate_cost * 20 / period``.
         layer: -1 for a learned softmax-weighted sum of all hidden states, or k for hidden
             state k only (0 = the Transformer's input, num_layers = its last layer).
@@ -156,7 +181,7 @@ class OFAFrontend(AbsFrontend):
         frame_period: Optional[float] = 60.0,
         lam: Optional[float] = None,
         learnable_rate: bool = False,
-        rate_range: Sequence[float] = (20.0, 90.0),
+        rate_range: Optional[Sequence[float]] = None,
         rate_cost: float = 0.0,
         layer: int = -1,
         freeze: bool = True,
@@ -188,13 +213,20 @@ class OFAFrontend(AbsFrontend):
         # runs at, never what it has learnt or what its config says.
         self._override: Optional[Rate] = None
         self._env_rate: Optional[Rate] = None
-        env_rate = rate_from_env()
-        if env_rate is not None:
-            self._env_rate = self._checked_rate(
-                env_rate.frame_period, env_rate.lam, f"{ENV_FRAME_PERIOD}/{ENV_LAM}"
+        if _DECODING_BUILD.get():
+            env_rate = rate_from_env()
+            if env_rate is not None:
+                self._env_rate = self._checked_rate(
+                    env_rate.frame_period, env_rate.lam, f"{ENV_FRAME_PERIOD}/{ENV_LAM}"
+                )
+                logger.info("OFA frontend: decoding (eval mode) runs at %s from the "
+                            "environment", self._env_rate)
+        elif os.environ.get(ENV_FRAME_PERIOD, "").strip() or os.environ.get(ENV_LAM, "").strip():
+            logger.warning(
+                "OFA frontend: %s/%s ignored: this model is not built for decoding (training "
+                "and its validation run at the configured rate; see decoding_build)",
+                ENV_FRAME_PERIOD, ENV_LAM,
             )
-            logger.info("OFA frontend: decoding (eval mode) runs at %s from the environment",
-                        self._env_rate)
         # The period of the current antithetic probe; set by the model-level hook.
         self._probe: Optional[float] = None
         self._warned_no_hook = False
@@ -202,21 +234,11 @@ class OFAFrontend(AbsFrontend):
     # ------------------------------------------------------------------ construction
     def _checked_rate(self, frame_period: Optional[float], lam: Optional[float],
                       source: str) -> Rate:
-        if frame_period is None and lam is None:
-            raise ValueError(
-                f"{source}: set frame_period (ms, e.g. 60) or lam (the paper's lambda in [0, 2])"
-            )
-        if frame_period is not None and lam is not None:
-            raise ValueError(f"{source}: set only one of frame_period and lam (the other null)")
-        frame_period = None if frame_period is None else float(frame_period)
-        lam = None if lam is None else float(lam)
+        """The `Rate` asked for, checked against this model; errors name ``source``."""
         try:
-            self.student.check_rate(frame_period, lam)
-            if lam is not None and not 0.0 <= lam <= 2.0:
-                raise ValueError(f"lam must be in [0, 2], got {lam}")
+            return self.student.check_rate(Rate(frame_period=frame_period, lam=lam))
         except ValueError as err:
             raise ValueError(f"{source}: {err}") from None
-        return Rate(frame_period=frame_period, lam=lam)
 
     def _build_learnable_rate(self, frame_period, lam, rate_range, rate_cost) -> LearnableRate:
         if lam is not None:
@@ -226,6 +248,8 @@ class OFAFrontend(AbsFrontend):
             )
         if self.student.config.compression != "cif":
             raise ValueError("learnable_rate needs a CIF model (student compression: cif)")
+        if rate_range is None:
+            rate_range = self.student.config.frame_period_range
         if len(rate_range) != 2:
             raise ValueError(f"rate_range must be [low, high] in ms, got {rate_range!r}")
         low, high = (float(v) for v in rate_range)

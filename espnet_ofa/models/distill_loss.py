@@ -68,8 +68,12 @@ def alpha_losses(
         lengths: (B,) valid frames.
 
     Returns:
-        (frame-level L1 to the pseudo alpha, boundary loss ``|cumsum(alpha)[end_k - 1] - k|``).
+        (frame-level L1 to the pseudo alpha, boundary loss ``|cumsum(alpha)[end_k - 1] - k|``),
+        computed in float32 at least whatever ``alpha_pred``'s dtype.
     """
+    # At least float32: a bf16/fp16 running sum (8/11 bits) cannot count past a few hundred
+    # frames by ones, and the boundary loss compares it with integers.
+    alpha_pred = alpha_pred.to(torch.promote_types(alpha_pred.dtype, torch.float32))
     num_frames = alpha_pred.shape[1]
     limit = lengths[:, None].to(boundaries.dtype)
     boundaries = torch.where(boundaries >= 0, torch.minimum(boundaries, limit), boundaries)

@@ -8,7 +8,7 @@ import torch
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
-from espnet_ofa.compression import Rate, RateSampler, cif, expand
+from espnet_ofa.compression import INPUT_PERIOD_MS, Rate, RateSampler, cif, expand
 from espnet_ofa.models.distill_loss import alpha_losses, layer_distill_loss
 from espnet_ofa.models.student import OFAStudent
 
@@ -23,10 +23,12 @@ class OFADistillModel(AbsESPnetModel):
     Args:
         student: the model being trained.
         teacher: a frozen `espnet_ofa.teachers.Teacher` yielding the student's target layers.
-        rate_sampler: draws the rate of each training batch, by step.
+        rate_sampler: draws the rate of each training batch, by step; its
+            ``frame_period_range`` must be the student's (the range the checkpoint claims).
         target_rate: ``"compressed"`` compares at the student's rate (teacher states
             compressed with the same CIF weights); ``"frame"`` at 20 ms via `expand`.
-        valid_frame_period: the fixed period of validation batches (comparable epochs).
+        valid_frame_period: the fixed period of validation batches (comparable epochs);
+            by default the sampler's mid-range rate (`RateSampler.valid_rate`).
         cos_weight, alpha_l1_weight, boundary_weight: loss weights.
     """
 
@@ -44,12 +46,21 @@ class OFADistillModel(AbsESPnetModel):
         super().__init__()
         if target_rate not in ("compressed", "frame"):
             raise ValueError(f"target_rate must be 'compressed' or 'frame', got {target_rate!r}")
+        trained = tuple(float(v) for v in rate_sampler.frame_period_range)
+        if tuple(student.config.frame_period_range) != trained:
+            raise ValueError(
+                f"the student's frame_period_range {student.config.frame_period_range} is not "
+                f"the range the rate sampler trains, {trained}; build the student with "
+                "frame_period_range=rate_sampler.frame_period_range"
+            )
         self.student = student
         self.__dict__["teacher"] = teacher  # not a submodule: see the class docstring
         self.rate_sampler = rate_sampler
         self.target_rate = target_rate
-        low, high = student.config.frame_period_range
-        self.valid_frame_period = valid_frame_period or (low + high) / 2
+        if valid_frame_period is None:
+            self.valid_rate = student.check_rate(rate_sampler.valid_rate())
+        else:
+            self.valid_rate = student.check_rate(Rate(frame_period=valid_frame_period))
         self.cos_weight = cos_weight
         self.alpha_l1_weight = alpha_l1_weight
         self.boundary_weight = boundary_weight
@@ -63,7 +74,7 @@ class OFADistillModel(AbsESPnetModel):
 
     def next_rate(self) -> Rate:
         if not self.training:
-            return Rate(frame_period=self.valid_frame_period)
+            return self.valid_rate
         rate = self.rate_sampler.sample(step=int(self.num_steps))
         self.num_steps += 1
         return rate
@@ -117,7 +128,7 @@ class OFADistillModel(AbsESPnetModel):
         else:
             stats["lam"] = torch.tensor(rate.lam)
         stats["length_ratio"] = ratio.detach()
-        stats["achieved_period"] = (20.0 / ratio.clamp_min(1e-6)).detach()
+        stats["achieved_period"] = (INPUT_PERIOD_MS / ratio.clamp_min(1e-6)).detach()
         stats["loss"] = loss.detach()
         loss, stats, weight = force_gatherable((loss, stats, speech.new_tensor(speech.shape[0])),
                                                loss.device)
@@ -130,7 +141,8 @@ class OFADistillModel(AbsESPnetModel):
         if abs(diff) > 2:
             raise ValueError(
                 f"teacher gives {target.shape[1]} frames where the student's CNN gives "
-                f"{num_frames}: both must run at 20 ms (total stride 320 at 16 kHz)"
+                f"{num_frames}: both must run at {INPUT_PERIOD_MS:g} ms (total stride 320 "
+                "at 16 kHz)"
             )
         if diff >= 0:
             return target[:, :num_frames]

@@ -14,6 +14,7 @@ dominates the cost, runs on the compressed sequence.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
@@ -21,7 +22,15 @@ import torch
 from torch import nn
 from torchaudio.models.wav2vec2 import components
 
-from espnet_ofa.compression import CIFOutput, cif, fixed_rate_alpha, rate_alpha
+from espnet_ofa.compression import (
+    DEFAULT_PERIOD_RANGE_MS,
+    INPUT_PERIOD_MS,
+    CIFOutput,
+    Rate,
+    cif,
+    fixed_rate_alpha,
+    rate_alpha,
+)
 from espnet_ofa.data.audio import check_waveform_batch
 from espnet_ofa.models.alpha_predictor import AlphaPredictor
 
@@ -52,7 +61,8 @@ class StudentConfig:
     predictor_kernel_size: int = 5
     # "cif": variable-length compression at any period; "fixed": average pooling baseline.
     compression: str = "cif"
-    frame_period_range: Tuple[float, float] = (20.0, 90.0)
+    # Periods (ms) the model was trained for; ofa_ssl_train derives it from rate_conf.
+    frame_period_range: Tuple[float, float] = DEFAULT_PERIOD_RANGE_MS
     # Period used when forward gets neither frame_period nor lam in "fixed" mode.
     default_frame_period: float = 40.0
     target_layers: Sequence[int] = (4, 8, 12)
@@ -65,8 +75,11 @@ class StudentConfig:
         if self.compression not in ("cif", "fixed"):
             raise ValueError(f"compression must be 'cif' or 'fixed', got {self.compression!r}")
         low, high = self.frame_period_range
-        if not 20.0 <= low <= high:
-            raise ValueError(f"frame_period_range must satisfy 20 <= low <= high, got {low, high}")
+        if not (INPUT_PERIOD_MS <= low <= high and math.isfinite(high)):
+            raise ValueError(
+                f"frame_period_range must satisfy {INPUT_PERIOD_MS:g} <= low <= high < inf "
+                f"(ms; {INPUT_PERIOD_MS:g} is the CNN's frame period), got {low, high}"
+            )
         stride = 1
         for _, _, s in self.conv_layers:
             stride *= s
@@ -167,32 +180,37 @@ class OFAStudent(nn.Module):
         """Hidden states returned by forward: the Transformer's input and each layer."""
         return self.config.num_layers + 1
 
-    def check_rate(self, frame_period: Optional[float], lam: Optional[float]) -> None:
-        """Raise ValueError for a rate request this model cannot serve."""
-        if frame_period is not None and lam is not None:
-            raise ValueError("give at most one of frame_period (ms) and lam")
-        if frame_period is not None:
-            low, high = self.config.frame_period_range
-            if not (isinstance(frame_period, (int, float)) and low <= frame_period <= high):
-                raise ValueError(
-                    f"frame_period {frame_period!r} ms is outside the range this model was "
-                    f"trained for, [{low:g}, {high:g}] ms; choose a period within it"
-                )
-        if lam is not None and self.config.compression == "fixed":
+    def check_rate(self, rate: Rate) -> Rate:
+        """Return ``rate`` if this model can serve it, else raise ValueError naming the fix."""
+        rate.check_within(self.config.frame_period_range)
+        if rate.lam is not None and self.config.compression == "fixed":
             raise ValueError("lam needs the alpha predictor; a 'fixed' model takes frame_period")
+        return rate
+
+    def resolve_rate(self, frame_period: Optional[float] = None,
+                     lam: Optional[float] = None) -> Rate:
+        """The checked `Rate` of a request; neither field asks for the model's default:
+        the predictor's own rate (lam = 1) for "cif", ``default_frame_period`` for "fixed"."""
+        if frame_period is None and lam is None:
+            if self.alpha_predictor is None:
+                return self.check_rate(Rate(frame_period=self.config.default_frame_period))
+            return self.check_rate(Rate(lam=1.0))
+        return self.check_rate(Rate(frame_period=frame_period, lam=lam))
 
     def compression_weights(
         self, frames: torch.Tensor, lengths: torch.Tensor,
         frame_period: Optional[float] = None, lam: Optional[float] = None,
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """(alpha for CIF, unmixed alpha_pred or None), both (B, T)."""
+        """(alpha for CIF in float64, unmixed alpha_pred or None), both (B, T).
+
+        float64: the fire count is decided on these weights (see espnet_ofa.compression.rate).
+        """
+        rate = self.resolve_rate(frame_period, lam)
         if self.alpha_predictor is None:
-            period = frame_period if frame_period is not None else self.config.default_frame_period
-            return fixed_rate_alpha(lengths, frames.shape[1], period, dtype=frames.dtype), None
+            return fixed_rate_alpha(lengths, frames.shape[1], rate.frame_period), None
         alpha_pred = self.alpha_predictor(frames, lengths)
-        if frame_period is None and lam is None:
-            lam = 1.0  # the predictor's own rate
-        return rate_alpha(alpha_pred, lengths, frame_period=frame_period, lam=lam), alpha_pred
+        return rate_alpha(alpha_pred, lengths, frame_period=rate.frame_period,
+                          lam=rate.lam), alpha_pred
 
     def encode(self, frames: torch.Tensor, lengths: torch.Tensor) -> List[torch.Tensor]:
         """(B, T', D) compressed frames -> [input to layer 1, output of each layer]."""
@@ -217,15 +235,17 @@ class OFAStudent(nn.Module):
             wav: (B, N) 16 kHz mono waveforms, zero-padded.
             wav_lengths: (B,) valid samples.
             frame_period: output frame period in ms, within ``frame_period_range``
-                (each utterance gets ``round(T * 20 / frame_period)`` frames).
+                (each utterance of T input frames of ``INPUT_PERIOD_MS`` (20 ms) gets
+                ``round(T * INPUT_PERIOD_MS / frame_period)``).
             lam: the paper's lambda in [0, 2] instead. Neither: the predictor's own rate
                 ("cif") or ``default_frame_period`` ("fixed").
         """
         check_waveform_batch(wav, wav_lengths, min_samples=self.config.receptive_field)
-        self.check_rate(frame_period, lam)
+        rate = self.resolve_rate(frame_period, lam)  # before the CNN's cost
         feats, frame_lengths = self.feature_extractor(wav, wav_lengths)
         frames = self.feature_projection(feats)
-        alpha, alpha_pred = self.compression_weights(frames, frame_lengths, frame_period, lam)
+        alpha, alpha_pred = self.compression_weights(frames, frame_lengths, rate.frame_period,
+                                                     rate.lam)
         compressed = cif(frames, alpha, frame_lengths)
         hidden = self.encode(compressed.frames, compressed.lengths)
         return StudentOutput(

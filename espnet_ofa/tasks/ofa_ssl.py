@@ -8,7 +8,9 @@ checkpoint averaging. Only the model and its data are defined here.
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
+import math
 from typing import Callable, Collection, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -46,8 +48,12 @@ class OFASSLTask(AbsTask):
         group.add_argument("--init_cnn_from_teacher", type=str2bool, default=True,
                            help="start the student's CNN from the teacher's (same shapes needed)")
         group.add_argument("--rate_conf", action=NestedDictAction,
-                           default=dict(mode="frame_period", low=20.0, high=90.0),
-                           help="per-batch rate sampling: mode (frame_period|lam), low, high")
+                           default=dict(mode="frame_period"),
+                           help="per-batch rate sampling (espnet_ofa.compression.RateSampler): "
+                                "mode (frame_period|lam|lam_from_period|lam_beyond|lam_both), "
+                                "low, high (each mode's usual range when left out; 20-90 ms for "
+                                "frame_period), beta, beyond_prob, seed (default: --seed). The "
+                                "student's frame_period_range is derived from it")
         group.add_argument("--model_conf", action=NestedDictAction, default={},
                            help="OFADistillModel options: target_rate, valid_frame_period, "
                                 "cos_weight, alpha_l1_weight, boundary_weight")
@@ -75,8 +81,38 @@ class OFASSLTask(AbsTask):
         return ("boundaries",)
 
     @classmethod
-    def build_student(cls, args: argparse.Namespace, target_dim: Optional[int] = None) -> OFAStudent:
+    def build_rate_sampler(cls, args: argparse.Namespace) -> RateSampler:
+        """The per-batch rate sampler of ``--rate_conf`` (seeded by ``--seed`` by default)."""
+        conf = dict(args.rate_conf or {})
+        conf.setdefault("seed", args.seed)
+        known = set(inspect.signature(RateSampler).parameters)
+        unknown = sorted(set(conf) - known)
+        if unknown:
+            raise ValueError(f"rate_conf has unknown keys {unknown}; the keys are {sorted(known)}")
+        try:
+            return RateSampler(**conf)
+        except ValueError as err:
+            raise ValueError(f"rate_conf: {err}") from None
+
+    @classmethod
+    def build_student(cls, args: argparse.Namespace, rate_sampler: RateSampler,
+                      target_dim: Optional[int] = None) -> OFAStudent:
+        """The student of ``--student_preset``/``--student_conf``, whose frame_period_range is
+        the one ``rate_sampler`` trains (see `RateSampler.frame_period_range`).
+
+        The range is written once, in rate_conf: a student_conf.frame_period_range that
+        disagrees would make the checkpoint claim periods it was never trained at.
+        """
         conf = dict(args.student_conf)
+        trained = tuple(float(v) for v in rate_sampler.frame_period_range)
+        given = conf.get("frame_period_range")
+        if given is not None and not _same_range(given, trained):
+            raise ValueError(
+                f"student_conf.frame_period_range {list(given)} disagrees with rate_conf, "
+                f"which trains over [{trained[0]:g}, {trained[1]:g}] ms; the range is derived "
+                "from rate_conf: remove student_conf.frame_period_range (or change rate_conf)"
+            )
+        conf["frame_period_range"] = trained
         if target_dim is not None:
             conf.setdefault("target_dim", target_dim)
         return build_student(args.student_preset, **conf)
@@ -88,11 +124,12 @@ class OFASSLTask(AbsTask):
         if args.teacher is None:
             raise ValueError("--teacher is required: a bundle name, a checkpoint path or a "
                              "config.yaml (see espnet_ofa.teachers.load_teacher)")
-        student = cls.build_student(args)
+        rate_sampler = cls.build_rate_sampler(args)
+        student = cls.build_student(args, rate_sampler)
         teacher = load_teacher(args.teacher, layers=student.config.target_layers,
                                **args.teacher_conf)
         if student.config.target_dim != teacher.hidden_size:
-            student = cls.build_student(args, target_dim=teacher.hidden_size)
+            student = cls.build_student(args, rate_sampler, target_dim=teacher.hidden_size)
         if args.init is not None:
             initialize(student, args.init)
         if args.init_cnn_from_teacher:
@@ -108,7 +145,14 @@ class OFASSLTask(AbsTask):
         # The full student config goes into config.yaml, so that the student can be
         # rebuilt later without the teacher (espnet_ofa.models.pretrained).
         args.student_conf = student.config.to_dict()
-        rate_conf = dict(args.rate_conf)
-        rate_conf.setdefault("seed", args.seed)
-        return OFADistillModel(student, teacher, RateSampler(**rate_conf), **args.model_conf)
+        return OFADistillModel(student, teacher, rate_sampler, **args.model_conf)
+
+
+def _same_range(given, trained) -> bool:
+    try:
+        low, high = (float(v) for v in given)
+    except (TypeError, ValueError):
+        return False
+    return all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+               for a, b in zip((low, high), trained))
 
