@@ -8,6 +8,7 @@ whose message names the problem and the fix.
 import hashlib
 import multiprocessing
 import os
+import re
 import stat
 import zipfile
 from pathlib import Path
@@ -199,3 +200,233 @@ def test_interrupted_unpack_leaves_nothing_half_done(tmp_path, monkeypatch):
     monkeypatch.setattr(archive_module, "_extract", real)
     files = unpack_archive(archive, tmp_path / "cache")
     assert Path(files["asr_model_file"]).read_bytes() == b"weights"
+
+
+# ----------------------------------------------------------------------------- clear errors
+
+
+def test_float64_waveforms_are_accepted_as_float32():
+    from espnet_ofa.models.student import build_student
+
+    wav64 = np.sin(np.arange(16000) / 7.0)[None]  # numpy's default dtype: float64
+    lengths = torch.tensor([16000])
+    assert check_waveform_batch(torch.from_numpy(wav64), lengths).dtype == torch.float32
+    assert check_waveform_batch(wav64, lengths).dtype == torch.float32
+    assert check_waveform(wav64[0], 16000).dtype == torch.float32
+    torch.manual_seed(0)
+    student = build_student("tiny").eval()
+    with torch.no_grad():
+        out64 = student(torch.from_numpy(wav64), lengths, frame_period=40.0)
+        out32 = student(torch.from_numpy(wav64).float(), lengths, frame_period=40.0)
+    torch.testing.assert_close(out64.last_hidden, out32.last_hidden)
+
+
+@pytest.mark.parametrize("name", ["wav.scp", "text", "utt2spk", "segments"])
+def test_non_utf8_table_names_file_and_line(tmp_path, name):
+    d = tmp_path / "data"
+    make_wav(d / "a.wav", 0.5)
+    tables = {"wav.scp": f"a {d / 'a.wav'}\n", "text": "u1 hello\n", "utt2spk": "u1 s1\n",
+              "segments": "u1 a 0 0.4\n"}
+    for table, text in tables.items():
+        write(d / table, text)
+    with open(d / name, "ab") as f:
+        f.write("u2 caf\xe9\n".encode("latin-1"))  # line 2 is Latin-1
+    with pytest.raises(DataDirError) as err:
+        validate_data_dir(d, optional=("text", "utt2spk", "segments"))
+    message = str(err.value)
+    assert f"{d / name}:2" in message and "UTF-8" in message and "iconv" in message
+    with pytest.raises(DataDirError, match=r":2: not UTF-8"):
+        fix_data_dir(d)
+
+
+def test_segment_past_the_end_of_its_audio(tmp_path):
+    d = tmp_path / "data"
+    make_wav(d / "rec.wav", 1.0)
+    write(d / "wav.scp", f"rec {d / 'rec.wav'}\n")
+    write(d / "segments", "u1 rec 0.0 0.5\nu2 rec 0.5 3.0\n")
+    with pytest.raises(DataDirError) as err:
+        validate_data_dir(d, optional=("segments",))
+    message = str(err.value)
+    assert f"{d / 'segments'}:2" in message and "3 s" in message and "1.000 s long" in message
+    write(d / "segments", "u1 rec 0.0 0.5\nu2 rec 0.5 1.2\n")  # within Kaldi's 0.5 s overshoot
+    assert validate_data_dir(d, optional=("segments",)).num_utterances == 2
+    with pytest.raises(ValueError, match=r"starts past the end of the audio \(1.000 s long\)"):
+        load_audio(str(d / "rec.wav"), segment=(2.0, 3.0))
+
+
+def _experiment(tmp_path):
+    from espnet_ofa.models.pretrained import save_student
+    from espnet_ofa.models.student import build_student
+
+    return save_student(build_student("tiny"), tmp_path / "exp" / "ofa", preset="tiny")
+
+
+def test_text_file_named_pth_is_not_a_checkpoint(tmp_path):
+    from espnet_ofa.frontend.ofa import OFAFrontend
+    from espnet_ofa.models.pretrained import CheckpointError, load_student
+
+    checkpoint = _experiment(tmp_path)
+    checkpoint.write_text("this is a text file, not weights\n")
+    for load in (lambda: load_student(checkpoint),
+                 lambda: OFAFrontend(fs="16k", model=str(checkpoint), frame_period=40)):
+        with pytest.raises(CheckpointError, match="is not a torch checkpoint.*holds text.*valid.loss.best.pth"):
+            load()
+    checkpoint.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="is empty.*copy or download it again"):
+        load_student(checkpoint)
+
+
+def test_null_student_conf_is_a_clear_error(tmp_path):
+    from espnet_ofa.models.pretrained import CheckpointError, load_student
+
+    checkpoint = _experiment(tmp_path)
+    config = checkpoint.parent / "config.yaml"
+    conf = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**conf, "student_conf": None}))
+    with pytest.raises(CheckpointError, match=r"student_conf must be a mapping.*student_conf: \{\}"):
+        load_student(checkpoint)
+    config.write_text(yaml.safe_dump({**conf, "student_conf": {"no_such_field": 1}}))
+    with pytest.raises(CheckpointError, match="does not fit StudentConfig.*no_such_field"):
+        load_student(checkpoint)
+
+
+def test_a_folder_given_as_a_model(tmp_path, monkeypatch):
+    from espnet_ofa.bin import transcribe
+    from espnet_ofa.frontend.ofa import OFAFrontend
+    from espnet_ofa.models.pretrained import CheckpointError, load_student
+
+    checkpoint = _experiment(tmp_path)
+    folder = checkpoint.parent
+    with pytest.raises(CheckpointError, match="is a directory.*valid.loss.best.pth"):
+        load_student(folder)
+    with pytest.raises(ZooError, match="is a directory, not a model.*valid.loss.best.pth"):
+        OFAFrontend(fs="16k", model=str(folder), frame_period=40)
+    wav = make_wav(tmp_path / "a.wav", 0.5)
+    with pytest.raises(SystemExit) as exit_info:
+        transcribe.main(["--model", str(folder), str(wav)])
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("index, pattern", [
+    ("- just\n- a list\n", "must map model names to entries, but holds a list"),
+    ("m: a string\n", "entry 'm' must be a mapping"),
+    ("m: {sha256: " + "0" * 64 + "}\n", "entry 'm' has no file"),
+    ("m: {file: m.zip}\n", "entry 'm' has no sha256"),
+    ("m: {file: 3, sha256: x}\n", "entry 'm' has no file"),
+    ("m: {file: ../../etc/passwd, sha256: " + "0" * 64 + "}\n", "must be a file name inside"),
+    ("m: {file: m.zip, sha256: 12}\n", "sha256 must be 64 lowercase hex digits"),
+    ("m: [unclosed\n", "is not readable YAML"),
+])
+def test_malformed_zoo_index_entries(tmp_path, monkeypatch, index, pattern):
+    zoo = tmp_path / "zoo"
+    write(zoo / "index.yaml", index)
+    monkeypatch.setenv(ZOO_ENV, str(zoo))
+    with pytest.raises(ZooError) as err:
+        locate("m")
+    assert str(zoo / "index.yaml") in str(err.value) and re.search(pattern, str(err.value))
+    assert "fix" in str(err.value) or "publish the model again" in str(err.value)
+
+
+def test_publish_does_not_overwrite_a_malformed_index(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    archive = make_archive(tmp_path)
+    zoo = tmp_path / "zoo"
+    write(zoo / "index.yaml", "- not a mapping\n")
+    with pytest.raises(ZooError, match="must map model names"):
+        publish(archive, str(zoo), name="m")
+    assert (zoo / "index.yaml").read_text() == "- not a mapping\n"
+
+
+def _no_model_loading(monkeypatch):
+    import espnet_ofa.inference
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the model was loaded before the inputs were checked")
+
+    monkeypatch.setattr(espnet_ofa.inference, "load_pretrained", forbidden)
+
+
+@pytest.mark.parametrize("kind", ["missing", "not audio", "folder"])
+def test_transcribe_checks_inputs_before_loading_the_model(tmp_path, monkeypatch, capsys, kind):
+    from espnet_ofa.bin import transcribe
+
+    _no_model_loading(monkeypatch)
+    good = make_wav(tmp_path / "good.wav", 0.5)
+    bad = {"missing": tmp_path / "missing.wav",
+           "not audio": write(tmp_path / "notes.wav", "not audio at all\n"),
+           "folder": tmp_path}[kind]
+    with pytest.raises(SystemExit) as exit_info:
+        transcribe.main(["--model", "whatever.zip", str(good), str(bad)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and {"missing": "does not exist", "not audio": "convert it",
+                                "folder": "is a directory"}[kind] in err
+
+
+class _FakeSpeech2Text:
+    """Records what the inference class was built with (a real one needs a trained model)."""
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+    def __call__(self, wav):
+        return [("hello", ["hello"], [1], None)]
+
+
+def test_transcribe_finds_a_local_zoo_name_and_verifies_it(tmp_path, monkeypatch, capsys):
+    from espnet_ofa.bin import transcribe
+    from espnet_ofa.espnet_tasks import EspnetTask
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    archive = make_archive(tmp_path)
+    zoo = tmp_path / "zoo"
+    publish(archive, str(zoo), name="fsdd_asr")
+    monkeypatch.setenv(ZOO_ENV, str(zoo))
+    monkeypatch.setattr(EspnetTask, "inference_cls", lambda self: _FakeSpeech2Text)
+    wav = make_wav(tmp_path / "a.wav", 0.5)
+    capsys.readouterr()
+    transcribe.main(["--model", "fsdd_asr", str(wav)])
+    assert capsys.readouterr().out == f"{wav}\thello\n"
+
+    from espnet_ofa.inference import load_pretrained
+
+    s2t = load_pretrained("fsdd_asr", "asr", beam_size=3)
+    conf = yaml.safe_load(Path(s2t.kwargs["asr_train_config"]).read_text())
+    assert Path(conf["frontend_conf"]["model"]).read_bytes() == b"weights"[::-1]
+    assert s2t.kwargs["beam_size"] == 3
+    transducer = load_pretrained("fsdd_asr", "asr_transducer")
+    assert transducer.kwargs["return_decoded_hyp"] is True
+
+    (zoo / "fsdd_asr.zip").write_bytes(archive.read_bytes()[:200])  # damaged after publishing
+    with pytest.raises(SystemExit) as exit_info:
+        transcribe.main(["--model", "fsdd_asr", str(wav)])
+    assert exit_info.value.code == 2
+    assert "sha256" in capsys.readouterr().err
+
+
+def test_transcribe_a_truncated_archive_says_download_again(tmp_path, monkeypatch, capsys):
+    from espnet_ofa.bin import transcribe
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    archive = make_archive(tmp_path)
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    wav = make_wav(tmp_path / "a.wav", 0.5)
+    with pytest.raises(SystemExit) as exit_info:
+        transcribe.main(["--model", str(truncated), str(wav)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "truncated" in err and "download" in err and "BadZipFile" not in err
+
+
+def test_an_ssl_archive_is_not_a_downstream_model(tmp_path, monkeypatch):
+    from espnet_ofa.inference import load_pretrained
+    from espnet_ofa.zoo import pack_ofa_ssl
+
+    monkeypatch.chdir(tmp_path)
+    checkpoint = _experiment(tmp_path)
+    archive = pack_ofa_ssl(checkpoint.parent / "config.yaml", checkpoint, tmp_path / "ssl.zip")
+    with pytest.raises(ZooError, match="not a asr model.*frontend_conf.model"):
+        load_pretrained(str(archive), "asr", cachedir=tmp_path / "cache")

@@ -23,16 +23,14 @@ import torch
 from torch import nn
 
 from espnet_ofa.frontend.learnable_rate import RateStep, RngSnapshot
+from espnet_ofa.frontend.lookup import find_ofa_frontend
 
 _ATTACHED = "_espnet_ofa_hooks"
 _STEP = "_espnet_ofa_rate_step"
 
 
 def _ofa_frontend(model: nn.Module):
-    from espnet_ofa.frontend.ofa import OFAFrontend
-
-    frontend = getattr(model, "frontend", None)
-    return frontend if isinstance(frontend, OFAFrontend) else None
+    return find_ofa_frontend(model)
 
 
 def _device(model: nn.Module) -> Optional[torch.device]:
