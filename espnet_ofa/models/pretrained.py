@@ -44,9 +44,9 @@ def _check_torch_file(checkpoint: Path) -> None:
     if not head.startswith(_TORCH_MAGIC):
         kind = "text" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "data"
         raise CheckpointError(
-            f"{checkpoint} is not a torch checkpoint (it holds {kind}: {head[:24]!r}...); give "
-            "the .pth file that ofa_ssl_train wrote (e.g. exp/ofa/valid.loss.best.pth) or a "
-            "packed .zip"
+            f"{checkpoint} is not a torch checkpoint (it holds {kind}: {head[:24]!r}...): "
+            "another kind of file, or a damaged/truncated copy; give the .pth file that "
+            "ofa_ssl_train wrote (e.g. exp/ofa/valid.loss.best.pth) or a packed .zip"
         )
 
 
