@@ -235,9 +235,10 @@ def unpack_archive(archive: PathLike, cachedir: PathLike, sha256: Optional[str] 
             os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would hide a shared cache
             try:
                 os.rename(tmp, target)
-            except OSError:
-                if not (target / UNPACKED_MARKER).is_file():
-                    raise  # not a concurrent unpack that finished first
+            except OSError as err:
+                if not (target / UNPACKED_MARKER).is_file():  # not a concurrent unpack's
+                    raise ZooError(f"cannot move the unpacked {archive} into {target} ({err}); "
+                                   f"delete {target} and load the model again") from err
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     meta = yaml.safe_load((target / UNPACKED_MARKER).read_text(encoding="utf-8"))

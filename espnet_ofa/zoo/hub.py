@@ -43,10 +43,10 @@ def _read_yaml(path: Path) -> Dict:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (UnicodeDecodeError, yaml.YAMLError) as err:
         raise ZooError(f"{path} is not readable YAML ({str(err).splitlines()[0]}); "
-                       "fix or delete it (publish writes it again)") from None
+                       "fix it, or delete it and publish the models again") from None
     if not isinstance(data, dict):
         raise ZooError(f"{path} must map model names to entries, but holds a "
-                       f"{type(data).__name__}; fix or delete it (publish writes it again)")
+                       f"{type(data).__name__}; fix it, or delete it and publish the models again")
     return data
 
 
@@ -158,7 +158,7 @@ def download_and_unpack(name: str, zoos: Sequence[PathLike] = (),
     cache = Path(cachedir) if cachedir is not None else default_cachedir()
     if Path(source).is_file():
         verify_archive(source, found["sha256"])
-        return unpack_archive(source, cache)
+        return unpack_archive(source, cache, found["sha256"])
     from espnet_model_zoo.downloader import ModelDownloader
 
     downloader = ModelDownloader(cachedir=cache)
@@ -166,7 +166,7 @@ def download_and_unpack(name: str, zoos: Sequence[PathLike] = (),
         if _is_url(source):
             archive = downloader.download(source, quiet=True)
             verify_archive(archive, found["sha256"])
-            return unpack_archive(archive, cache)
+            return unpack_archive(archive, cache, found["sha256"])
         return downloader.download_and_unpack(source, quiet=True)  # a Hugging Face snapshot
     except ZooError:
         raise
