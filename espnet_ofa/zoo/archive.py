@@ -1,11 +1,13 @@
 """ESPnet model-zoo archives of OFA models: pack, verify, unpack.
 
 An archive is what ``espnet2.bin.pack`` writes (a zip with ``meta.yaml`` listing the model
-files and YAML configs); ESPnet's own packer and unpacker do the work, so archives of ours
-open with ``espnet_model_zoo`` and ``Speech2Text.from_pretrained`` like any ESPnet model.
-What is added here: the OFA SSL model's own pack (config + weights + model card), an
-integrity check that turns a truncated or corrupt download into a clear error, and the
-file names of an unpacked OFA model.
+files and YAML configs); ESPnet's own packer does the packing, so archives of ours open with
+``espnet_model_zoo`` and ``Speech2Text.from_pretrained`` like any ESPnet model. What is
+added here: the OFA SSL model's own pack (config + weights + model card), an integrity check
+that turns a truncated or corrupt download into a clear error, an unpacker that jobs sharing
+one model can run at once (`unpack_archive`: one copy per archive content, renamed into
+place whole, YAML paths relocated as ESPnet's unpacker does), and the file names of an
+unpacked OFA model.
 """
 
 from __future__ import annotations

@@ -9,8 +9,10 @@ A model is named by any of:
 * a name in the package's table (`MODEL_TABLE`, ``espnet_ofa/zoo/models.yaml``);
 * a Hugging Face repository id (``owner/name``), when online.
 
-`espnet_model_zoo`'s ``ModelDownloader`` downloads and unpacks; this module adds the
-lookup in our zoos, the integrity check, and errors that say what to do.
+`espnet_model_zoo`'s ``ModelDownloader`` downloads URLs and Hugging Face repositories;
+this module adds the lookup in our zoos, the integrity check, the unpacking (once per
+archive content, safe for concurrent jobs: `espnet_ofa.zoo.archive.unpack_archive`), the
+publishing (a locked, atomically rewritten ``index.yaml``) and errors that say what to do.
 """
 
 from __future__ import annotations
