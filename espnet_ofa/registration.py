@@ -19,7 +19,8 @@ Every process gets it: ``python -m espnet2.bin.asr_train``, its spawned DDP work
 interpreters that read the .pth too), ``*_inference`` and ``espnet2.bin.pack``. For library
 use (or with the hook disabled by ``ESPNET_OFA_NO_IMPORT_HOOK=1``) call `register`.
 
-This module is imported at start-up: keep its top-level imports to the standard library.
+This module is imported at start-up: keep its top-level imports to the standard library
+(and `espnet_ofa.espnet_tasks`, which is standard library only).
 """
 
 from __future__ import annotations
@@ -31,14 +32,11 @@ import warnings
 from types import ModuleType
 from typing import Dict, List
 
+from espnet_ofa.espnet_tasks import TASKS
+
 FRONTEND_NAME = "ofa"
-# Task module -> the AbsTask subclass whose build_model is wrapped.
-TASK_MODULES: Dict[str, str] = {
-    "espnet2.tasks.asr": "ASRTask",
-    "espnet2.tasks.slu": "SLUTask",
-    "espnet2.tasks.st": "STTask",
-    "espnet2.tasks.asr_transducer": "ASRTransducerTask",
-}
+# Task module -> the AbsTask subclass whose build_model is wrapped (from the task table).
+TASK_MODULES: Dict[str, str] = {task.train_module: task.train_class for task in TASKS.values()}
 DISABLE_ENV = "ESPNET_OFA_NO_IMPORT_HOOK"
 _WRAPPED = "_espnet_ofa_wrapped"
 

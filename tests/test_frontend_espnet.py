@@ -192,6 +192,39 @@ def test_asr_learnable_rate_is_trained_logged_and_saved(work):
     assert len(hyps) == 10
 
 
+def test_asr_ddp_two_cpu_processes_with_learnable_rate(work):
+    """DDP with two CPU processes (gloo), started by torchrun: ESPnet's own launcher only
+    spawns workers for GPUs, so this is its external-launcher mode. Each worker must see
+    ``frontend: ofa`` (the import hook) and the rate hooks must run inside DDP's forward."""
+    module = "espnet2.bin.asr_train"
+    base = ["--config", str(CONF / "train_asr_ofa_tiny.yaml"),
+            "--frontend_conf", "model=exp/ofa/valid.loss.best.pth", "--ngpu", "0",
+            "--num_workers", "0", *ASR_COMMON]
+    stats = "exp/asr_stats"
+    if not (work / stats / "train" / "feats_stats.npz").is_file():
+        run_espnet(module, [*base, "--collect_stats", "true", "--output_dir", stats,
+                            "--train_shape_file", "data/train/wav.scp",
+                            "--valid_shape_file", "data/test/wav.scp"], work, "ddp_stats.log")
+    args = [*base, "--num_att_plot", "0", "--normalize", "global_mvn",
+            "--normalize_conf", f"stats_file={stats}/train/feats_stats.npz",
+            "--fold_length", "80000", "--fold_length", "150", "--output_dir", "exp/asr_ddp",
+            "--frontend_conf", "learnable_rate=true", "--frontend_conf", "frame_period=50",
+            "--max_epoch", "2", "--multiprocessing_distributed", "false", "--dist_backend", "gloo"]
+    for shape in ("speech_shape", "text_shape"):
+        args += ["--train_shape_file", f"{stats}/train/{shape}",
+                 "--valid_shape_file", f"{stats}/valid/{shape}"]
+    log = run_espnet("torch.distributed.run", ["--standalone", "--nproc_per_node", "2",
+                                               "-m", module, *args], work, "asr_ddp.log")
+    results = epoch_results(log)
+    assert results.startswith("[") and ":0/2]" in results  # rank 0 of a world of 2
+    assert "frame_period=" in results and "rate_slope=" in results
+    state = torch.load(work / "exp/asr_ddp/valid.loss.best.pth", map_location="cpu")
+    from espnet_ofa.frontend.learnable_rate import LearnableRate
+
+    start = LearnableRate(50.0, 20.0, 90.0)
+    assert float(state["frontend.rate.raw"]) != pytest.approx(float(start.raw.detach()), abs=1e-6)
+
+
 def test_asr_decoding_rate_override(work):
     """At decoding, ESPNET_OFA_FRAME_PERIOD changes the period of the trained model."""
     if not (work / "exp/asr/valid.loss.best.pth").exists():

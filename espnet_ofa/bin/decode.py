@@ -18,11 +18,13 @@ import logging
 import sys
 from typing import List, Optional
 
+from espnet_ofa.espnet_tasks import task_names
+
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m espnet_ofa.bin.decode", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", choices=("asr", "slu", "st"), default="asr")
+    p.add_argument("--task", choices=task_names(), default="asr")
     p.add_argument("--train_config", help="the experiment's config.yaml")
     p.add_argument("--model_file", help="the .pth to decode with")
     p.add_argument("--data_dirs", nargs="+", default=[], help="test data dirs (wav.scp)")

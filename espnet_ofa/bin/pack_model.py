@@ -5,31 +5,37 @@
     python -m espnet_ofa.bin.pack_model asr --config exp/asr/config.yaml \
         --model exp/asr/valid.loss.best.pth --outpath exp/asr/packed.zip
 
-``ssl`` packs an OFA SSL model; ``asr``/``slu``/``st`` pack a downstream model with the OFA
-checkpoint (and every other file its config names) inside. Run from the recipe directory.
+``ssl`` packs an OFA SSL model; ``asr``/``slu``/``st``/``asr_transducer`` pack a downstream
+model with the OFA checkpoint (and every other file its config names) inside. Run from the
+recipe directory.
 """
 
 import argparse
 from pathlib import Path
 
+from espnet_ofa.espnet_tasks import task_names
 from espnet_ofa.zoo import pack_ofa_ssl
-from espnet_ofa.zoo.downstream import TASK_KEYS, pack_downstream
+from espnet_ofa.zoo.downstream import pack_downstream
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("task", choices=["ssl", *sorted(TASK_KEYS)])
+    parser.add_argument("task", choices=["ssl", *task_names()])
     parser.add_argument("--config", required=True, help="the experiment's config.yaml")
     parser.add_argument("--model", required=True, help="the model file (.pth)")
     parser.add_argument("--outpath", required=True, help="the .zip to write")
     parser.add_argument("--results", default=None,
                         help="a RESULTS.md whose text goes into the model card")
     args = parser.parse_args(argv)
-    results = Path(args.results).read_text(encoding="utf-8") if args.results else None
-    if args.task == "ssl":
-        out = pack_ofa_ssl(args.config, args.model, args.outpath, results=results)
-    else:
-        out = pack_downstream(args.task, args.config, args.model, args.outpath, results=results)
+    try:
+        results = Path(args.results).read_text(encoding="utf-8") if args.results else None
+        if args.task == "ssl":
+            out = pack_ofa_ssl(args.config, args.model, args.outpath, results=results)
+        else:
+            out = pack_downstream(args.task, args.config, args.model, args.outpath,
+                                  results=results)
+    except (ValueError, OSError) as err:  # ZooError, CheckpointError: the message says the fix
+        parser.exit(2, f"error: {err}\n")
     print(f"packed {out}")
 
 

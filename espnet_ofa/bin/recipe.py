@@ -27,13 +27,17 @@ def _int_or_none(value: str) -> Optional[int]:
 
 
 def get_parser() -> argparse.ArgumentParser:
+    # The recipes' own task lists (FSDD data sets, scored metrics) are owned by their modules.
+    from espnet_ofa.recipe.prepare import TASKS as DATA_TASKS
+    from espnet_ofa.recipe.scoring import SCORERS
+
     p = argparse.ArgumentParser(prog="python -m espnet_ofa.bin.recipe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--log_level", default="WARNING")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("fsdd_data", help="stage 1: FSDD data directories for a task")
-    s.add_argument("--task", required=True, choices=("ssl", "asr", "slu", "st"))
+    s.add_argument("--task", required=True, choices=DATA_TASKS)
     s.add_argument("--fsdd", required=True, help="FSDD root (holding recordings/)")
     s.add_argument("--data_dir", default="data")
     s.add_argument("--heldout_speaker", default="theo", help="'' for no second test set")
@@ -85,14 +89,14 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
 
     s = sub.add_parser("score", help="stage 13: score one decoding")
-    s.add_argument("--task", required=True, choices=("asr", "slu", "st"))
+    s.add_argument("--task", required=True, choices=tuple(SCORERS))
     s.add_argument("--ref", required=True, help="reference Kaldi text")
     s.add_argument("--hyp", required=True, help="hypothesis Kaldi text")
     s.add_argument("--out", required=True, help="result.json to write")
     s.add_argument("--info", default=None, help="decoding info.json to merge (period, MACs, RTF)")
 
     s = sub.add_parser("score_all", help="stage 13: score every decoding under a directory")
-    s.add_argument("--task", required=True, choices=("asr", "slu", "st"))
+    s.add_argument("--task", required=True, choices=tuple(SCORERS))
     s.add_argument("--decode_dir", required=True, help="<exp>/<decode tag> (holding <rate>/<set>/text)")
     s.add_argument("--data_root", required=True, help="dump/raw: <set>/text are the references")
 

@@ -1,41 +1,46 @@
-"""Kaldi/ESPnet data directories and audio loading, shared by the recipes and tools."""
+"""Kaldi/ESPnet data directories, audio loading and waveform checks, shared by all layers.
 
-from espnet_ofa.data.audio import (
-    DEFAULT_MIN_SAMPLES,
-    check_waveform,
-    check_waveform_batch,
-    load_audio,
-    num_frames,
-)
-from espnet_ofa.data.datadir import (
-    DataDirError,
-    DataDirSummary,
-    FixReport,
-    TableLine,
-    atomic_write_text,
-    fix_data_dir,
-    read_kaldi_table,
-    read_table_lines,
-    validate_data_dir,
-    wav_scp_path,
-    write_kaldi_table,
-)
+Names are imported on first use, so that a light submodule (``espnet_ofa.data.waveform``,
+which the models use) does not pull in the data-directory or audio-file code.
+"""
 
-__all__ = [
-    "DEFAULT_MIN_SAMPLES",
-    "DataDirError",
-    "DataDirSummary",
-    "FixReport",
-    "TableLine",
-    "atomic_write_text",
-    "check_waveform",
-    "check_waveform_batch",
-    "fix_data_dir",
-    "load_audio",
-    "num_frames",
-    "read_kaldi_table",
-    "read_table_lines",
-    "validate_data_dir",
-    "wav_scp_path",
-    "write_kaldi_table",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DEFAULT_MIN_SAMPLES": "espnet_ofa.data.waveform",
+    "as_float32": "espnet_ofa.data.waveform",
+    "check_waveform": "espnet_ofa.data.waveform",
+    "check_waveform_batch": "espnet_ofa.data.waveform",
+    "audio_file_info": "espnet_ofa.data.audio",
+    "load_audio": "espnet_ofa.data.audio",
+    "num_frames": "espnet_ofa.data.audio",
+    "DataDirError": "espnet_ofa.data.datadir",
+    "DataDirSummary": "espnet_ofa.data.datadir",
+    "FixReport": "espnet_ofa.data.datadir",
+    "TableLine": "espnet_ofa.data.datadir",
+    "atomic_write_text": "espnet_ofa.data.datadir",
+    "fix_data_dir": "espnet_ofa.data.datadir",
+    "read_kaldi_table": "espnet_ofa.data.datadir",
+    "read_table_lines": "espnet_ofa.data.datadir",
+    "validate_data_dir": "espnet_ofa.data.datadir",
+    "wav_scp_path": "espnet_ofa.data.datadir",
+    "write_kaldi_table": "espnet_ofa.data.datadir",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -17,13 +17,9 @@ import numpy as np
 import torch
 
 from espnet_ofa.data.datadir import wav_scp_path
+from espnet_ofa.data.waveform import DEFAULT_MIN_SAMPLES, check_waveform, check_waveform_batch
 
 PathLike = Union[str, os.PathLike]
-
-# The SSL models' CNN frame: 25 ms window (400 samples at 16 kHz) and 20 ms hop; a waveform
-# shorter than one window gives no frame at all.
-DEFAULT_MIN_SAMPLES = 400
-
 
 def _read_wav_scp_value(value: str, start: int, stop: Optional[int]) -> Tuple[np.ndarray, int]:
     """Read the audio a wav.scp value points to: a file, ``file.ark:offset`` or ``cmd |``.
@@ -57,6 +53,7 @@ def _read_wav_scp_value(value: str, start: int, stop: Optional[int]) -> Tuple[np
         return data[start:stop].astype(np.float32, copy=False), int(rate)
     if not os.path.isfile(value):
         raise FileNotFoundError(f"audio file not found: {value!r}")
+    audio_file_info(value)  # a clear error for a file that is not audio
     data, rate = soundfile.read(value, start=start, stop=stop, dtype="float32", always_2d=False)
     return data, rate
 
@@ -85,8 +82,14 @@ def load_audio(
     start_frame, stop_frame = 0, None
     if segment is not None:
         # Seconds -> samples needs the file's rate, which only reading the header tells.
-        rate0 = _probe_rate(value)
+        rate0, duration = _probe(value)
         start_s, end_s = segment
+        if start_s >= duration:
+            raise ValueError(
+                f"{value}: segment {start_s:g}-{end_s:g} s starts past the end of the audio "
+                f"({duration:.3f} s long). Fix the segment's times (e.g. in the segments file; "
+                "end -1 means to the end of the recording)."
+            )
         start_frame = int(round(start_s * rate0))
         stop_frame = None if end_s is None or end_s < 0 else int(round(end_s * rate0))
     data, rate = _read_wav_scp_value(value, start_frame, stop_frame)
@@ -106,15 +109,34 @@ def load_audio(
     return wav, int(rate)
 
 
-def _probe_rate(value: str) -> int:
+def _probe(value: str) -> Tuple[int, float]:
+    """``(sample rate, duration in s)`` of a wav.scp value; headers only for a plain file."""
     file = wav_scp_path(value)
     if file is not None and file == value.strip():
-        import soundfile
-
-        return int(soundfile.info(value).samplerate)
+        info = audio_file_info(value)
+        return int(info.samplerate), float(info.duration)
     # A pipe or an archive: read it whole once to learn its rate.
-    _, rate = _read_wav_scp_value(value, 0, None)
-    return rate
+    data, rate = _read_wav_scp_value(value, 0, None)
+    return rate, data.shape[0] / rate
+
+
+def audio_file_info(path: PathLike):
+    """soundfile's header info of an audio file; ``ValueError`` naming the file if it is
+    missing or not audio that soundfile reads (wav, flac, ogg, ...)."""
+    import soundfile
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory, not an audio file; give the audio files in it")
+    if not os.path.isfile(path):
+        raise ValueError(f"audio file {path} does not exist; check the path")
+    try:
+        return soundfile.info(path)
+    except Exception as err:  # soundfile raises LibsndfileError/RuntimeError/TypeError
+        raise ValueError(
+            f"{path} is not an audio file soundfile can read ({err}); convert it to wav or "
+            "flac, e.g. `sox in.mp3 out.wav` or `ffmpeg -i in.m4a out.wav`"
+        ) from None
 
 
 def torchaudio_resample(wav: torch.Tensor, orig_sr: int, target_sr: int) -> torch.Tensor:
@@ -122,124 +144,6 @@ def torchaudio_resample(wav: torch.Tensor, orig_sr: int, target_sr: int) -> torc
     import torchaudio.functional as AF
 
     return AF.resample(wav, int(orig_sr), int(target_sr))
-
-
-def _ms(samples: int, rate: int) -> str:
-    return f"{1000.0 * samples / rate:g} ms"
-
-
-def check_waveform(
-    wav: torch.Tensor,
-    sample_rate: int,
-    expected_sr: int = 16000,
-    min_samples: int = DEFAULT_MIN_SAMPLES,
-) -> None:
-    """Check one utterance's waveform before it reaches a model; raise ``ValueError`` if bad.
-
-    Args:
-        wav: (N,) mono samples; (1, N) or (N, 1) are accepted as mono too.
-        sample_rate: the rate ``wav`` is at, in Hz.
-        expected_sr: the rate the model needs.
-        min_samples: the fewest samples that give one model frame (400 = 25 ms at 16 kHz).
-
-    Raises ``ValueError`` with the fix for: not a float tensor, more than one channel,
-    an empty waveform, the wrong sample rate, fewer than ``min_samples`` samples, NaN/Inf.
-    """
-    if not torch.is_tensor(wav):
-        raise ValueError(f"wav must be a torch.Tensor, got {type(wav).__name__}")
-    if not wav.is_floating_point():
-        raise ValueError(
-            f"wav must be floating point in [-1, 1], got dtype {wav.dtype}. Convert integer "
-            "PCM with wav.float() / 32768 (16-bit), or load it with espnet_ofa.data.load_audio."
-        )
-    if wav.dim() == 2:
-        channels = min(wav.shape)
-        if channels > 1:
-            raise ValueError(
-                f"wav has shape {tuple(wav.shape)}: {channels} channels, but mono is needed. "
-                "Mix down to mono (e.g. wav.mean(dim=0) for (C, N), or `sox in.wav -c 1 "
-                "out.wav`). For a padded batch (B, N) use check_waveform_batch."
-            )
-        wav = wav.reshape(-1)
-    elif wav.dim() != 1:
-        raise ValueError(f"wav must be (N,) mono samples, got shape {tuple(wav.shape)}")
-    if wav.numel() == 0:
-        raise ValueError("wav is empty (0 samples). Check the audio file and any segment times.")
-    if sample_rate != expected_sr:
-        raise ValueError(
-            f"wav is at {sample_rate} Hz but the model needs {expected_sr} Hz. Resample to "
-            f"{expected_sr / 1000:g} kHz, e.g. torchaudio.functional.resample(wav, "
-            f"{sample_rate}, {expected_sr}), espnet_ofa.data.load_audio(path, "
-            f"target_sr={expected_sr}), or `sox in.wav -r {expected_sr} out.wav`."
-        )
-    if wav.numel() < min_samples:
-        raise ValueError(
-            f"wav has {wav.numel()} samples ({_ms(wav.numel(), sample_rate)}); at least "
-            f"{min_samples} samples ({_ms(min_samples, expected_sr)}) are needed for one frame. "
-            "Drop or pad utterances that short."
-        )
-    if not bool(torch.isfinite(wav).all()):
-        bad = int((~torch.isfinite(wav)).sum())
-        raise ValueError(
-            f"wav contains {bad} NaN/Inf sample(s). The audio file or a preprocessing step is "
-            "corrupt; re-create it (e.g. replace them with torch.nan_to_num, then check why)."
-        )
-
-
-def check_waveform_batch(
-    wav: torch.Tensor,
-    wav_lengths: torch.Tensor,
-    min_samples: int = DEFAULT_MIN_SAMPLES,
-    sample_rate: int = 16000,
-) -> None:
-    """Check a padded batch of waveforms; raise ``ValueError`` naming the bad utterance.
-
-    Args:
-        wav: (B, N) float samples, utterance b in ``wav[b, :wav_lengths[b]]``; the padding
-            is not checked.
-        wav_lengths: (B,) integer lengths, each in [min_samples, N].
-        min_samples: the fewest samples of one utterance (400 = 25 ms at 16 kHz).
-        sample_rate: the batch's rate, only used to say lengths in ms.
-    """
-    if not torch.is_tensor(wav) or not wav.is_floating_point():
-        raise ValueError(
-            f"wav must be a floating-point tensor, got {getattr(wav, 'dtype', type(wav).__name__)}"
-        )
-    if wav.dim() != 2:
-        hint = " (multi-channel audio must be mixed down to mono first)" if wav.dim() == 3 else ""
-        raise ValueError(f"wav must be a (batch, samples) tensor, got shape {tuple(wav.shape)}{hint}")
-    batch, max_len = wav.shape
-    if (not torch.is_tensor(wav_lengths) or wav_lengths.dim() != 1
-            or wav_lengths.shape[0] != batch):
-        shape = tuple(wav_lengths.shape) if torch.is_tensor(wav_lengths) else type(wav_lengths).__name__
-        raise ValueError(f"wav_lengths must be a (batch={batch},) tensor, got {shape}")
-    if wav_lengths.is_floating_point() or wav_lengths.is_complex():
-        raise ValueError(f"wav_lengths must be integers, got dtype {wav_lengths.dtype}")
-    if batch == 0:
-        raise ValueError("the batch is empty (batch size 0)")
-    lengths = wav_lengths.detach().cpu().long()
-    for b in range(batch):
-        n = int(lengths[b])
-        if n > max_len:
-            raise ValueError(
-                f"utterance {b}: wav_lengths[{b}] = {n} exceeds the padded length {max_len}; "
-                "the lengths do not belong to this batch."
-            )
-        if n <= 0:
-            raise ValueError(f"utterance {b} is empty (wav_lengths[{b}] = {n}); drop it.")
-        if n < min_samples:
-            raise ValueError(
-                f"utterance {b} has {n} samples ({_ms(n, sample_rate)}); at least {min_samples} "
-                f"({_ms(min_samples, sample_rate)}) are needed for one frame. Drop or pad it."
-            )
-    valid = torch.arange(max_len, device=wav.device)[None, :] < wav_lengths.to(wav.device)[:, None]
-    bad = valid & ~torch.isfinite(wav)
-    if bool(bad.any()):
-        b = int(bad.any(dim=1).nonzero()[0, 0])
-        raise ValueError(
-            f"utterance {b} contains {int(bad[b].sum())} NaN/Inf sample(s) within its length; "
-            "its audio or a preprocessing step is corrupt."
-        )
 
 
 def num_frames(num_samples: int, window: int = 400, hop: int = 320) -> int:
@@ -254,6 +158,7 @@ __all__ = [
     "DEFAULT_MIN_SAMPLES",
     "check_waveform",
     "check_waveform_batch",
+    "audio_file_info",
     "load_audio",
     "num_frames",
 ]

@@ -22,10 +22,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+from espnet_ofa.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,10 @@ UTT_KEYED_TABLES = (
     "utt2lang",
     "feats.scp",
 )
+
+# How far (s) a segment may end after its recording before it is an error: Kaldi's
+# extract-segments default (--max-overshoot=0.5); readers truncate such segments.
+SEGMENT_OVERSHOOT_S = 0.5
 
 FIX_HINT = "espnet_ofa.data.fix_data_dir('{dir}') (sorts, drops inconsistent entries)"
 
@@ -109,8 +114,18 @@ def _iter_table(path: Path) -> Iterable[Tuple[int, str, Optional[str], Optional[
     Only spaces and tabs separate the id from the value (the value keeps inner whitespace, so
     transcripts and pipe commands survive). Trailing whitespace and ``\\r`` are stripped.
     """
-    with open(path, "r", encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for lineno, raw_bytes in enumerate(f, start=1):
+            # Decoded line by line, so that a bad byte is reported with its line.
+            try:
+                raw = raw_bytes.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataDirError(
+                    f"{path}:{lineno}: not UTF-8 text (byte 0x{raw_bytes[err.start]:02x} at "
+                    f"column {err.start + 1}). Kaldi/ESPnet tables must be UTF-8: convert the "
+                    f"file, e.g. `iconv -f latin1 -t utf-8 {path} > {path}.utf8 && mv "
+                    f"{path}.utf8 {path}`, or fix that line."
+                ) from None
             line = raw.rstrip("\r\n").rstrip(" \t")
             stripped = line.lstrip(" \t")
             if not stripped:
@@ -177,23 +192,10 @@ def atomic_write_text(path: PathLike, text: str) -> None:
     """Write ``text`` to ``path`` via a temp file in the same directory and ``os.replace``.
 
     A reader (or a killed writer) never sees a half-written file: the rename is atomic on
-    POSIX file systems when source and target share a directory.
+    POSIX file systems when source and target share a directory. The file gets the usual
+    permissions (0666 minus the umask), see `espnet_ofa.fileio`.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates 0600 files; give the table the usual permissions.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, text)
 
 
 def write_kaldi_table(path: PathLike, mapping: Mapping[str, str]) -> None:
@@ -373,6 +375,8 @@ def validate_data_dir(
 
     if "wav.scp" in tables and (check_audio_paths or sample_rate is not None):
         _check_wavs(data_dir, tables["wav.scp"], check_audio_paths, sample_rate)
+        if has_segments and check_audio_paths:
+            _check_segment_ends(data_dir, tables["segments"], tables["wav.scp"])
 
     if utt_ids is None:
         # No wav.scp asked for: count the utterances of the first utterance-keyed table.
@@ -420,6 +424,37 @@ def _check_wavs(
                 )
 
 
+def _check_segment_ends(data_dir: Path, segments: Sequence[TableLine],
+                        recordings: Sequence[TableLine]) -> None:
+    """Every segment must start inside its recording and end at most
+    `SEGMENT_OVERSHOOT_S` after it (plain audio files only: a pipe would have to run)."""
+    import soundfile  # lazy: reading tables needs no audio library
+
+    files = {x.key: x.value.strip() for x in recordings if wav_scp_path(x.value) == x.value.strip()}
+    durations: Dict[str, float] = {}
+    for x in segments:
+        rec, start, end = x.value.split()
+        file = files.get(rec)
+        if file is None:
+            continue
+        if rec not in durations:
+            try:
+                durations[rec] = float(soundfile.info(file).duration)
+            except Exception as e:  # soundfile raises RuntimeError/LibsndfileError
+                raise DataDirError(
+                    f"{data_dir / 'wav.scp'}: cannot read audio '{file}' of recording '{rec}' "
+                    f"(used by {data_dir / 'segments'}:{x.lineno}): {e}. Convert it to "
+                    "wav/flac or fix the path."
+                ) from e
+        duration, start_s, end_s = durations[rec], float(start), float(end)
+        if start_s >= duration or (end_s != -1 and end_s > duration + SEGMENT_OVERSHOOT_S):
+            raise DataDirError(
+                f"{data_dir / 'segments'}:{x.lineno}: segment '{x.key}' ({start_s:g}-{end_s:g} s) "
+                f"runs past the end of recording '{rec}' ({file}, {duration:.3f} s long). "
+                "Fix its times (end -1 means to the end of the recording) or drop the segment."
+            )
+
+
 # --------------------------------------------------------------------------- repair
 
 
@@ -445,6 +480,22 @@ def _read_lenient(path: Path, report: FixReport, allow_empty: bool) -> Dict[str,
     return out
 
 
+def _new_backup_dir(data_dir: Path) -> Path:
+    """A fresh backup folder: ``.backup``, then ``.backup.2``, ``.backup.3``, ...
+
+    Created with ``mkdir`` (atomic, fails if it exists), so a second run, even a
+    concurrent one, never overwrites the originals an earlier run saved.
+    """
+    for number in range(1, 10000):
+        candidate = data_dir / (".backup" if number == 1 else f".backup.{number}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise DataDirError(f"{data_dir}: 9999 backups exist already; delete old .backup* folders")
+
+
 def fix_data_dir(path: PathLike, drop_missing_audio: bool = False, backup: bool = True) -> FixReport:
     """Repair a data directory in place, like Kaldi's ``fix_data_dir.sh``.
 
@@ -456,7 +507,8 @@ def fix_data_dir(path: PathLike, drop_missing_audio: bool = False, backup: bool 
     - with ``drop_missing_audio``, drops utterances whose audio file does not exist;
     - sorts every table in C-locale order and regenerates ``spk2utt`` from ``utt2spk`` (or
       ``utt2spk`` from ``spk2utt`` when only that exists);
-    - writes each file atomically, after copying the originals to ``<dir>/.backup/``.
+    - writes each file atomically, after copying the originals to a new backup folder,
+      ``<dir>/.backup/`` the first time, then ``.backup.2/``, ... (never overwritten).
 
     Returns a :class:`FixReport` (also logged) saying what was dropped and why.
     """
@@ -538,8 +590,7 @@ def fix_data_dir(path: PathLike, drop_missing_audio: bool = False, backup: bool 
         new["spk2utt"] = {s: " ".join(us) for s, us in spk2utt.items()}
 
     if backup:
-        report.backup_dir = data_dir / ".backup"
-        report.backup_dir.mkdir(exist_ok=True)
+        report.backup_dir = _new_backup_dir(data_dir)
         for n in new:
             if (data_dir / n).is_file():
                 shutil.copy2(data_dir / n, report.backup_dir / n)

@@ -17,6 +17,7 @@ _EXPORTS = {
     "LearnableRate": "espnet_ofa.frontend.learnable_rate",
     "WeightedLayerSum": "espnet_ofa.frontend.layers",
     "attach_rate_learning": "espnet_ofa.frontend.espnet_hooks",
+    "find_ofa_frontend": "espnet_ofa.frontend.lookup",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -36,16 +36,10 @@ import torch
 from torch import nn
 
 from espnet_ofa.frontend.learnable_rate import RateStep, RngSnapshot, ctc_min_input_lengths
+from espnet_ofa.frontend.lookup import find_ofa_frontend
 
 _ATTACHED = "_espnet_ofa_hooks"
 _STEP = "_espnet_ofa_rate_step"
-
-
-def _ofa_frontend(model: nn.Module):
-    from espnet_ofa.frontend.ofa import OFAFrontend
-
-    frontend = getattr(model, "frontend", None)
-    return frontend if isinstance(frontend, OFAFrontend) else None
 
 
 def _device(model: nn.Module) -> Optional[torch.device]:
@@ -173,7 +167,7 @@ def _feasible_comparison(
 
 
 def _pre_hook(model: nn.Module, args: tuple, kwargs: dict) -> None:
-    frontend = _ofa_frontend(model)
+    frontend = find_ofa_frontend(model)
     stale = model.__dict__.pop(_STEP, None)
     if stale is not None:  # a forward that raised: its CTC hooks are still installed
         stale[3].remove()
@@ -189,7 +183,7 @@ def _pre_hook(model: nn.Module, args: tuple, kwargs: dict) -> None:
 
 
 def _post_hook(model: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-    frontend = _ofa_frontend(model)
+    frontend = find_ofa_frontend(model)
     if frontend is None:
         return None
     step = model.__dict__.pop(_STEP, None)
@@ -249,7 +243,7 @@ def attach_rate_learning(model: nn.Module) -> bool:
 
     Idempotent. Returns True when the model has (now or already) the hooks.
     """
-    if _ofa_frontend(model) is None:
+    if find_ofa_frontend(model) is None:
         return False
     if getattr(model, _ATTACHED, False):
         return True

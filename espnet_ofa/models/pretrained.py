@@ -29,10 +29,32 @@ def _find_config(checkpoint: Path) -> Path:
     )
 
 
+# The first bytes of what torch.save writes: a zip (the default format since torch 1.6) or,
+# in the legacy format, a pickle (protocol 2+ starts with 0x80).
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def _check_torch_file(checkpoint: Path) -> None:
+    """``CheckpointError`` unless ``checkpoint`` starts like a file torch.save wrote."""
+    with open(checkpoint, "rb") as f:
+        head = f.read(64)
+    if not head:
+        raise CheckpointError(f"{checkpoint} is empty, not a torch checkpoint; it was cut off "
+                              "while being written or copied: copy or download it again")
+    if not head.startswith(_TORCH_MAGIC):
+        kind = "text" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "data"
+        raise CheckpointError(
+            f"{checkpoint} is not a torch checkpoint (it holds {kind}: {head[:24]!r}...): "
+            "another kind of file, or a damaged/truncated copy; give the .pth file that "
+            "ofa_ssl_train wrote (e.g. exp/ofa/valid.loss.best.pth) or a packed .zip"
+        )
+
+
 def _read_state(checkpoint: Path) -> dict:
+    _check_torch_file(checkpoint)
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError,
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError,
             pickle.UnpicklingError) as err:
         raise CheckpointError(
             f"cannot read {checkpoint} as a torch checkpoint ({err}); it may be truncated or "
@@ -57,6 +79,13 @@ def load_student(checkpoint: PathLike, config: Optional[PathLike] = None) -> OFA
         The student in eval mode.
     """
     checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        found = sorted(p.name for p in checkpoint.glob("*.pth"))[:5]
+        hint = f" ({', '.join(found)} are in it)" if found else ""
+        raise CheckpointError(
+            f"OFA checkpoint {checkpoint} is a directory{hint}; give the .pth file itself, "
+            f"e.g. {checkpoint / 'valid.loss.best.pth'}"
+        )
     if not checkpoint.is_file():
         raise CheckpointError(
             f"OFA checkpoint {checkpoint} does not exist; train one with "
@@ -65,11 +94,23 @@ def load_student(checkpoint: PathLike, config: Optional[PathLike] = None) -> OFA
     config_path = Path(config) if config is not None else _find_config(checkpoint)
     try:
         conf = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise CheckpointError(f"cannot read config {config_path}: {err}") from err
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise CheckpointError(f"cannot read config {config_path}: {err}; give the config.yaml "
+                              "that ofa_ssl_train wrote beside the checkpoint") from err
     if not isinstance(conf, dict) or "student_conf" not in conf:
         raise CheckpointError(f"{config_path} is not an ofa_ssl_train config (no student_conf)")
-    student = build_student(conf.get("student_preset", "distilhubert"), **conf["student_conf"])
+    student_conf = conf["student_conf"]
+    if not isinstance(student_conf, dict):
+        raise CheckpointError(
+            f"{config_path}: student_conf must be a mapping of StudentConfig fields, got "
+            f"{student_conf!r}; use student_conf: {{}} for the preset's defaults, or the "
+            "config.yaml that ofa_ssl_train wrote for this checkpoint"
+        )
+    try:
+        student = build_student(conf.get("student_preset", "distilhubert"), **student_conf)
+    except TypeError as err:  # an unknown StudentConfig field
+        raise CheckpointError(f"{config_path}: student_conf does not fit StudentConfig ({err}); "
+                              "fix or remove that field") from err
 
     state = _read_state(checkpoint)
     prefix = "student."

@@ -31,7 +31,7 @@ from espnet_ofa.compression import (
     fixed_rate_alpha,
     rate_alpha,
 )
-from espnet_ofa.data.audio import check_waveform_batch
+from espnet_ofa.data.waveform import check_waveform_batch
 from espnet_ofa.models.alpha_predictor import AlphaPredictor
 
 WAV2VEC2_CONV_LAYERS: Tuple[Tuple[int, int, int], ...] = (
@@ -240,7 +240,7 @@ class OFAStudent(nn.Module):
             lam: the paper's lambda in [0, 2] instead. Neither: the predictor's own rate
                 ("cif") or ``default_frame_period`` ("fixed").
         """
-        check_waveform_batch(wav, wav_lengths, min_samples=self.config.receptive_field)
+        wav = check_waveform_batch(wav, wav_lengths, min_samples=self.config.receptive_field)
         rate = self.resolve_rate(frame_period, lam)  # before the CNN's cost
         feats, frame_lengths = self.feature_extractor(wav, wav_lengths)
         frames = self.feature_projection(feats)

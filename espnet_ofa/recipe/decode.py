@@ -28,7 +28,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -36,19 +36,12 @@ import yaml
 
 from espnet_ofa.data.audio import num_frames
 from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table, validate_data_dir
+from espnet_ofa.espnet_tasks import get_task
+from espnet_ofa.frontend.lookup import find_ofa_frontend
 
 logger = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 
-# task -> (module, class, config kwarg, model kwarg, attribute holding the ESPnet model)
-TASKS: Dict[str, Tuple[str, str, str, str, str]] = {
-    "asr": ("espnet2.bin.asr_inference", "Speech2Text", "asr_train_config", "asr_model_file",
-            "asr_model"),
-    "slu": ("espnet2.bin.slu_inference", "Speech2Understand", "slu_train_config",
-            "slu_model_file", "asr_model"),
-    "st": ("espnet2.bin.st_inference", "Speech2Text", "st_train_config", "st_model_file",
-           "st_model"),
-}
 LEARNED = "learned"
 
 
@@ -94,13 +87,11 @@ class RateResult:
 def _load_inference(task: str, train_config: PathLike, model_file: PathLike, device: str,
                     inference_config: Optional[PathLike] = None, **overrides):
     """ESPnet's inference object for ``task``, with the YAML's options that it accepts."""
-    import importlib
-
     import espnet_ofa
 
     espnet_ofa.register()  # the import hook normally did it; harmless otherwise
-    module, cls_name, config_kw, model_kw, _ = TASKS[task]
-    cls = getattr(importlib.import_module(module), cls_name)
+    spec = get_task(task)
+    cls, cls_name = spec.inference_cls(), spec.inference_class
     conf = {}
     if inference_config:
         conf = yaml.safe_load(Path(inference_config).read_text(encoding="utf-8")) or {}
@@ -109,8 +100,8 @@ def _load_inference(task: str, train_config: PathLike, model_file: PathLike, dev
     unknown = sorted(set(conf) - accepted)
     if unknown:
         raise ValueError(f"{inference_config}: {cls_name} has no option(s) {unknown}")
-    return cls(**{config_kw: str(train_config), model_kw: str(model_file), "device": device,
-                  **conf})
+    return cls(**{spec.config_key: str(train_config), spec.model_key: str(model_file),
+                  "device": device, **dict(spec.inference_kwargs), **conf})
 
 
 def train_frame_period(train_config: PathLike) -> Optional[float]:
@@ -122,13 +113,6 @@ def train_frame_period(train_config: PathLike) -> Optional[float]:
         return None
     period = fconf.get("frame_period")
     return None if period is None else float(period)
-
-
-def _ofa_frontend(model):
-    from espnet_ofa.frontend.ofa import OFAFrontend
-
-    frontend = getattr(model, "frontend", None)
-    return frontend if isinstance(frontend, OFAFrontend) else None
 
 
 def _slice(items: List[str], num_splits: int, split: int) -> List[str]:
@@ -161,17 +145,16 @@ def decode_periods(
             only, any other at ``periods``; False = ``periods`` only.
         macs_utts: utterances (per rate and set) whose MACs are counted (0 = none).
     """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
+    spec = get_task(task)
     import soundfile as sf
 
     from espnet_ofa.bin.benchmark_model import count_macs
 
     s2t = _load_inference(task, train_config, model_file, device, inference_config)
     trained_at = train_frame_period(train_config)
-    model = getattr(s2t, TASKS[task][4])
+    model = getattr(s2t, spec.model_attribute)
     model.eval()
-    frontend = _ofa_frontend(model)
+    frontend = find_ofa_frontend(model)
     has_rate = frontend is not None and frontend.rate is not None
     if isinstance(learned, str):
         if learned not in ("auto", "true", "false"):

@@ -4,6 +4,7 @@ from espnet_ofa.zoo.archive import (
     ZooError,
     pack_ofa_ssl,
     sha256sum,
+    unpack_archive,
     unpacked_ofa_model,
     verify_archive,
     write_model_card,
@@ -11,6 +12,7 @@ from espnet_ofa.zoo.archive import (
 from espnet_ofa.zoo.hub import (
     MODEL_TABLE,
     ZOO_ENV,
+    check_name,
     download_and_unpack,
     locate,
     publish,
@@ -18,7 +20,7 @@ from espnet_ofa.zoo.hub import (
 )
 
 __all__ = [
-    "MODEL_TABLE", "ZOO_ENV", "ZooError", "download_and_unpack", "locate", "pack_ofa_ssl",
-    "publish", "resolve_ofa_checkpoint", "sha256sum", "unpacked_ofa_model", "verify_archive",
-    "write_model_card",
+    "MODEL_TABLE", "ZOO_ENV", "ZooError", "check_name", "download_and_unpack", "locate",
+    "pack_ofa_ssl", "publish", "resolve_ofa_checkpoint", "sha256sum", "unpack_archive",
+    "unpacked_ofa_model", "verify_archive", "write_model_card",
 ]

@@ -1,23 +1,28 @@
 """ESPnet model-zoo archives of OFA models: pack, verify, unpack.
 
 An archive is what ``espnet2.bin.pack`` writes (a zip with ``meta.yaml`` listing the model
-files and YAML configs); ESPnet's own packer and unpacker do the work, so archives of ours
-open with ``espnet_model_zoo`` and ``Speech2Text.from_pretrained`` like any ESPnet model.
-What is added here: the OFA SSL model's own pack (config + weights + model card), an
-integrity check that turns a truncated or corrupt download into a clear error, and the
-file names of an unpacked OFA model.
+files and YAML configs); ESPnet's own packer does the packing, so archives of ours open with
+``espnet_model_zoo`` and ``Speech2Text.from_pretrained`` like any ESPnet model. What is
+added here: the OFA SSL model's own pack (config + weights + model card), an integrity check
+that turns a truncated or corrupt download into a clear error, an unpacker that jobs sharing
+one model can run at once (`unpack_archive`: one copy per archive content, renamed into
+place whole, YAML paths relocated as ESPnet's unpacker does), and the file names of an
+unpacked OFA model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Dict, Optional, Sequence, Union
 
 import yaml
+
+from espnet_ofa.fileio import current_umask, new_file_mode
 
 PathLike = Union[str, os.PathLike]
 
@@ -143,3 +148,100 @@ def unpacked_ofa_model(files: Dict[str, str]) -> Path:
     if config.parent != model.parent:
         raise ZooError(f"archive keeps {config.name} apart from {model.name}; repack it")
     return model
+
+
+def _member_path(root: Path, name: str, archive: Path) -> Path:
+    """Where member ``name`` goes under ``root``; refuses names that would leave it."""
+    parts = PurePosixPath(name).parts
+    if not parts or PurePosixPath(name).is_absolute() or ".." in parts:
+        raise ZooError(f"{archive}: member {name!r} would be written outside the unpack "
+                       "folder; the archive is not safe to open")
+    return root.joinpath(*parts)
+
+
+def _extract(archive: Path, tmp: Path, final: Path) -> Dict:
+    """Extract ``archive`` into ``tmp``, with YAML paths pointing into ``final``; return
+    its ``meta.yaml``.
+
+    As ESPnet's unpacker does, every string in a ``yaml_files`` config equal to an archive
+    member's name is rewritten to where that member will be once ``tmp`` is renamed to
+    ``final``. (ESPnet's packer stores a file from outside the current directory under its
+    absolute path, which zip keeps without the leading ``/``: both spellings are matched.)
+    """
+    from espnet2.main_funcs.pack_funcs import find_path_and_change_it_recursive
+
+    with zipfile.ZipFile(archive) as zf:
+        names = [info.filename for info in zf.infolist() if not info.is_dir()]
+        meta = yaml.safe_load(zf.read(next(n for n in names if PurePosixPath(n).name == "meta.yaml")))
+        yaml_members = {_member_name(v) for v in meta["yaml_files"].values()}
+        for name in names:
+            out = _member_path(tmp, name, archive)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if _member_name(name) in yaml_members:
+                conf = yaml.safe_load(zf.read(name))
+                for other in names:
+                    for spelling in (other, "/" + other):
+                        conf = find_path_and_change_it_recursive(conf, spelling, str(final / other))
+                out.write_text(yaml.safe_dump(conf), encoding="utf-8")
+            else:
+                with zf.open(name) as src, open(out, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            os.chmod(out, new_file_mode())
+    return meta
+
+
+def _member_name(value: str) -> str:
+    """The zip member name of a path in ``meta.yaml`` (absolute ones lose their ``/``)."""
+    return str(PurePosixPath(value)).lstrip("/")
+
+
+def unpacked_files(root: Path, meta: Dict) -> Dict[str, str]:
+    """``meta.yaml``'s config and model keys -> their paths under the unpack folder ``root``."""
+    return {key: str(root / _member_name(value))
+            for key, value in [*meta["yaml_files"].items(), *meta["files"].items()]}
+
+
+# Written last into an unpack folder: its presence means the folder is complete.
+UNPACKED_MARKER = ".espnet_ofa_meta.yaml"
+
+
+def unpack_archive(archive: PathLike, cachedir: PathLike, sha256: Optional[str] = None) -> Dict[str, str]:
+    """Unpack a model archive once into ``<cachedir>/<sha256>``; reuse it afterwards.
+
+    Jobs that share one model (DDP workers, parallel decoding jobs) may all call this at
+    once: each extracts into its own temporary folder beside the target and renames it
+    into place; the first rename wins and the others discard their copy, so nobody reads a
+    half-extracted model or has it rewritten under them, and an interrupted unpack leaves
+    only a hidden ``.partial`` folder. The folder is named by the archive's checksum, so a
+    changed archive at the same path is unpacked afresh.
+
+    Args:
+        archive: a zip model archive (checked with `verify_archive` before extracting).
+        cachedir: the folder holding unpacked models.
+        sha256: the archive's checksum if already known (saves reading it again).
+
+    Returns:
+        ``meta.yaml``'s ``yaml_files`` and ``files`` keys mapped to the unpacked paths.
+    """
+    archive = Path(archive)
+    digest = sha256 or sha256sum(archive)
+    cachedir = Path(cachedir).expanduser().absolute()
+    target = cachedir / digest
+    if not (target / UNPACKED_MARKER).is_file():
+        verify_archive(archive)
+        cachedir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:16]}.", suffix=".partial", dir=cachedir))
+        try:
+            meta = _extract(archive, tmp, target)
+            (tmp / UNPACKED_MARKER).write_text(yaml.safe_dump(meta), encoding="utf-8")
+            os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would hide a shared cache
+            try:
+                os.rename(tmp, target)
+            except OSError as err:
+                if not (target / UNPACKED_MARKER).is_file():  # not a concurrent unpack's
+                    raise ZooError(f"cannot move the unpacked {archive} into {target} ({err}); "
+                                   f"delete {target} and load the model again") from err
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    meta = yaml.safe_load((target / UNPACKED_MARKER).read_text(encoding="utf-8"))
+    return unpacked_files(target, meta)

@@ -1,4 +1,4 @@
-"""Pack downstream ASR/SLU/ST models that use ``frontend: ofa``.
+"""Pack downstream models (ASR, SLU, ST, ASR transducer) that use ``frontend: ofa``.
 
 ESPnet's ``pack asr`` archives the files it is told about and, on unpacking, rewrites every
 YAML string equal to an archived path to where it was unpacked. So the archive must hold the
@@ -20,14 +20,8 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from espnet_ofa.espnet_tasks import TASKS
 from espnet_ofa.zoo.archive import CARD_NAME, PathLike, ZooError, write_model_card
-
-# The meta.yaml keys that each task's Speech2* class takes (see espnet2.bin.*_inference).
-TASK_KEYS = {
-    "asr": ("asr_train_config", "asr_model_file"),
-    "slu": ("slu_train_config", "slu_model_file"),
-    "st": ("st_train_config", "st_model_file"),
-}
 
 
 # Config entries about the training run itself (data lists, shape files, output dir): their
@@ -71,8 +65,8 @@ def pack_downstream(
     """
     from espnet2.main_funcs.pack_funcs import pack
 
-    if task not in TASK_KEYS:
-        raise ZooError(f"task must be one of {sorted(TASK_KEYS)}, got {task!r}")
+    if task not in TASKS:
+        raise ZooError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
     train_config, model_file, outpath = Path(train_config), Path(model_file), Path(outpath)
     for path in (train_config, model_file):
         if not path.is_file():
@@ -92,7 +86,8 @@ def pack_downstream(
     packed_config.parent.mkdir(parents=True, exist_ok=True)
     packed_config.write_text(yaml.safe_dump(packed_conf, sort_keys=False), encoding="utf-8")
 
-    config_key, model_key = TASK_KEYS[task]
+    # The meta.yaml keys are the task's Speech2* keywords, so from_pretrained takes them.
+    config_key, model_key = TASKS[task].config_key, TASKS[task].model_key
     frontend_conf = conf["frontend_conf"]
     fields = {
         "task": task,

@@ -9,34 +9,79 @@ A model is named by any of:
 * a name in the package's table (`MODEL_TABLE`, ``espnet_ofa/zoo/models.yaml``);
 * a Hugging Face repository id (``owner/name``), when online.
 
-`espnet_model_zoo`'s ``ModelDownloader`` downloads and unpacks; this module adds the
-lookup in our zoos, the integrity check, and errors that say what to do.
+`espnet_model_zoo`'s ``ModelDownloader`` downloads URLs and Hugging Face repositories;
+this module adds the lookup in our zoos, the integrity check, the unpacking (once per
+archive content, safe for concurrent jobs: `espnet_ofa.zoo.archive.unpack_archive`), the
+publishing (a locked, atomically rewritten ``index.yaml``) and errors that say what to do.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
+import re
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import yaml
 
-from espnet_ofa.zoo.archive import PathLike, ZooError, sha256sum, verify_archive
+from espnet_ofa.fileio import atomic_copy, atomic_write, locked
+from espnet_ofa.zoo.archive import PathLike, ZooError, sha256sum, unpack_archive, verify_archive
 
 ZOO_ENV = "ESPNET_OFA_ZOO"
 INDEX_NAME = "index.yaml"
+INDEX_LOCK = ".index.lock"
 TABLE_PATH = Path(__file__).with_name("models.yaml")
+# A published name is one plain file name (it becomes <name>.zip in the zoo folder and the
+# file name in a Hugging Face repository): no folders, no "..", no leading dot.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 
 def _read_yaml(path: Path) -> Dict:
+    """A YAML mapping file (an index or the package table); {} if missing."""
     if not path.is_file():
         return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ZooError(f"{path} is not readable YAML ({str(err).splitlines()[0]}); "
+                       "fix it, or delete it and publish the models again") from None
     if not isinstance(data, dict):
-        raise ZooError(f"{path} must map model names to entries; fix or delete it")
+        raise ZooError(f"{path} must map model names to entries, but holds a "
+                       f"{type(data).__name__}; fix it, or delete it and publish the models again")
     return data
+
+
+def check_name(name: str) -> str:
+    """A model name usable in a zoo; ``ZooError`` naming the rule otherwise."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise ZooError(
+            f"invalid model name {name!r}: a zoo name is one file name of letters, digits and "
+            "'._+-', starting with a letter or digit, without '/', '\\' or '..'; e.g. "
+            "--name fsdd_asr_ofa"
+        )
+    return name
+
+
+def _index_entry(index_path: Path, name: str, entry: object, source_key: str) -> Dict:
+    """Check one index (or package table) entry; ``ZooError`` naming the file and entry."""
+    where = f"{index_path}: entry {name!r}"
+    if not isinstance(entry, dict):
+        raise ZooError(f"{where} must be a mapping with {source_key} and sha256, got "
+                       f"{type(entry).__name__}; fix it or publish the model again")
+    source = entry.get(source_key)
+    if not isinstance(source, str) or not source:
+        raise ZooError(f"{where} has no {source_key} (a string); fix it or publish the model again")
+    if source_key == "file" and (Path(source).name != source or source in (".", "..")):
+        raise ZooError(f"{where}: file {source!r} must be a file name inside the zoo folder, "
+                       "not a path; fix it or publish the model again")
+    sha256 = entry.get("sha256")
+    if source_key == "file" and sha256 is None:
+        raise ZooError(f"{where} has no sha256; publish the model again to record it")
+    if sha256 is not None and (not isinstance(sha256, str) or not SHA256_PATTERN.fullmatch(sha256)):
+        raise ZooError(f"{where}: sha256 must be 64 lowercase hex digits, got {sha256!r}; "
+                       "fix it or publish the model again")
+    return entry
 
 
 MODEL_TABLE: Dict[str, Dict] = _read_yaml(TABLE_PATH)
@@ -52,19 +97,36 @@ def _is_url(value: str) -> bool:
     return value.startswith(("http://", "https://"))
 
 
+def _folder_error(path: Path) -> ZooError:
+    inside = sorted(p.name for p in path.iterdir() if p.suffix in (".zip", ".pth", ".pt"))[:5]
+    hint = f" (it holds {', '.join(inside)})" if inside else ""
+    return ZooError(
+        f"{path} is a directory, not a model{hint}: give a packed model .zip, the .pth "
+        "checkpoint file itself, or a zoo name"
+    )
+
+
 def locate(name: str, zoos: Sequence[PathLike] = ()) -> Dict[str, Optional[str]]:
     """Resolve ``name`` to ``{"source": path-or-url-or-repo, "sha256": ...}`` without I/O
-    beyond reading local indexes."""
+    beyond reading local indexes.
+
+    Raises:
+        ZooError: an unknown name, a folder, or a malformed zoo index entry.
+    """
     if Path(name).expanduser().is_file():
         return {"source": str(Path(name).expanduser()), "sha256": None}
+    if Path(name).expanduser().is_dir():
+        raise _folder_error(Path(name).expanduser())
     if _is_url(name):
         return {"source": name, "sha256": None}
     for zoo in zoo_dirs(zoos):
-        entry = _read_yaml(zoo / INDEX_NAME).get(name)
-        if entry is not None:
-            return {"source": str(zoo / entry["file"]), "sha256": entry.get("sha256")}
+        index_path = zoo / INDEX_NAME
+        index = _read_yaml(index_path)
+        if name in index:
+            entry = _index_entry(index_path, name, index[name], "file")
+            return {"source": str(zoo / entry["file"]), "sha256": entry["sha256"]}
     if name in MODEL_TABLE:
-        entry = MODEL_TABLE[name]
+        entry = _index_entry(TABLE_PATH, name, MODEL_TABLE[name], "url")
         return {"source": entry["url"], "sha256": entry.get("sha256")}
     if name.count("/") == 1 and not name.endswith((".zip", ".pth", ".pt")):
         return {"source": name, "sha256": None}  # a Hugging Face repository id
@@ -76,26 +138,38 @@ def locate(name: str, zoos: Sequence[PathLike] = ()) -> Dict[str, Optional[str]]
     )
 
 
+def default_cachedir() -> Path:
+    """Where models are downloaded and unpacked: espnet_model_zoo's default folder."""
+    return Path.home() / ".cache" / "espnet_model_zoo"
+
+
 def download_and_unpack(name: str, zoos: Sequence[PathLike] = (),
                         cachedir: Optional[PathLike] = None) -> Dict[str, str]:
     """Fetch (if needed), verify and unpack a model; return ``meta.yaml``'s files, unpacked.
 
-    Unpacking goes to ``cachedir`` (default: espnet_model_zoo's, ``~/.cache/espnet_model_zoo``)
-    and is reused on later calls.
-    """
-    from espnet_model_zoo.downloader import ModelDownloader
+    Archives are unpacked once per content into ``<cachedir>/<sha256>`` (default cachedir:
+    espnet_model_zoo's, ``~/.cache/espnet_model_zoo``), safely when several processes
+    load the same model at once (`espnet_ofa.zoo.archive.unpack_archive`).
+    ``espnet_model_zoo``'s ``ModelDownloader`` downloads URLs and Hugging Face repositories.
 
+    Raises:
+        ZooError: not found, not downloadable, truncated or corrupt (with what to do).
+    """
     found = locate(name, zoos)
     source = found["source"]
-    downloader = ModelDownloader(cachedir=cachedir)
+    cache = Path(cachedir) if cachedir is not None else default_cachedir()
     if Path(source).is_file():
         verify_archive(source, found["sha256"])
-        return downloader.unpack_local_file(str(Path(source).resolve()))
+        return unpack_archive(source, cache, found["sha256"])
+    from espnet_model_zoo.downloader import ModelDownloader
+
+    downloader = ModelDownloader(cachedir=cache)
     try:
         if _is_url(source):
             archive = downloader.download(source, quiet=True)
             verify_archive(archive, found["sha256"])
-        return downloader.download_and_unpack(source, quiet=True)
+            return unpack_archive(archive, cache, found["sha256"])
+        return downloader.download_and_unpack(source, quiet=True)  # a Hugging Face snapshot
     except ZooError:
         raise
     except Exception as err:  # network errors come in many types (requests, hub, OS)
@@ -113,34 +187,34 @@ def publish(archive: PathLike, zoo: str, name: Optional[str] = None,
     Args:
         archive: the packed .zip (verified first).
         zoo: a local directory (created if missing), or ``hf:owner/repo``.
-        name: the model's name in the zoo (default: the archive's stem).
+        name: the model's name in the zoo (default: the archive's stem); one plain file
+            name (`check_name`).
 
     Returns:
         Where the model now is: the local file, or the repository URL.
 
-    A local publish copies to a temporary name and renames, then rewrites ``index.yaml``
-    the same way, so a crash leaves the zoo as it was or complete. A Hugging Face publish is
-    one commit; offline it fails before anything is written.
+    A local publish copies the archive in under a temporary name and renames it, then
+    updates ``index.yaml`` under an exclusive lock (read, add the entry, write atomically),
+    so concurrent publishes into one zoo all keep their entries and a crash leaves the zoo
+    as it was or complete. Files get the usual permissions (0666 minus the umask). A
+    Hugging Face publish is one commit; offline it fails before anything is written.
     """
     archive = Path(archive)
+    name = check_name(name if name is not None else archive.stem)
     verify_archive(archive)
-    name = name or archive.stem
     if zoo.startswith("hf:"):
         return _publish_huggingface(archive, zoo[3:], name, description)
 
     root = Path(zoo)
     root.mkdir(parents=True, exist_ok=True)
     target = root / f"{name}.zip"
-    with tempfile.NamedTemporaryFile(dir=root, suffix=".partial", delete=False) as tmp:
-        shutil.copyfile(archive, tmp.name)
-    os.replace(tmp.name, target)
-    index = _read_yaml(root / INDEX_NAME)
-    index[name] = {"file": target.name, "sha256": sha256sum(target),
-                   "size": target.stat().st_size, "description": description}
-    with tempfile.NamedTemporaryFile("w", dir=root, suffix=".partial", delete=False,
-                                     encoding="utf-8") as tmp:
-        yaml.safe_dump(index, tmp, sort_keys=True)
-    os.replace(tmp.name, root / INDEX_NAME)
+    digest = sha256sum(archive)
+    with locked(root / INDEX_LOCK):
+        index = _read_yaml(root / INDEX_NAME)  # a malformed index stops here, untouched
+        atomic_copy(archive, target)
+        index[name] = {"file": target.name, "sha256": digest,
+                       "size": target.stat().st_size, "description": description}
+        atomic_write(root / INDEX_NAME, yaml.safe_dump(index, sort_keys=True))
     return str(target)
 
 
