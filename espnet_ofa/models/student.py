@@ -45,7 +45,7 @@ class StudentConfig:
     conv_layers: Sequence[Sequence[int]] = WAV2VEC2_CONV_LAYERS
     light_channels: Optional[Sequence[int]] = None  # None: fronts.light_channels(conv_layers)
     mel_bins: int = 80
-    mel_channels: int = 512
+    mel_channels: Optional[int] = None  # None: the CNN's output width, conv_layers[-1][0]
     extractor_mode: str = "group_norm"
     conv_bias: bool = False
     embed_dim: int = 768
@@ -83,6 +83,8 @@ class StudentConfig:
                 f"light_channels must give one positive width per conv layer "
                 f"({len(self.conv_layers)}), got {list(self.light_channels)}; or leave it null"
             )
+        if self.mel_channels is None:
+            self.mel_channels = int(self.conv_layers[-1][0])
         if self.mel_bins < 1 or self.mel_channels < 1:
             raise ValueError(
                 f"mel_bins and mel_channels must be positive, got {self.mel_bins}, {self.mel_channels}")
