@@ -46,7 +46,8 @@ def masked_group_norm(x: Tensor, lengths: Optional[Tensor], norm: nn.GroupNorm) 
     """``norm(x)`` with statistics over the first ``lengths`` time steps of each row only.
 
     Args:
-        x: (B, C, T) features; values past ``lengths`` are ignored (even NaN).
+        x: (B, C, T) features; values past ``lengths`` do not matter but must be finite
+            (the fronts zero the waveform's padding first, so they are).
         lengths: (B,) valid time steps; None means all (plain group norm).
         norm: the ``nn.GroupNorm`` whose groups, eps and affine parameters apply.
     Returns:
@@ -56,18 +57,27 @@ def masked_group_norm(x: Tensor, lengths: Optional[Tensor], norm: nn.GroupNorm) 
     if lengths is None:
         return norm(x)
     batch, channels, steps = x.shape
-    groups = norm.num_groups
-    # Statistics in float32: under bf16 autocast a sum over thousands of steps loses digits.
-    valid = valid_mask(lengths, steps)[:, None, None, :]  # (B, 1, 1, T)
-    xg = x.float().reshape(batch, groups, channels // groups, steps).masked_fill(~valid, 0.0)
-    count = (lengths.clamp_min(1) * (channels // groups)).float()[:, None, None, None]
-    mean = xg.sum(dim=(2, 3), keepdim=True) / count
-    centred = (xg - mean).masked_fill(~valid, 0.0)
-    var = centred.square().sum(dim=(2, 3), keepdim=True) / count
-    y = (centred * torch.rsqrt(var + norm.eps)).reshape(batch, channels, steps)
-    if norm.affine:
-        y = y * norm.weight.float()[None, :, None] + norm.bias.float()[None, :, None]
-    return y.to(x.dtype)
+    groups, per_group = norm.num_groups, channels // norm.num_groups
+    # Statistics in float32 (under bf16 autocast a sum over thousands of steps loses
+    # digits), as masked averages over time by one batched matrix product per moment:
+    # far cheaper than masking the (B, C, T) tensor.
+    xf = x.float()
+    weights = (valid_mask(lengths, steps).float()
+               / (lengths.clamp_min(1) * per_group).float()[:, None])[:, :, None]  # (B, T, 1)
+
+    def group_mean(values: Tensor) -> Tensor:  # (B, C, T) -> (B, C, 1), per group
+        per_channel = torch.bmm(values, weights)
+        if per_group == 1:
+            return per_channel
+        summed = per_channel.reshape(batch, groups, per_group).sum(dim=2, keepdim=True)
+        return summed.expand(batch, groups, per_group).reshape(batch, channels, 1)
+
+    centred = xf - group_mean(xf)
+    scale = torch.rsqrt(group_mean(centred.square()) + norm.eps)  # (B, C, 1)
+    if not norm.affine:
+        return (centred * scale).to(x.dtype)
+    scale = scale * norm.weight.float()[None, :, None]
+    return torch.addcmul(norm.bias.float()[None, :, None], centred, scale).to(x.dtype)
 
 
 def conv_stack(conv_layers: nn.ModuleList, wav: Tensor, lengths: Optional[Tensor]
