@@ -200,3 +200,37 @@ def test_compile_does_not_recompile_per_length():
             counts.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
     assert counts[0] > 0
     assert counts[1:] == counts[1:2] * 3, f"graphs compiled after each call: {counts}"
+
+
+@pytest.fixture(scope="module")
+def mel_checkpoint(tmp_path_factory):
+    exp = tmp_path_factory.mktemp("mel_exp")
+    return save_student(tiny("mel"), exp, "model.pth", preset="tiny")
+
+
+def frontend(checkpoint, **conf):
+    from espnet_ofa.frontend.ofa import OFAFrontend
+
+    return OFAFrontend(fs="16k", model=str(checkpoint), frame_period=40.0, **conf).eval()
+
+
+def test_frontend_loads_any_front_and_autocasts_to_float32_features(mel_checkpoint):
+    wav, lengths = padded_batch([12000, 7000])
+    with torch.no_grad():
+        ref, ref_lengths = frontend(mel_checkpoint)(wav, lengths)
+        feats, feat_lengths = frontend(mel_checkpoint, autocast="bfloat16")(wav, lengths)
+    assert torch.equal(feat_lengths, ref_lengths)
+    assert feats.dtype == torch.float32 and feats.shape == ref.shape
+    assert relative_difference(feats, ref) < 0.1  # bf16 precision, not a different model
+    with pytest.raises(ValueError, match="autocast"):
+        frontend(mel_checkpoint, autocast="int8")
+
+
+def test_frontend_compile_option_runs_compiled_or_falls_back(mel_checkpoint, monkeypatch):
+    wav, lengths = padded_batch([12000, 7000])
+    with torch.no_grad():
+        ref, _ = frontend(mel_checkpoint)(wav, lengths)
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: (lambda *a: 1 / 0))
+    with pytest.warns(RuntimeWarning, match="running it eagerly"), torch.no_grad():
+        feats, _ = frontend(mel_checkpoint, compile=True)(wav, lengths)
+    torch.testing.assert_close(feats, ref)

@@ -294,8 +294,12 @@ class OFAStudent(nn.Module):
         self.check_rate(frame_period, lam)
         feats, frame_lengths = self._call("front", self.feature_extractor, wav, wav_lengths)
         frames = self._call("projection", self.feature_projection, feats)
-        alpha, alpha_pred = self.compression_weights(frames, frame_lengths, frame_period, lam)
-        compressed = cif(frames, alpha, frame_lengths)
+        # The weights and CIF in float32 even under autocast: output lengths are floor(sum
+        # of alpha), which bf16's 8-bit mantissa would miss by a frame.
+        with torch.autocast(wav.device.type, enabled=False):
+            frames = frames.float()
+            alpha, alpha_pred = self.compression_weights(frames, frame_lengths, frame_period, lam)
+            compressed = cif(frames, alpha, frame_lengths)
         hidden = self._call("encode", self.encode, compressed.frames, compressed.lengths)
         return StudentOutput(
             hidden=hidden,
