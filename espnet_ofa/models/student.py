@@ -227,7 +227,7 @@ class OFAStudent(nn.Module):
         Parameters and state-dict keys are unchanged.
         """
         self._compiled = {
-            name: _CompiledOrEager(fn, name, backend)
+            name: CompiledOrEager(fn, f"the student's {name}", backend)
             for name, fn in (("front", self.feature_extractor),
                              ("projection", self.feature_projection), ("encode", self.encode))
         }
@@ -314,9 +314,10 @@ class OFAStudent(nn.Module):
         return [head(last_hidden) for head in self.heads]
 
 
-class _CompiledOrEager:
+class CompiledOrEager:
     """``torch.compile(fn, dynamic=True)``, falling back to ``fn`` (with a warning) when
-    compiling fails. Not a Module: the wrapped module's parameters stay where they are."""
+    compiling fails. Not a Module: the wrapped module's parameters stay where they are.
+    Used by `OFAStudent.enable_compile` and the benchmarks' ``--compile``."""
 
     def __init__(self, fn, name: str, backend: str) -> None:
         self.eager, self.name, self.backend = fn, name, backend
@@ -326,7 +327,7 @@ class _CompiledOrEager:
             self._give_up(err)
 
     def _give_up(self, err: Exception) -> None:
-        warnings.warn(f"torch.compile is unavailable for the student's {self.name} "
+        warnings.warn(f"torch.compile is unavailable for {self.name} "
                       f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
                       "running it eagerly", RuntimeWarning, stacklevel=3)
         self.compiled = None
