@@ -195,8 +195,9 @@ class MelFront(nn.Module):
     def forward(self, wav: Tensor, lengths: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
         """(B, N) samples, (B,) lengths -> (B, T, C) frames (zero on padding), (B,) frames.
 
-        T = (N - 400) // 320 + 1: frame t covers samples [320 t - 240, 320 t + 720) (the
-        convolutions' context), centred 2.5 ms after the CNN's frame t.
+        T = (N - 400) // 320 + 1: frame t sees samples [320 t - 320, 320 t + 720) (mel
+        frames 2t - 2 .. 2t + 2 through the two convolutions), centred where the CNN's
+        frame t is.
         """
         if lengths is not None:
             wav = wav.masked_fill(~valid_mask(lengths, wav.shape[1]), 0.0)
