@@ -67,6 +67,8 @@ def main(argv=None) -> None:
     parser.add_argument("--loop-repeats", type=int, default=1,
                         help="repeats of the (slow) loop reference")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compile", action="store_true",
+                        help="time rate_alpha + CIF through torch.compile (dynamic shapes)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -79,8 +81,17 @@ def main(argv=None) -> None:
     def compressed_alpha():
         return rate_alpha(torch.sigmoid(logits), lengths, frame_period=args.frame_period)
 
+    def eager_cif(x, lengths):
+        return cif(x, compressed_alpha(), lengths)
+
+    timed_cif = eager_cif
+    if args.compile:
+        from espnet_ofa.models.student import CompiledOrEager
+
+        timed_cif = CompiledOrEager(eager_cif, "CIF", "inductor")
+
     def run_cif():
-        out = cif(x, compressed_alpha(), lengths)
+        out = timed_cif(x, lengths)
         out.frames.square().sum().backward()
         x.grad = logits.grad = None
 
@@ -91,7 +102,7 @@ def main(argv=None) -> None:
 
     # The two must agree before their times mean anything.
     with torch.no_grad():
-        fast = cif(x, compressed_alpha(), lengths)
+        fast = timed_cif(x, lengths)
         head = slice(0, 2)  # the loop is slow: two utterances prove agreement
         slow = cif_loop_reference(x[head], compressed_alpha()[head], lengths[head])
         for b, ref in enumerate(slow):
@@ -113,7 +124,8 @@ def main(argv=None) -> None:
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     threads = torch.get_num_threads()
-    print(f"device: {name} (torch {torch.__version__}, {threads} threads)")
+    print(f"device: {name} (torch {torch.__version__}, {threads} threads, "
+          f"compile: {args.compile})")
     print(f"input: B={B}, T={T} frames (max {T * 20 / 1000:.0f} s), C={C}, "
           f"compressed to {args.frame_period:g} ms")
     print(f"{'what':<44}{'median time':>14}")

@@ -141,6 +141,20 @@ def rate_from_env() -> Optional[Rate]:
         raise ValueError(f"{ENV_FRAME_PERIOD}/{ENV_LAM}: {err}") from None
 
 
+_AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                    "float16": torch.float16, "fp16": torch.float16}
+
+
+def _autocast_dtype(autocast: Optional[str]) -> Optional[torch.dtype]:
+    """``frontend_conf.autocast`` -> the dtype, or None for off (None, "float32")."""
+    if autocast is None or autocast in ("float32", "fp32", "none"):
+        return None
+    if autocast not in _AUTOCAST_DTYPES:
+        raise ValueError(
+            f"frontend_conf.autocast={autocast!r}: use bfloat16 (GPUs), float16, or null for off")
+    return _AUTOCAST_DTYPES[autocast]
+
+
 def _prepare_student(student: OFAStudent, layer: int) -> OFAStudent:
     """Drop what a frontend never runs: unused parameters would also break DDP.
 
@@ -170,6 +184,11 @@ class OFAFrontend(AbsFrontend):
         layer: -1 for a learned softmax-weighted sum of all hidden states, or k for hidden
             state k only (0 = the Transformer's input, num_layers = its last layer).
         freeze: keep the SSL weights frozen (False: fine-tune them with the task).
+        compile: run the OFA model's front and Transformer through ``torch.compile``
+            (dynamic shapes: no recompilation per utterance length; eager with a warning
+            where compiling is unavailable). See `OFAStudent.enable_compile`.
+        autocast: run the OFA model under ``torch.autocast`` in this dtype ("bfloat16"
+            for GPUs; "float16"); its features are returned in float32. None: off.
 
     Shapes: ``forward((B, N) waveforms, (B,) lengths) -> ((B, T', D), (B,) lengths)``.
     """
@@ -185,6 +204,8 @@ class OFAFrontend(AbsFrontend):
         rate_cost: float = 0.0,
         layer: int = -1,
         freeze: bool = True,
+        compile: bool = False,
+        autocast: Optional[str] = None,
     ) -> None:
         super().__init__()
         self.fs = parse_fs(fs)
@@ -197,6 +218,9 @@ class OFAFrontend(AbsFrontend):
         self.layer_mix = WeightedLayerSum(num_hidden) if self.layer == -1 else None
         self.freeze = bool(freeze)
         self._apply_freeze()
+        self.autocast_dtype = _autocast_dtype(autocast)
+        if compile:
+            self.student.enable_compile()
 
         self.rate: Optional[LearnableRate] = None
         self._configured: Optional[Rate] = None
@@ -357,8 +381,12 @@ class OFAFrontend(AbsFrontend):
         rate = self.current_rate()
         # A frozen model needs no graph: the rate's gradient comes from loss values.
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
-            out = self.student(input, input_lengths, frame_period=rate.frame_period,
-                               lam=rate.lam)
+            with torch.autocast(input.device.type, dtype=self.autocast_dtype or torch.float32,
+                                enabled=self.autocast_dtype is not None):
+                out = self.student(input, input_lengths, frame_period=rate.frame_period,
+                                   lam=rate.lam)
+        if self.autocast_dtype is not None:
+            out.hidden = [h.float() for h in out.hidden]  # ESPnet's encoders run in float32
         if self.layer_mix is not None:
             feats = self.layer_mix(out.hidden)
         else:

@@ -1,7 +1,8 @@
 """The OFA student: a small SSL model that runs at any frame period.
 
     waveform (16 kHz)
-      -> CNN waveform encoder (wav2vec 2.0 style, 20 ms frames)   [torchaudio components]
+      -> waveform front (20 ms frames): the wav2vec 2.0 CNN, a light CNN or log-mel + convs
+                                                                   [espnet_ofa.models.fronts]
       -> feature projection                                        [torchaudio components]
       -> alpha predictor -> rate control -> CIF (or fixed pooling) [espnet_ofa.compression]
       -> Transformer encoder (positional conv + layers)            [torchaudio components]
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
@@ -31,8 +33,9 @@ from espnet_ofa.compression import (
     fixed_rate_alpha,
     rate_alpha,
 )
-from espnet_ofa.data.waveform import check_waveform_batch
+from espnet_ofa.data.waveform import as_float32, check_waveform_batch
 from espnet_ofa.models.alpha_predictor import AlphaPredictor
+from espnet_ofa.models.fronts import FRONTS, MEL_WINDOW, build_front
 
 WAV2VEC2_CONV_LAYERS: Tuple[Tuple[int, int, int], ...] = (
     (512, 10, 5), (512, 3, 2), (512, 3, 2), (512, 3, 2), (512, 3, 2), (512, 2, 2), (512, 2, 2)
@@ -44,7 +47,14 @@ SAMPLE_RATE = 16000
 class StudentConfig:
     """Sizes and options of `OFAStudent`; the keys of ``student_conf`` in YAML."""
 
+    # The waveform front (see espnet_ofa.models.fronts): "cnn" (conv_layers, initialised
+    # from the teacher's CNN), "light" (conv_layers' kernels and strides, light_channels
+    # wide) or "mel" (log-mel, mel_bins, then two mel_channels-wide convolutions).
+    front: str = "cnn"
     conv_layers: Sequence[Sequence[int]] = WAV2VEC2_CONV_LAYERS
+    light_channels: Optional[Sequence[int]] = None  # None: fronts.light_channels(conv_layers)
+    mel_bins: int = 80
+    mel_channels: Optional[int] = None  # None: the CNN's output width, conv_layers[-1][0]
     extractor_mode: str = "group_norm"
     conv_bias: bool = False
     embed_dim: int = 768
@@ -72,6 +82,22 @@ class StudentConfig:
         self.conv_layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)
         self.frame_period_range = tuple(float(v) for v in self.frame_period_range)
         self.target_layers = tuple(int(v) for v in self.target_layers)
+        if self.light_channels is not None:
+            self.light_channels = tuple(int(v) for v in self.light_channels)
+        if self.front not in FRONTS:
+            raise ValueError(f"front must be one of {', '.join(FRONTS)}, got {self.front!r}")
+        if self.light_channels is not None and (
+                len(self.light_channels) != len(self.conv_layers)
+                or min(self.light_channels) < 1):
+            raise ValueError(
+                f"light_channels must give one positive width per conv layer "
+                f"({len(self.conv_layers)}), got {list(self.light_channels)}; or leave it null"
+            )
+        if self.mel_channels is None:
+            self.mel_channels = int(self.conv_layers[-1][0])
+        if self.mel_bins < 1 or self.mel_channels < 1:
+            raise ValueError(
+                f"mel_bins and mel_channels must be positive, got {self.mel_bins}, {self.mel_channels}")
         if self.compression not in ("cif", "fixed"):
             raise ValueError(f"compression must be 'cif' or 'fixed', got {self.compression!r}")
         low, high = self.frame_period_range
@@ -96,7 +122,9 @@ class StudentConfig:
 
     @property
     def receptive_field(self) -> int:
-        """Samples the CNN needs for one output frame."""
+        """Samples the front needs for one output frame."""
+        if self.front == "mel":
+            return MEL_WINDOW
         field_, jump = 1, 1
         for _, kernel, stride in self.conv_layers:
             field_ += (kernel - 1) * jump
@@ -141,13 +169,17 @@ class OFAStudent(nn.Module):
         super().__init__()
         config = config or StudentConfig(**overrides)
         self.config = config
-        self.feature_extractor = components._get_feature_extractor(
-            config.extractor_mode, [tuple(layer) for layer in config.conv_layers], config.conv_bias
+        # Named feature_extractor for every front: a "cnn" front has torchaudio's layout
+        # under it, so checkpoints and the teacher's CNN load as before.
+        self.feature_extractor = build_front(
+            config.front, config.conv_layers, config.extractor_mode, config.conv_bias,
+            channels=config.light_channels, n_mels=config.mel_bins,
+            mel_channels=config.mel_channels,
         )
         # torchaudio's encoder factory gives the projection and the Transformer; the
         # compression goes between the two, so they are kept as separate modules.
         encoder = components._get_encoder(
-            in_features=config.conv_layers[-1][0],
+            in_features=self.feature_extractor.output_dim,
             embed_dim=config.embed_dim,
             dropout_input=config.dropout,
             pos_conv_kernel=config.pos_conv_kernel,
@@ -179,6 +211,45 @@ class OFAStudent(nn.Module):
     def num_hidden(self) -> int:
         """Hidden states returned by forward: the Transformer's input and each layer."""
         return self.config.num_layers + 1
+
+    def check_waveforms(self, wav: torch.Tensor, wav_lengths: torch.Tensor) -> torch.Tensor:
+        """`check_waveform_batch`'s rules at the cost of one host synchronisation.
+
+        A batch that passes costs one device-to-host copy of a flag (the fast path of
+        inference); only a bad batch runs the full check, which names the problem.
+        Returns ``wav``, as float32 when it was float64 or a numpy array.
+        """
+        wav = as_float32(wav)
+        if (torch.is_tensor(wav) and wav.is_floating_point() and wav.dim() == 2
+                and wav.shape[0] > 0 and torch.is_tensor(wav_lengths)
+                and wav_lengths.dim() == 1 and wav_lengths.shape[0] == wav.shape[0]
+                and not (wav_lengths.is_floating_point() or wav_lengths.is_complex())):
+            lengths = wav_lengths.to(wav.device)
+            valid = torch.arange(wav.shape[1], device=wav.device)[None, :] < lengths[:, None]
+            bad = ((lengths < self.config.receptive_field) | (lengths > wav.shape[1])).any()
+            bad = bad | (valid & ~torch.isfinite(wav)).any()
+            if not bool(bad):
+                return wav
+        check_waveform_batch(wav, wav_lengths, min_samples=self.config.receptive_field)
+        raise AssertionError("check_waveforms and check_waveform_batch disagree")  # a bug
+
+    def enable_compile(self, backend: str = "inductor") -> None:
+        """Run the front, the projection and the Transformer through `torch.compile`.
+
+        Dynamic shapes, so batch and utterance lengths do not recompile (CIF, whose output
+        length depends on the data, stays eager between them). Where compiling fails (no
+        C++ compiler, an unsupported platform), a warning says so and the part runs eagerly.
+        Parameters and state-dict keys are unchanged.
+        """
+        self._compiled = {
+            name: CompiledOrEager(fn, f"the student's {name}", backend)
+            for name, fn in (("front", self.feature_extractor),
+                             ("projection", self.feature_projection), ("encode", self.encode))
+        }
+
+    def _call(self, name: str, fn, *args):
+        compiled = getattr(self, "_compiled", None)
+        return compiled[name](*args) if compiled else fn(*args)
 
     def check_rate(self, rate: Rate) -> Rate:
         """Return ``rate`` if this model can serve it, else raise ValueError naming the fix."""
@@ -240,14 +311,18 @@ class OFAStudent(nn.Module):
             lam: the paper's lambda in [0, 2] instead. Neither: the predictor's own rate
                 ("cif") or ``default_frame_period`` ("fixed").
         """
-        wav = check_waveform_batch(wav, wav_lengths, min_samples=self.config.receptive_field)
+        wav = self.check_waveforms(wav, wav_lengths)
         rate = self.resolve_rate(frame_period, lam)  # before the CNN's cost
-        feats, frame_lengths = self.feature_extractor(wav, wav_lengths)
-        frames = self.feature_projection(feats)
-        alpha, alpha_pred = self.compression_weights(frames, frame_lengths, rate.frame_period,
-                                                     rate.lam)
-        compressed = cif(frames, alpha, frame_lengths)
-        hidden = self.encode(compressed.frames, compressed.lengths)
+        feats, frame_lengths = self._call("front", self.feature_extractor, wav, wav_lengths)
+        frames = self._call("projection", self.feature_projection, feats)
+        # The weights and CIF in float32 even under autocast: output lengths are floor(sum
+        # of alpha), which bf16's 8-bit mantissa would miss by a frame.
+        with torch.autocast(wav.device.type, enabled=False):
+            frames = frames.float()
+            alpha, alpha_pred = self.compression_weights(frames, frame_lengths,
+                                                         rate.frame_period, rate.lam)
+            compressed = cif(frames, alpha, frame_lengths)
+        hidden = self._call("encode", self.encode, compressed.frames, compressed.lengths)
         return StudentOutput(
             hidden=hidden,
             lengths=compressed.lengths,
@@ -259,6 +334,33 @@ class OFAStudent(nn.Module):
     def predict(self, last_hidden: torch.Tensor) -> List[torch.Tensor]:
         """(B, T', D) -> one (B, T', target_dim) prediction per target teacher layer."""
         return [head(last_hidden) for head in self.heads]
+
+
+class CompiledOrEager:
+    """``torch.compile(fn, dynamic=True)``, falling back to ``fn`` (with a warning) when
+    compiling fails. Not a Module: the wrapped module's parameters stay where they are.
+    Used by `OFAStudent.enable_compile` and the benchmarks' ``--compile``."""
+
+    def __init__(self, fn, name: str, backend: str) -> None:
+        self.eager, self.name, self.backend = fn, name, backend
+        try:
+            self.compiled = torch.compile(fn, dynamic=True, backend=backend)
+        except Exception as err:  # e.g. torch.compile unsupported on this Python
+            self._give_up(err)
+
+    def _give_up(self, err: Exception) -> None:
+        warnings.warn(f"torch.compile is unavailable for {self.name} "
+                      f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+                      "running it eagerly", RuntimeWarning, stacklevel=3)
+        self.compiled = None
+
+    def __call__(self, *args):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as err:  # compile errors surface on the first call; a real
+                self._give_up(err)    # error in fn raises again below, eagerly
+        return self.eager(*args)
 
 
 TINY_PRESET = dict(

@@ -15,9 +15,10 @@ from the end (``-1`` is the last layer). This is the numbering of Hugging Face's
 (post- and pre-LN), HuBERT and WavLM, whose ``hidden_states[k]`` equal ``hidden[k]``
 here to 4e-6.
 
-Padding: the Transformer ignores padded frames (attention mask; for WavLM a key padding
-mask, which torchaudio's own ``extract_features`` cannot apply to WavLM), so with
-``cnn_per_utterance`` an utterance's hidden states do not depend on the batch it is in.
+Padding: the CNN normalises over valid samples only and the Transformer ignores padded
+frames (attention mask; for WavLM a key padding mask, which torchaudio's own
+``extract_features`` cannot apply to WavLM), so an utterance's hidden states do not depend
+on the batch it is in.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+
+from espnet_ofa.models.fronts import conv_stack
 
 # One line per accepted local format; appended to load errors so that a user who hits
 # one knows what else would work (e.g. offline, instead of a bundle name).
@@ -108,12 +111,12 @@ class Teacher(torch.nn.Module):
         waveform_transform: optional ``(wav, lengths) -> (wav, lengths)`` applied to a
             copy of the input first (e.g. ESPnet's ``UtteranceMVN`` that an ESPnet
             hubert_train model saw during training).
-        cnn_per_utterance: run the CNN on each utterance's valid samples alone. The
-            first conv layer of "group_norm" models (HuBERT/wav2vec 2.0 Base) normalises
-            over time, so in a padded batch the padding changes every frame of the
-            shorter utterances; per utterance, a teacher target no longer depends on
-            which batch it landed in (the Transformer part is already exact under
-            padding). ``None``: on for group_norm CNNs, off otherwise.
+        cnn_per_utterance: run the CNN on each utterance's valid samples alone, one
+            call per utterance. Off by default: the batched CNN gives the same frames (its
+            first block, a group norm over time in "group_norm" models such as
+            HuBERT/wav2vec 2.0 Base, uses each utterance's valid steps only, see
+            `espnet_ofa.models.fronts.masked_group_norm`), so a teacher target does not
+            depend on the batch it landed in either way; kept for checking that.
         source: a human-readable description of where the weights came from.
         factory, factory_kwargs: the ``torchaudio.models`` function and arguments that
             rebuild ``model`` (when known), so that
@@ -136,7 +139,7 @@ class Teacher(torch.nn.Module):
         *,
         normalize_waveform: bool = False,
         waveform_transform: Optional[Callable[[Tensor, Tensor], Tuple[Tensor, Tensor]]] = None,
-        cnn_per_utterance: Optional[bool] = None,
+        cnn_per_utterance: bool = False,
         source: str = "",
         factory: Optional[str] = None,
         factory_kwargs: Optional[Dict[str, Any]] = None,
@@ -166,9 +169,6 @@ class Teacher(torch.nn.Module):
             self.receptive_field = (self.receptive_field - 1) * stride + kernel
         for _, stride in specs:
             self.frame_shift *= stride
-        if cnn_per_utterance is None:
-            first = model.feature_extractor.conv_layers[0].layer_norm
-            cnn_per_utterance = isinstance(first, torch.nn.GroupNorm)
         self.cnn_per_utterance = bool(cnn_per_utterance)
         self._is_wavlm = hasattr(model.encoder.transformer.layers[0].attention, "rel_attn_embed")
 
@@ -244,7 +244,8 @@ class Teacher(torch.nn.Module):
     def _cnn(self, wav: Tensor, wav_lengths: Tensor) -> Tuple[Tensor, Tensor]:
         """(B, N) -> (B, T, C) CNN frames and (B,) frame counts."""
         if not self.cnn_per_utterance:
-            return self.model.feature_extractor(wav, wav_lengths)
+            # torchaudio's FeatureExtractor would normalise over the padding too.
+            return conv_stack(self.model.feature_extractor.conv_layers, wav, wav_lengths)
         frame_lengths = self.num_frames(wav_lengths)
         max_frames = int(self.num_frames(torch.tensor([wav.shape[1]]))[0])
         channels = self.model.feature_extractor.conv_layers[-1].conv.out_channels
