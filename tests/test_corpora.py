@@ -219,3 +219,36 @@ def test_covost2_missing_inputs_name_the_settings(covost_roots, tmp_path):
         covost2.prepare(cv, tmp_path / "none", tmp_path / "d", download=False)
     with pytest.raises(covost2.CoVoSTError, match="COMMONVOICE"):
         covost2.list_splits(tmp_path / "none", covost_roots[1] / covost2.COVOST_TSV)
+
+
+# ----------------------------------------------------------------------------- CLI (stage 1)
+
+def _recipe_cli(*args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "espnet_ofa.bin.recipe", *args],
+                          capture_output=True, text=True)
+
+
+def test_stage1_cli(libri_root, slurp_root, covost_roots, tmp_path):
+    done = _recipe_cli("librispeech_data", "--librispeech", str(libri_root), "--data_dir",
+                       str(tmp_path / "ls"), "--set", "train=train-clean-100,dev-clean",
+                       "--set", "test_clean=test-clean", "--no_download")
+    assert done.returncode == 0, done.stderr
+    assert len(read_kaldi_table(tmp_path / "ls" / "train" / "text")) == 32
+    done = _recipe_cli("slurp_data", "--slurp", str(slurp_root), "--data_dir",
+                       str(tmp_path / "slurp"), "--train_recordings", "headset")
+    assert done.returncode == 0, done.stderr
+    assert len(read_kaldi_table(tmp_path / "slurp" / "train" / "text")) == 30
+    cv, cov = covost_roots
+    done = _recipe_cli("covost2_data", "--commonvoice", str(cv), "--covost2", str(cov),
+                       "--data_dir", str(tmp_path / "cov"), "--no_download")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "cov" / "dev" / "src_text").is_file()
+    # Bad input: exit 1 with the reason, no traceback.
+    done = _recipe_cli("librispeech_data", "--librispeech", str(tmp_path / "none"),
+                       "--set", "train=train-clean-100", "--no_download")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and "LIBRISPEECH" in done.stderr
+    assert "Traceback" not in done.stderr
