@@ -27,7 +27,7 @@ def _load(target: torch.nn.Module, source: torch.nn.Module, what: str, fix: str)
 def init_cnn_from_teacher(student: torch.nn.Module, teacher: torch.nn.Module) -> None:
     """Copy the teacher's CNN waveform encoder into ``student.feature_extractor``."""
     _load(student.feature_extractor, teacher.model.feature_extractor, "CNN",
-          "Set student_conf.conv_layers to the teacher's CNN, or init_cnn_from_teacher: false")
+          "Set student_conf.conv_layers to the teacher's CNN, or --init_cnn_from_teacher false")
     logger.info("Student CNN initialised from the teacher's")
 
 
