@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 from espnet_ofa.data.datadir import write_kaldi_table
-from espnet_ofa.recipe.download import download_and_extract
+from espnet_ofa.recipe.download import DownloadError, download_and_extract
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +73,14 @@ def ensure_parts(root: PathLike, parts: Sequence[str], download: bool = True,
                 "db.sh to the folder that holds LibriSpeech/, or allow the download "
                 f"({url_template.format(part=part)})"
             )
-        download_and_extract(url_template.format(part=part), root,
-                             f"{CORPUS_FOLDER}/{part}", f"LibriSpeech {part}")
+        try:
+            download_and_extract(url_template.format(part=part), root,
+                                 f"{CORPUS_FOLDER}/{part}", f"LibriSpeech {part}")
+        except DownloadError as err:
+            raise LibriSpeechError(
+                f"{err}. Without internet, copy LibriSpeech/{part} into {root} or set "
+                "LIBRISPEECH (db.sh) to a folder holding LibriSpeech/; or leave the part out "
+                "(run.sh --train_parts)") from err
 
 
 def _read_transcripts(trans: Path, speaker: str, chapter: str) -> Dict[str, str]:

@@ -16,7 +16,7 @@
 set -euo pipefail
 
 smoke=false
-train_parts="train-clean-100 train-clean-360 train-other-500"
+train_parts=""   # default: the 960 h (train-clean-100 only with --smoke true)
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -26,6 +26,10 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+if [ -z "${train_parts}" ]; then
+    train_parts="train-clean-100 train-clean-360 train-other-500"
+    [ "${smoke}" != true ] || train_parts=train-clean-100
+fi
 train_set=train
 valid_set=dev_clean
 data_opts="--set ${train_set}=${train_parts// /,} --set ${valid_set}=dev-clean"
