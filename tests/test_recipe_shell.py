@@ -240,3 +240,31 @@ def test_skip_options_leave_stages_out(recipe):
     assert "Stage " not in r.stderr and "Successfully finished" in r.stderr
     r = bash(ASR + "--stage 12 --stop_stage 13 --skip_eval true", recipe)
     assert r.returncode == 0 and "Stage 12" not in r.stderr  # no config needed either
+
+
+FAKE_SRUN = """#!/usr/bin/env bash
+# A stand-in for srun: starts the command once per node with the rank Slurm would give it.
+while [ $# -gt 0 ]; do case "$1" in --*) shift 2 ;; *) break ;; esac; done
+for ((rank = 0; rank < FAKE_NODES; rank++)); do SLURM_PROCID=$rank "$@" || exit 1; done
+"""
+
+
+def test_run_slurm_multi_node(tmp_path):
+    """--num_nodes N asks Slurm for N nodes and starts the command once per node (srun), so
+    ESPnet's --dist_launcher slurm finds its rank; the local backend refuses it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("sbatch", FAKE_SBATCH), ("srun", FAKE_SRUN)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{VENV_BIN}:{os.environ['PATH']}",
+           "FAKE_SBATCH_CALLS": str(tmp_path / "calls"), "FAKE_NODES": "2"}
+    ok = bash(f"{SCRIPTS}/run_slurm.sh --gpu 4 --num_nodes 2 exp/log/train.log "
+              "bash -c 'echo rank $SLURM_PROCID'", tmp_path, env)
+    assert ok.returncode == 0, ok.stderr
+    log = (tmp_path / "exp/log/train.log").read_text()
+    assert "rank 0" in log and "rank 1" in log
+    call = (tmp_path / "calls").read_text()
+    assert "--nodes 2 --ntasks-per-node 1" in call and "--gres gpu:4" in call
+    local = bash(f"{SCRIPTS}/run_local.sh --num_nodes 2 exp/log/x.log true", tmp_path, env)
+    assert local.returncode == 1 and "cmd_backend=slurm" in local.stderr

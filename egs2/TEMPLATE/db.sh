@@ -15,4 +15,17 @@ if [ -z "${FSDD:-}" ]; then
     fi
 fi
 export FSDD
+
+# LibriSpeech: the folder that holds LibriSpeech/<part>/ (ESPnet's convention). Missing parts
+# are downloaded there from OpenSLR (resource 12) by local/data.sh.
+LIBRISPEECH=${LIBRISPEECH:-downloads/librispeech}
+# SLURP: the release folder holding dataset/slurp/*.jsonl and audio/slurp_real/ (downloaded
+# by hand: github.com/pswietojanski/slurp and its scripts/download_audio.sh).
+SLURP=${SLURP:-downloads/slurp}
+# Common Voice (the English release CoVoST 2 was built on, holding en/clips/ and
+# en/validated.tsv; downloaded by hand from commonvoice.mozilla.org), and the folder of
+# covost_v2.en_de.tsv (downloaded there by local/data.sh when missing).
+COMMONVOICE=${COMMONVOICE:-downloads/commonvoice}
+COVOST2=${COVOST2:-downloads/covost2}
+export LIBRISPEECH SLURP COMMONVOICE COVOST2
 unset _espnet_ofa_root

@@ -1,6 +1,9 @@
 """Recipe steps that need no ESPnet import (fast to start), one subcommand each.
 
     python -m espnet_ofa.bin.recipe fsdd_data --task asr --fsdd DIR --data_dir data [...]
+    python -m espnet_ofa.bin.recipe librispeech_data --librispeech DIR --set train=train-clean-100 --set dev=dev-clean
+    python -m espnet_ofa.bin.recipe slurp_data --slurp DIR --data_dir data
+    python -m espnet_ofa.bin.recipe covost2_data --commonvoice DIR --covost2 DIR --data_dir data
     python -m espnet_ofa.bin.recipe speed_perturb --src data/train --dst data/train_sp --factors 0.9 1.0 1.1
     python -m espnet_ofa.bin.recipe format --src data/test --dst dump/raw/test --fs 16k
     python -m espnet_ofa.bin.recipe filter --src dump/raw/org/train --dst dump/raw/train --min 0.1 --max 20
@@ -50,6 +53,33 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no_download", action="store_true", help="fail instead of downloading")
     s.add_argument("--url", default=None, help="FSDD archive URL (default: the GitHub release)")
+
+    s = sub.add_parser("librispeech_data", help="stage 1: LibriSpeech data dirs (as released)")
+    s.add_argument("--librispeech", required=True, help="the folder holding LibriSpeech/")
+    s.add_argument("--data_dir", default="data")
+    s.add_argument("--set", dest="sets", action="append", required=True, metavar="NAME=PARTS",
+                   help="a data dir and its parts, e.g. train=train-clean-100,train-clean-360 "
+                        "(repeat for each set)")
+    s.add_argument("--max_utts", type=_int_or_none, default=None,
+                   help="first N utterances of each set (default all)")
+    s.add_argument("--no_download", action="store_true", help="fail instead of downloading")
+
+    s = sub.add_parser("slurp_data", help="stage 1: SLURP data dirs (as released)")
+    s.add_argument("--slurp", required=True, help="the SLURP release (dataset/slurp/, audio/)")
+    s.add_argument("--data_dir", default="data")
+    s.add_argument("--use_synthetic", default="true", choices=("true", "false"),
+                   help="add train_synthetic.jsonl (slurp_synth audio) to train when present")
+    s.add_argument("--train_recordings", default="all", choices=("all", "headset", "farfield"))
+    s.add_argument("--eval_recordings", default="all", choices=("all", "headset", "farfield"))
+    s.add_argument("--max_utts", type=_int_or_none, default=None)
+
+    s = sub.add_parser("covost2_data", help="stage 1: CoVoST 2 en-de data dirs (as released)")
+    s.add_argument("--commonvoice", required=True, help="Common Voice release (holding en/)")
+    s.add_argument("--covost2", required=True, help="folder of covost_v2.en_de.tsv")
+    s.add_argument("--data_dir", default="data")
+    s.add_argument("--max_utts", type=_int_or_none, default=None)
+    s.add_argument("--no_download", action="store_true",
+                   help="fail instead of downloading the CoVoST table")
 
     s = sub.add_parser("speed_perturb", help="stage 2: speed-perturbed copy of a data dir")
     s.add_argument("--src", required=True)
@@ -145,6 +175,28 @@ def _run(args: argparse.Namespace) -> int:
             max_digits=args.max_digits, seed=args.seed, download=not args.no_download,
             url=args.url,
         ))
+    elif args.cmd == "librispeech_data":
+        from espnet_ofa.recipe import librispeech
+
+        sets = {}
+        for item in args.sets:
+            name, sep, parts = item.partition("=")
+            if not sep or not name or not parts:
+                raise ValueError(f"--set {item!r}: expected NAME=PART[,PART...]")
+            sets[name] = [p for p in parts.replace(",", " ").split() if p]
+        librispeech.prepare(args.librispeech, args.data_dir, sets,
+                            download=not args.no_download, max_utts=args.max_utts)
+    elif args.cmd == "slurp_data":
+        from espnet_ofa.recipe import slurp
+
+        slurp.prepare(args.slurp, args.data_dir, use_synthetic=args.use_synthetic == "true",
+                      train_recordings=args.train_recordings,
+                      eval_recordings=args.eval_recordings, max_utts=args.max_utts)
+    elif args.cmd == "covost2_data":
+        from espnet_ofa.recipe import covost2
+
+        covost2.prepare(args.commonvoice, args.covost2, args.data_dir,
+                        download=not args.no_download, max_utts=args.max_utts)
     elif args.cmd == "speed_perturb":
         from espnet_ofa.recipe.format import speed_perturb
 

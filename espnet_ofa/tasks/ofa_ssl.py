@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import logging
 import math
 from typing import Callable, Collection, Dict, List, Optional, Tuple
 
@@ -25,6 +24,7 @@ from espnet2.utils.types import str2bool, str_or_none
 from espnet_ofa.compression import RateSampler
 from espnet_ofa.models.espnet_model import OFADistillModel
 from espnet_ofa.models.student import OFAStudent, build_student
+from espnet_ofa.models.teacher_init import init_cnn_from_teacher, init_transformer_from_teacher
 
 
 class OFASSLTask(AbsTask):
@@ -47,6 +47,9 @@ class OFASSLTask(AbsTask):
                            help="keyword arguments of espnet_ofa.teachers.load_teacher")
         group.add_argument("--init_cnn_from_teacher", type=str2bool, default=True,
                            help="start the student's CNN from the teacher's (same shapes needed)")
+        group.add_argument("--init_transformer_from_teacher", type=str2bool, default=False,
+                           help="start the student's Transformer from the teacher's first layers "
+                                "(DistilHuBERT's initialisation; same sizes needed)")
         group.add_argument("--rate_conf", action=NestedDictAction,
                            default=dict(mode="frame_period"),
                            help="per-batch rate sampling (espnet_ofa.compression.RateSampler): "
@@ -133,15 +136,9 @@ class OFASSLTask(AbsTask):
         if args.init is not None:
             initialize(student, args.init)
         if args.init_cnn_from_teacher:
-            try:
-                student.feature_extractor.load_state_dict(teacher.feature_extractor.state_dict())
-            except RuntimeError as err:
-                raise ValueError(
-                    "--init_cnn_from_teacher true needs the student's conv_layers to match the "
-                    "teacher's CNN; set student_conf.conv_layers accordingly or pass "
-                    f"--init_cnn_from_teacher false ({err})"
-                ) from err
-            logging.info("Student CNN initialised from the teacher's")
+            init_cnn_from_teacher(student, teacher)
+        if args.init_transformer_from_teacher:
+            init_transformer_from_teacher(student, teacher)
         # The full student config goes into config.yaml, so that the student can be
         # rebuilt later without the teacher (espnet_ofa.models.pretrained).
         args.student_conf = student.config.to_dict()

@@ -13,6 +13,7 @@
 #   --num_threads N   OMP/MKL threads of each job (default: the environment's, else 1)
 #   --max_jobs_run N  at most N jobs at a time (default: all)
 #   --gpu N, --mem SIZE, --time T  ignored here (see run_slurm.sh)
+#   --num_nodes N     only 1 here (several nodes: run_slurm.sh)
 set -euo pipefail
 
 num_threads=${OMP_NUM_THREADS:-1}
@@ -22,6 +23,9 @@ while [ $# -gt 0 ]; do
         --num_threads) num_threads=$2; shift 2 ;;
         --max_jobs_run) max_jobs_run=$2; shift 2 ;;
         --gpu | --mem | --time | --partition | --config) shift 2 ;;
+        --num_nodes)
+            [ "$2" -le 1 ] || { echo "$0: --num_nodes $2: several nodes need the Slurm backend (cmd_backend=slurm in cmd.sh)" >&2; exit 1; }
+            shift 2 ;;
         --*) echo "$0: unknown option $1" >&2; exit 1 ;;
         *) break ;;
     esac

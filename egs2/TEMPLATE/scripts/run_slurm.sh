@@ -15,12 +15,16 @@
 #   --time T          --time (e.g. 4:00:00)
 #   --partition P     --partition (default: $SLURM_PARTITION if set)
 #   --max_jobs_run N  at most N array tasks at a time (--array=1-N%M)
+#   --num_nodes N     multi-node training: N nodes per job (--nodes N --ntasks-per-node 1),
+#                     the command started once per node through srun, so that ESPnet's
+#                     launcher (--dist_launcher slurm) reads its rank from SLURM_PROCID
 # Extra sbatch arguments: $SBATCH_EXTRA_ARGS (split on spaces).
 # The job scripts are written with single-quoted code that runs later:
 # shellcheck disable=SC2016
 set -euo pipefail
 
 num_threads=1 gpu=0 mem="" time_limit="" partition=${SLURM_PARTITION:-} max_jobs_run=0
+num_nodes=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --num_threads) num_threads=$2; shift 2 ;;
@@ -29,6 +33,7 @@ while [ $# -gt 0 ]; do
         --time) time_limit=$2; shift 2 ;;
         --partition) partition=$2; shift 2 ;;
         --max_jobs_run) max_jobs_run=$2; shift 2 ;;
+        --num_nodes) num_nodes=$2; shift 2 ;;
         --config) shift 2 ;;
         --*) echo "$0: unknown option $1" >&2; exit 1 ;;
         *) break ;;
@@ -75,7 +80,9 @@ for ((j = first; j <= last; j++)); do
         echo "#!/usr/bin/env bash"
         printf 'cd %q || exit 1\n' "${PWD}"
         printf 'export OMP_NUM_THREADS=%q MKL_NUM_THREADS=%q\n' "${num_threads}" "${num_threads}"
-        printf '%s>> %q 2>&1\n' "$(printf '%q ' "${cmd[@]}")" "${jlog}"
+        launch=""
+        [ "${num_nodes}" -le 1 ] || launch="srun --ntasks-per-node 1 "
+        printf '%s%s>> %q 2>&1\n' "${launch}" "$(printf '%q ' "${cmd[@]}")" "${jlog}"
         echo 'rc=$?'
         printf 'echo "# Ended (code ${rc}) at $(date) on $(hostname)" >> %q\n' "${jlog}"
         printf 'echo "${rc}" > %q\n' "${qdir}/${name}.${j}.rc"
@@ -93,6 +100,7 @@ array="${first}-${last}"
 opts=(--wait --job-name "${name}" --array "${array}" --cpus-per-task "${num_threads}"
     --output "${qdir}/${name}.%a.out")
 [ "${gpu}" -le 0 ] || opts+=(--gres "gpu:${gpu}")
+[ "${num_nodes}" -le 1 ] || opts+=(--nodes "${num_nodes}" --ntasks-per-node 1)
 [ -z "${mem}" ] || opts+=(--mem "${mem}")
 [ -z "${time_limit}" ] || opts+=(--time "${time_limit}")
 [ -z "${partition}" ] || opts+=(--partition "${partition}")
