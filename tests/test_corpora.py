@@ -14,7 +14,6 @@ import soundfile
 import corpus_layouts
 from espnet_ofa.data.datadir import read_kaldi_table, validate_data_dir
 from espnet_ofa.recipe import covost2, librispeech, slurp
-from espnet_ofa.recipe.download import DownloadError
 
 pytestmark = pytest.mark.skipif(not corpus_layouts.available(),
                                 reason="../shared/data (AN4, FSDD) not found next to the repo")
@@ -114,7 +113,7 @@ def test_librispeech_download_from_an_archive(libri_root, tmp_path):
     assert (target / "LibriSpeech" / "README.TXT").is_file()
     # A damaged archive fails with a message and leaves nothing that looks complete.
     (tmp_path / "test-clean.tar.gz").write_bytes(archive.read_bytes()[:300])
-    with pytest.raises(DownloadError, match="download it again|unreadable"):
+    with pytest.raises(librispeech.LibriSpeechError, match="unreadable.*download it again"):
         librispeech.ensure_parts(target, ["test-clean"],
                                  url_template=f"file://{tmp_path}/{{part}}.tar.gz")
     assert not (target / "LibriSpeech" / "test-clean").exists()
