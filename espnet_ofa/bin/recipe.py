@@ -46,6 +46,8 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--min_digits", type=int, default=2)
     s.add_argument("--max_digits", type=int, default=7)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--train_single_takes", choices=("true", "false"), default="false",
+                   help="asr/st: the train set also holds every train take on its own")
     s.add_argument("--no_download", action="store_true", help="fail instead of downloading")
     s.add_argument("--url", default=None, help="FSDD archive URL (default: the GitHub release)")
 
@@ -154,7 +156,8 @@ def _run(args: argparse.Namespace) -> int:
             speakers=[s for s in args.speakers.split(",") if s] or None,
             train_takes=args.train_takes, dev_takes=args.dev_takes, test_takes=args.test_takes,
             heldout_takes=args.heldout_takes, min_digits=args.min_digits,
-            max_digits=args.max_digits, seed=args.seed, download=not args.no_download,
+            max_digits=args.max_digits, seed=args.seed,
+            train_single_takes=args.train_single_takes == "true", download=not args.no_download,
             url=args.url,
         ))
     elif args.cmd == "speed_perturb":
