@@ -16,5 +16,6 @@ valid_set=dev
     --n_units 50 \
     --segment_feature teacher \
     --ssl_config conf/train_ofa_tiny.yaml \
+    --fixed_rate_periods "40 80" \
     --local_data_opts "--dev_takes 2" \
     "$@"
