@@ -165,11 +165,6 @@ skip_stages=""
 [ "${skip_train}" = false ] || skip_stages+=" 6 7 8 9 10 11"
 [ "${skip_eval}" = false ] || skip_stages+=" 12 13"
 
-# exp_of CONFIG: the experiment directory of a training config (ESPnet's naming).
-exp_of() {
-    echo "${expdir}/${task}_$(basename "$1" .yaml)"
-}
-
 # The experiments (espnet_ofa.recipe.experiments plans them): exp_dirs[i] is trained from
 # exp_configs[i] with the options exp_extra[i], on the SSL checkpoint exp_models[i] ("-": none),
 # normalised with the statistics in ${stats_dir}/exp_stats[i] (one per frontend).
@@ -180,6 +175,8 @@ exp_models=()
 exp_extra=()
 plan_experiments() {
     local plan="${expdir}/plan.${task}.tsv" d c k m x
+    # The option strings are lists of words (configs, periods):
+    # shellcheck disable=SC2206
     local -a a=(--task "${task}" --configs ${configs} --expdir "${expdir}" --seeds "${seeds}"
         --train_frame_periods ${train_frame_periods} --fixed_rate_periods ${fixed_rate_periods})
     [ -z "${ofa_model}" ] || a+=(--ofa_model "${ofa_model}")
