@@ -152,6 +152,8 @@ def comparison(rows: List[dict]) -> List[str]:
     fixed = {(m.test_set, m.period): m for m in ms if m.kind == FIXED_RATE}
     floors = {m.test_set: m for m in ms if m.kind == OTHER}
     learnt = [m for m in ms if m.kind == LEARNED]
+    if not ofa:  # e.g. decoded only at periods no OFA model was trained at
+        return []
     seeds = max(len(m.rows) for m in ms)
     floor_name = other_label(next(iter(floors.values())).rows[0]) if floors else "floor"
     lines = ["## Summary: OFA against the baselines, each model at the period it was trained at",
