@@ -177,3 +177,23 @@ def test_no_comparison_without_baselines_or_seeds():
     rows = [_row("exp/asr_p40", 40.0, 10.0, _errors(5)), _row("exp/asr_p80", 80.0, 8.0, _errors(4))]
     text = render(rows, env={"date": "now"})
     assert "OFA against the baselines" not in text and "## Summary: a model per frame" in text
+
+
+def test_decode_rates_of_ofa_models_and_baselines():
+    from espnet_ofa.recipe.decode import decode_rates
+
+    assert decode_rates([20, 40]) == [20.0, 40.0]
+    assert decode_rates([20, 40], "auto", has_rate=True) == [None]  # at its learnt period
+    assert decode_rates([20], "true", has_rate=True) == [20.0, None]
+    assert decode_rates([20, 80], compression="fixed", trained_at=40.0) == [40.0]  # as trained
+    assert decode_rates([20, 80], native=True) == [None]  # log-mel: once
+    with pytest.raises(ValueError, match="no learnt rate"):
+        decode_rates([20], "true", native=True)
+    with pytest.raises(ValueError, match="no learnt rate"):
+        decode_rates([20], "true")
+    with pytest.raises(ValueError, match="without a frame_period"):
+        decode_rates([20], compression="fixed")
+    with pytest.raises(ValueError, match="nothing to decode"):
+        decode_rates([], "false")
+    with pytest.raises(ValueError, match="auto, true or false"):
+        decode_rates([20], "maybe")

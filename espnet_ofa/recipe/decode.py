@@ -150,6 +150,47 @@ def _ofa_frontend(model):
     return frontend if isinstance(frontend, OFAFrontend) else None
 
 
+def decode_rates(
+    periods: Sequence[float], learned: Union[bool, str] = "auto", *, native: bool = False,
+    compression: Optional[str] = "cif", has_rate: bool = False,
+    trained_at: Optional[float] = None, name: str = "the model",
+) -> List[Optional[float]]:
+    """The rates to decode a model at (None: its learnt period, or once for ``native``).
+
+    Baselines are decoded as they were trained: a fixed-rate student (``compression:
+    fixed``) only at its own period ``trained_at`` (pooling it at another is not a model
+    anyone trained), a model without the OFA frontend (``native``) once, whatever
+    ``periods`` asks. ``learned``: see :func:`decode_periods`.
+    """
+    if isinstance(learned, str) and learned not in ("auto", "true", "false"):
+        raise ValueError(f"learned must be auto, true or false, got {learned!r}")
+    wants_learned = learned is True or learned == "true"
+    if (native or not has_rate) and wants_learned:
+        raise ValueError(f"{name}: no learnt rate (the frontend is not 'ofa' with "
+                         "learnable_rate: true); decode it at --frame_periods instead")
+    if native:
+        return [None]
+    if compression == "fixed":
+        if trained_at is None:
+            raise ValueError(f"{name}: a fixed-rate student without a frame_period in its "
+                             "config; set frontend_conf.frame_period")
+        if [float(p) for p in periods] not in ([], [trained_at]):
+            logger.info("%s: a fixed-rate student: decoded at its own %g ms only", name,
+                        trained_at)
+        return [float(trained_at)]
+    if learned == "auto":
+        rates: List[Optional[float]] = [] if has_rate else [float(p) for p in periods]
+        learned = has_rate
+    else:
+        rates = [float(p) for p in periods]
+        learned = wants_learned
+    if learned:
+        rates.append(None)
+    if not rates:
+        raise ValueError("nothing to decode: give frame periods and/or learned")
+    return rates
+
+
 def _slice(items: List[str], num_splits: int, split: int) -> List[str]:
     if not 1 <= split <= num_splits:
         raise ValueError(f"split must be in 1..{num_splits}, got {split}")
@@ -191,39 +232,13 @@ def decode_periods(
     model = getattr(s2t, TASKS[task][4])
     model.eval()
     frontend = _ofa_frontend(model)
-    has_rate = frontend is not None and frontend.rate is not None
     compression = frontend.student.config.compression if frontend is not None else None
     native = frontend is None
-    if native or compression == "fixed":
-        # Baselines are decoded as trained: a fixed-rate student only at its own period
-        # (pooling it at another is not a model anyone trained), a model without the OFA
-        # frontend once, whatever --frame_periods asks.
-        if learned is True or learned == "true":
-            raise ValueError(f"{model_file}: no learnt rate (the frontend is not 'ofa' with "
-                             "learnable_rate: true); decode it at --frame_periods instead")
-        if periods and compression == "fixed" and trained_at not in [float(p) for p in periods]:
-            logger.info("%s: a fixed-rate student: decoded at its own %g ms only",
-                        model_file, trained_at)
-        periods = [trained_at] if compression == "fixed" else []
-        learned = False
-    if isinstance(learned, str):
-        if learned not in ("auto", "true", "false"):
-            raise ValueError(f"learned must be auto, true or false, got {learned!r}")
-        if learned == "auto":
-            periods = [] if has_rate else periods
-        learned = has_rate if learned == "auto" else learned == "true"
-    rates: List[Optional[float]] = [float(p) for p in periods]
-    learned_period = None
-    if learned:
-        if frontend is None or frontend.rate is None:
-            raise ValueError(f"{model_file}: no learnt rate (the frontend is not 'ofa' with "
-                             "learnable_rate: true); decode it at --frame_periods instead")
-        learned_period = float(frontend.rate.value)
-        rates.append(None)
-    if native:
-        rates = [None]
-    if not rates:
-        raise ValueError("nothing to decode: give frame periods and/or learned")
+    rates = decode_rates(periods, learned, native=native, compression=compression,
+                         has_rate=frontend is not None and frontend.rate is not None,
+                         trained_at=trained_at, name=str(model_file))
+    learned_period = (float(frontend.rate.value)
+                      if not native and None in rates else None)
 
     frames_out = [0]
 

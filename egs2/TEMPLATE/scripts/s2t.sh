@@ -197,7 +197,7 @@ plan_experiments() {
 ensure_ofa_model() {
     local m missing=""
     for m in "${exp_models[@]}"; do
-        [ "${m}" = - ] || [ -f "${m}" ] || missing+=" ${m}"
+        [ "${m}" = - ] || [ -f "${m}" ] || [[ "${missing} " == *" ${m} "* ]] || missing+=" ${m}"
     done
     [ -n "${missing}" ] || return 0
     [ -n "${ssl_recipe}" ] || die "SSL model(s)${missing} not found; train them (e.g. with ../ssl1/run.sh) or set --ssl_recipe"
