@@ -34,7 +34,7 @@ SSL_OPTS = ("--local_data_opts '--train_takes 3 --dev_takes 1 --test_takes 1 --h
 DATA_OPTS = "--train_takes 3 --dev_takes 1 --test_takes 1 --heldout_takes 1"
 
 
-def run(recipe: Path, args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def run(recipe: Path, args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "FSDD": str(FSDD)}
     return subprocess.run(["bash", "-c", f"./run.sh {args}"], cwd=recipe, capture_output=True,
@@ -177,7 +177,7 @@ def test_slu1_and_st1_train_decode_and_score(egs, asr_run):
     common = (f'--local_data_opts "{DATA_OPTS}" --frame_periods "40" --stop_stage 13 '
               '--fixed_rate_periods "" --{task}_args "--max_epoch 1"')
     procs = {name: start(egs / name, common.format(task=name[:-1])) for name in ("slu1", "st1")}
-    outputs = {name: p.communicate(timeout=600)[0] for name, p in procs.items()}
+    outputs = {name: p.communicate(timeout=1500)[0] for name, p in procs.items()}
     for name, p in procs.items():
         assert p.returncode == 0, outputs[name][-4000:]
         assert "running ../ssl1/run.sh" not in outputs[name]  # the OFA model is reused
