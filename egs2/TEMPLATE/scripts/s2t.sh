@@ -290,36 +290,46 @@ if want_stage 10 || want_stage 11 || want_stage 12 || want_stage 13 || [ "${_pac
     plan_experiments
 fi
 
+# collect_stats I: stage 10 for the frontend of experiment I, into ${stats_dir}/<its key>.
+# shellcheck disable=SC2329  # called through bg_run
+collect_stats() {
+    local i=$1 sdir logdir n n_valid j
+    sdir="${stats_dir}/${exp_stats[i]}"
+    logdir="${sdir}/logdir"
+    mkdir -p "${logdir}"
+    n=$(split_keys "${data_feats}/${train_set}/wav.scp" "${nj}" "${logdir}/train")
+    n_valid=$(split_keys "${data_feats}/${valid_set}/wav.scp" "${n}" "${logdir}/valid")
+    if [ "${n_valid}" -lt "${n}" ]; then
+        n=$(split_keys "${data_feats}/${train_set}/wav.scp" "${n_valid}" "${logdir}/train")
+    fi
+    rm -rf "${logdir}"/stats.*
+    # shellcheck disable=SC2086  # train_args and the extra options hold several options
+    ${train_cmd} --num_threads "${num_threads}" JOB=1:"${n}" "${logdir}/stats.JOB.log" \
+        ${python} -m "espnet2.bin.${task}_train" --collect_stats true --ngpu 0 \
+        --config "${exp_configs[i]}" "${_common[@]}" \
+        --train_shape_file "${logdir}/train.JOB.scp" --valid_shape_file "${logdir}/valid.JOB.scp" \
+        --output_dir "${logdir}/stats.JOB" ${exp_extra[i]} ${train_args}
+    local -a inputs=()
+    for ((j = 1; j <= n; j++)); do inputs+=(--input_dir "${logdir}/stats.${j}"); done
+    ${train_cmd} "${logdir}/aggregate.log" ${python} -m espnet2.bin.aggregate_stats_dirs \
+        "${inputs[@]}" --output_dir "${sdir}"
+}
+
 if want_stage 10; then
     stage_begin 10 "collect statistics into ${stats_dir}/<frontend>: $(printf '%s\n' "${exp_stats[@]}" | sort -u | tr '\n' ' ')"
     ensure_ofa_model
     mapfile -t _common < <(common_train_args)
+    # One pass per frontend (the first experiment using it), --max_parallel_exps at a time.
+    bg_max=${max_parallel_exps}
     _done_keys=" "
     for _i in "${!exp_dirs[@]}"; do
         _key=${exp_stats[_i]}
         [[ "${_done_keys}" != *" ${_key} "* ]] || continue
         _done_keys+="${_key} "
-        _sdir="${stats_dir}/${_key}"
-        _logdir="${_sdir}/logdir"
-        log "  ${_sdir} (config ${exp_configs[_i]} ${exp_extra[_i]})"
-        mkdir -p "${_logdir}"
-        _nj=$(split_keys "${data_feats}/${train_set}/wav.scp" "${nj}" "${_logdir}/train")
-        _nj_valid=$(split_keys "${data_feats}/${valid_set}/wav.scp" "${_nj}" "${_logdir}/valid")
-        if [ "${_nj_valid}" -lt "${_nj}" ]; then
-            _nj=$(split_keys "${data_feats}/${train_set}/wav.scp" "${_nj_valid}" "${_logdir}/train")
-        fi
-        rm -rf "${_logdir}"/stats.*
-        # shellcheck disable=SC2086  # train_args and the extra options hold several options
-        ${train_cmd} --num_threads "${num_threads}" JOB=1:"${_nj}" "${_logdir}/stats.JOB.log" \
-            ${python} -m "espnet2.bin.${task}_train" --collect_stats true --ngpu 0 \
-            --config "${exp_configs[_i]}" "${_common[@]}" \
-            --train_shape_file "${_logdir}/train.JOB.scp" --valid_shape_file "${_logdir}/valid.JOB.scp" \
-            --output_dir "${_logdir}/stats.JOB" ${exp_extra[_i]} ${train_args}
-        _inputs=()
-        for ((_j = 1; _j <= _nj; _j++)); do _inputs+=(--input_dir "${_logdir}/stats.${_j}"); done
-        ${train_cmd} "${_logdir}/aggregate.log" ${python} -m espnet2.bin.aggregate_stats_dirs \
-            "${_inputs[@]}" --output_dir "${_sdir}"
+        log "  ${stats_dir}/${_key} (config ${exp_configs[_i]} ${exp_extra[_i]})"
+        bg_run collect_stats "${_i}"
     done
+    bg_wait
     stage_end
 fi
 
