@@ -141,8 +141,11 @@ def test_asr1_runs_ssl1_first_and_leaves_results(egs, asr_run):
     for cells in rows:
         wer, gmacs, rtf = float(cells[4]), float(cells[7]), float(cells[8])
         assert wer >= 0.0 and gmacs > 0 and 0 < rtf < 5  # 1 epoch: any WER
-        if cells[1] in ("20", "80"):
-            assert abs(float(cells[2]) - float(cells[1])) < 1.0  # achieved = asked
+        if cells[1] in ("20", "80"):  # achieved ~ asked (fixed-rate pooling rounds per utterance)
+            assert abs(float(cells[2]) / float(cells[1]) - 1.0) < 0.05
+    for cells in summary:
+        if cells[1] in ("20", "80") and "fixed" not in cells[9]:
+            assert abs(float(cells[2]) - float(cells[1])) < 1.0  # OFA: exactly the period
     macs = {c[1]: float(c[7]) for c in rows if c[0] == "test" and c[1] in ("20", "80")}
     assert macs["80"] < macs["20"]  # a longer period costs less
     assert (egs / "asr1/RESULTS.png").stat().st_size > 10000
