@@ -155,6 +155,29 @@ def test_prepare_each_task(tmp_path, fake_fsdd, task):
         assert counts["train"] == 2 * 10 * 2
 
 
+@pytest.mark.parametrize("task", ["asr", "st"])
+def test_prepare_train_single_takes(tmp_path, fake_fsdd, task):
+    """--train_single_takes true: train has the connected utterances and every train take
+    alone; the other splits are unchanged."""
+    conf = dict(task=task, fsdd=str(fake_fsdd), heldout_speaker="carol", download=False)
+    plain = prepare_fsdd(PrepareConfig(data_dir=str(tmp_path / "a"), **conf))
+    both = prepare_fsdd(PrepareConfig(data_dir=str(tmp_path / "b"), train_single_takes=True,
+                                      **conf))
+    assert both["train"] == plain["train"] + 2 * 10 * 2  # 2 speakers x 10 digits x 2 takes
+    assert {k: v for k, v in both.items() if k != "train"} == {
+        k: v for k, v in plain.items() if k != "train"}
+    d = tmp_path / "b/train"
+    validate_data_dir(d, required=("wav.scp", "text", "utt2spk", "spk2utt"))
+    text = read_kaldi_table(d / "text")
+    singles = {u: t for u, t in text.items() if len(t.split()) == 1}
+    assert len(singles) == 2 * 10 * 2
+    connected = read_kaldi_table(tmp_path / "a/train/text")
+    assert {u: t for u, t in text.items() if u in connected} == connected
+    if task == "st":
+        src = read_kaldi_table(d / "src_text")
+        assert all(GERMAN_WORDS[F.DIGIT_WORDS.index(src[u])] == t for u, t in singles.items())
+
+
 def test_prepare_rerun_is_identical(tmp_path, fake_fsdd):
     conf = dict(task="asr", fsdd=str(fake_fsdd), data_dir=str(tmp_path / "data"),
                 heldout_speaker="carol", download=False)

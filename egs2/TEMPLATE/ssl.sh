@@ -5,7 +5,8 @@
 #    2 speed perturbation                      8 pseudo segment boundaries (k-means units of
 #    3 format wav.scp (check, resample, dump)    the teacher's features, or of MFCCs)
 #    4 filter by length                        9 OFA: collect statistics
-#    5 teacher: MFCC k-means unit labels      10 OFA: training (ofa_ssl_train)
+#    5 teacher: MFCC k-means unit labels      10 OFA: training (ofa_ssl_train), and the
+#                                                fixed-rate baselines (--fixed_rate_periods)
 #    6 teacher: hubert_train statistics       11 pack (a zip of config + model)
 #                                             12 publish to a model zoo (--zoo DIR|hf:owner/repo)
 # Stages 5-7 train a small HuBERT teacher offline (ESPnet's hubert_train, encoder
@@ -62,6 +63,9 @@ ssl_config=""           # ofa_ssl_train config
 ssl_args=""             # extra options of espnet_ofa.bin.ofa_ssl_train
 ssl_tag=""              # experiment name (default: from the config)
 packed_model=""         # stage 11 output (default: <exp>/packed.zip)
+fixed_rate_periods=""   # ms; also pretrain a fixed-rate student (compression: fixed, average
+                        # pooling) at each period, same data and budget: <exp>_fixed<P>
+max_parallel_exps=2     # stage 10: students trained at the same time on the CPU
 
 # shellcheck disable=SC2034  # read by parse_options.sh
 help_message=$(cat << EOF
@@ -240,16 +244,30 @@ if want_stage 9; then
 fi
 if want_stage 10; then
     [ -n "${ssl_config}" ] || die "--ssl_config is required"
-    stage_begin 10 "OFA: training into ${ssl_exp} (log ${ssl_exp}/train.log)"
-    ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${ssl_exp}/train.log" \
-        ${python} -m espnet_ofa.bin.ofa_ssl_train --ngpu "${ngpu}" ${_ssl_common} \
-        --train_data_path_and_name_and_type "${data_feats}/${train_set}/wav.scp,speech,sound" \
-        --train_data_path_and_name_and_type "${seg_dir}/${train_set}/boundaries,boundaries,text_int" \
-        --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/wav.scp,speech,sound" \
-        --valid_data_path_and_name_and_type "${seg_dir}/${valid_set}/boundaries,boundaries,text_int" \
-        --train_shape_file "${ssl_stats_dir}/train/speech_shape" \
-        --valid_shape_file "${ssl_stats_dir}/valid/speech_shape" \
-        --fold_length 80000 --resume true --output_dir "${ssl_exp}" ${ssl_args}
+    # The OFA student, then one fixed-rate student per period: the same config, data and
+    # steps, with average pooling at that period instead of CIF over a sampled rate.
+    _exps=("${ssl_exp}")
+    _extras=("")
+    for _p in ${fixed_rate_periods}; do
+        _exps+=("$(${python} -m espnet_ofa.bin.recipe fixed_rate_exp --ssl_exp "${ssl_exp}" --period "${_p}")")
+        _extras+=("--student_conf compression=fixed --student_conf default_frame_period=${_p} --rate_conf low=${_p} --rate_conf high=${_p}")
+    done
+    stage_begin 10 "OFA: training ${_exps[*]} (log <exp>/train.log)"
+    bg_max=1
+    [ "${ngpu}" -gt 0 ] || bg_max=${max_parallel_exps}
+    for _i in "${!_exps[@]}"; do
+        log "  ${_exps[_i]}: log ${_exps[_i]}/train.log"
+        bg_run ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${_exps[_i]}/train.log" \
+            ${python} -m espnet_ofa.bin.ofa_ssl_train --ngpu "${ngpu}" ${_ssl_common} \
+            --train_data_path_and_name_and_type "${data_feats}/${train_set}/wav.scp,speech,sound" \
+            --train_data_path_and_name_and_type "${seg_dir}/${train_set}/boundaries,boundaries,text_int" \
+            --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/wav.scp,speech,sound" \
+            --valid_data_path_and_name_and_type "${seg_dir}/${valid_set}/boundaries,boundaries,text_int" \
+            --train_shape_file "${ssl_stats_dir}/train/speech_shape" \
+            --valid_shape_file "${ssl_stats_dir}/valid/speech_shape" \
+            --fold_length 80000 --resume true --output_dir "${_exps[_i]}" ${_extras[_i]} ${ssl_args}
+    done
+    bg_wait
     stage_end
 fi
 if want_stage 11; then

@@ -12,6 +12,8 @@
     python -m espnet_ofa.bin.recipe score_all --task asr --decode_dir exp/asr_x/decode_asr --data_root dump/raw
     python -m espnet_ofa.bin.recipe score --task asr --ref data/test/text --hyp exp/.../text --out result.json
     python -m espnet_ofa.bin.recipe results --exp_dirs exp/asr_a exp/asr_b --out RESULTS.md --plot
+    python -m espnet_ofa.bin.recipe plan --task asr --configs conf/a.yaml --ofa_model M --seeds 3
+    python -m espnet_ofa.bin.recipe fixed_rate_exp --ssl_exp exp/ssl_train_ofa_tiny --period 40
 
 Each prints ``error: <message>`` and exits 1 on bad input (a message that names the file,
 and the line where there is one), so that shell stages stop with the reason.
@@ -51,6 +53,8 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--min_digits", type=int, default=2)
     s.add_argument("--max_digits", type=int, default=7)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--train_single_takes", choices=("true", "false"), default="false",
+                   help="asr/st: the train set also holds every train take on its own")
     s.add_argument("--no_download", action="store_true", help="fail instead of downloading")
     s.add_argument("--url", default=None, help="FSDD archive URL (default: the GitHub release)")
 
@@ -137,6 +141,20 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--title", default=None)
     s.add_argument("--notes", default=None, help="a Markdown file whose text goes on top")
 
+    s = sub.add_parser("plan", help="stages 10-15: the experiments (one tab-separated line "
+                       "each: exp dir, config, stats key, SSL model, extra options)")
+    s.add_argument("--task", required=True, choices=("asr", "slu", "st"))
+    s.add_argument("--configs", nargs="+", required=True)
+    s.add_argument("--expdir", default="exp")
+    s.add_argument("--train_frame_periods", type=float, nargs="*", default=[])
+    s.add_argument("--fixed_rate_periods", type=float, nargs="*", default=[])
+    s.add_argument("--ofa_model", default=None)
+    s.add_argument("--seeds", type=int, default=1)
+
+    s = sub.add_parser("fixed_rate_exp", help="ssl.sh: the fixed-rate student's experiment dir")
+    s.add_argument("--ssl_exp", required=True, help="the OFA experiment dir")
+    s.add_argument("--period", type=float, required=True, help="ms")
+
     return p
 
 
@@ -172,7 +190,8 @@ def _run(args: argparse.Namespace) -> int:
             speakers=[s for s in args.speakers.split(",") if s] or None,
             train_takes=args.train_takes, dev_takes=args.dev_takes, test_takes=args.test_takes,
             heldout_takes=args.heldout_takes, min_digits=args.min_digits,
-            max_digits=args.max_digits, seed=args.seed, download=not args.no_download,
+            max_digits=args.max_digits, seed=args.seed,
+            train_single_takes=args.train_single_takes == "true", download=not args.no_download,
             url=args.url,
         ))
     elif args.cmd == "librispeech_data":
@@ -240,6 +259,16 @@ def _run(args: argparse.Namespace) -> int:
                       notes=args.notes)
         print(f"progress: wrote {args.out}" + (f" and {args.plot}" if args.plot else ""),
               flush=True)
+    elif args.cmd == "plan":
+        from espnet_ofa.recipe.experiments import plan_experiments
+
+        for e in plan_experiments(args.task, args.configs, args.expdir, args.train_frame_periods,
+                                  args.fixed_rate_periods, args.ofa_model, args.seeds):
+            print(e.line())
+    elif args.cmd == "fixed_rate_exp":
+        from espnet_ofa.recipe.experiments import fixed_rate_exp
+
+        print(fixed_rate_exp(args.ssl_exp, args.period))
     return 0
 
 

@@ -5,7 +5,10 @@ ESPnet's ``*_inference`` CLIs load the model once per call and import ESPnet eac
 loaded once with ESPnet's own inference classes (``Speech2Text`` for asr/st,
 ``Speech2Understand`` for slu) and the OFA frontend's run-time setter
 (``frontend.set_rate(frame_period=p)``) switches the period between passes; a model that
-learnt its rate (``learnable_rate: true``) is decoded at its learnt period.
+learnt its rate (``learnable_rate: true``) is decoded at its learnt period. Baselines are
+decoded as they were trained: a model on a fixed-rate student (``compression: fixed``) at
+its own period only, a model without the OFA frontend (e.g. ESPnet's log-mel) once, at its
+features' own period (rate tag ``native``).
 
 Per rate and test set it writes ``<out_dir>/<rate tag>/<test set>/``:
 
@@ -43,10 +46,14 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 
 LEARNED = "learned"
+NATIVE = "native"  # a model without the OFA frontend: its features' own period
 
 
-def rate_tag(period: Optional[float]) -> str:
-    """Directory name of a rate: ``p40`` for 40 ms, ``p42.5``; ``learned`` for None."""
+def rate_tag(period: Optional[float], native: bool = False) -> str:
+    """Directory name of a rate: ``p40`` for 40 ms, ``p42.5``; ``learned`` for None
+    (``native`` for a model whose frontend has no rate)."""
+    if native:
+        return NATIVE
     return LEARNED if period is None else f"p{period:g}"
 
 
@@ -66,10 +73,12 @@ class RateResult:
 
     def info(self, learned_period: Optional[float]) -> dict:
         achieved = (20.0 * self.frames_20ms / self.frames_out) if self.frames_out else None
+        native = self.tag == NATIVE
         return {
             "rate": self.tag,
-            "frame_period": self.frame_period if self.frame_period is not None else learned_period,
-            "learned": self.frame_period is None,
+            "frame_period": (achieved if native else self.frame_period
+                             if self.frame_period is not None else learned_period),
+            "learned": self.frame_period is None and not native,
             "achieved_period": achieved,
             "num_utts": self.num_utts,
             "audio_seconds": self.audio_seconds,
@@ -104,6 +113,16 @@ def _load_inference(task: str, train_config: PathLike, model_file: PathLike, dev
                   "device": device, **dict(spec.inference_kwargs), **conf})
 
 
+def model_description(train_config: PathLike) -> dict:
+    """What results need to tell the models apart: the frontend, its SSL checkpoint and the
+    seed, from the experiment's config.yaml (ESPnet writes every option there)."""
+    conf = yaml.safe_load(Path(train_config).read_text(encoding="utf-8")) or {}
+    fconf = conf.get("frontend_conf") or {}
+    return {"frontend": conf.get("frontend") or "default",
+            "ssl_model": fconf.get("model") if conf.get("frontend") == "ofa" else None,
+            "seed": conf.get("seed", 0)}
+
+
 def train_frame_period(train_config: PathLike) -> Optional[float]:
     """The fixed frame period an experiment was trained at (its config.yaml's
     ``frontend_conf.frame_period``); None for a learnt rate or a non-OFA frontend."""
@@ -113,6 +132,47 @@ def train_frame_period(train_config: PathLike) -> Optional[float]:
         return None
     period = fconf.get("frame_period")
     return None if period is None else float(period)
+
+
+def decode_rates(
+    periods: Sequence[float], learned: Union[bool, str] = "auto", *, native: bool = False,
+    compression: Optional[str] = "cif", has_rate: bool = False,
+    trained_at: Optional[float] = None, name: str = "the model",
+) -> List[Optional[float]]:
+    """The rates to decode a model at (None: its learnt period, or once for ``native``).
+
+    Baselines are decoded as they were trained: a fixed-rate student (``compression:
+    fixed``) only at its own period ``trained_at`` (pooling it at another is not a model
+    anyone trained), a model without the OFA frontend (``native``) once, whatever
+    ``periods`` asks. ``learned``: see :func:`decode_periods`.
+    """
+    if isinstance(learned, str) and learned not in ("auto", "true", "false"):
+        raise ValueError(f"learned must be auto, true or false, got {learned!r}")
+    wants_learned = learned is True or learned == "true"
+    if (native or not has_rate) and wants_learned:
+        raise ValueError(f"{name}: no learnt rate (the frontend is not 'ofa' with "
+                         "learnable_rate: true); decode it at --frame_periods instead")
+    if native:
+        return [None]
+    if compression == "fixed":
+        if trained_at is None:
+            raise ValueError(f"{name}: a fixed-rate student without a frame_period in its "
+                             "config; set frontend_conf.frame_period")
+        if [float(p) for p in periods] not in ([], [trained_at]):
+            logger.info("%s: a fixed-rate student: decoded at its own %g ms only", name,
+                        trained_at)
+        return [float(trained_at)]
+    if learned == "auto":
+        rates: List[Optional[float]] = [] if has_rate else [float(p) for p in periods]
+        learned = has_rate
+    else:
+        rates = [float(p) for p in periods]
+        learned = wants_learned
+    if learned:
+        rates.append(None)
+    if not rates:
+        raise ValueError("nothing to decode: give frame periods and/or learned")
+    return rates
 
 
 def _slice(items: List[str], num_splits: int, split: int) -> List[str]:
@@ -155,38 +215,29 @@ def decode_periods(
     model = getattr(s2t, spec.model_attribute)
     model.eval()
     frontend = find_ofa_frontend(model)
-    has_rate = frontend is not None and frontend.rate is not None
-    if isinstance(learned, str):
-        if learned not in ("auto", "true", "false"):
-            raise ValueError(f"learned must be auto, true or false, got {learned!r}")
-        if learned == "auto":
-            periods = [] if has_rate else periods
-        learned = has_rate if learned == "auto" else learned == "true"
-    rates: List[Optional[float]] = [float(p) for p in periods]
-    learned_period = None
-    if learned:
-        if frontend is None or frontend.rate is None:
-            raise ValueError(f"{model_file}: no learnt rate (the frontend is not 'ofa' with "
-                             "learnable_rate: true); decode it at --frame_periods instead")
-        learned_period = float(frontend.rate.value)
-        rates.append(None)
-    if rates and frontend is None and any(r is not None for r in rates):
-        raise ValueError(f"{model_file}: frame periods need 'frontend: ofa'")
-    if not rates:
-        raise ValueError("nothing to decode: give frame periods and/or learned")
+    compression = frontend.student.config.compression if frontend is not None else None
+    native = frontend is None
+    rates = decode_rates(periods, learned, native=native, compression=compression,
+                         has_rate=frontend is not None and frontend.rate is not None,
+                         trained_at=trained_at, name=str(model_file))
+    learned_period = (float(frontend.rate.value)
+                      if not native and None in rates else None)
 
     frames_out = [0]
 
     def count_frames(_module, _inputs, output):
         frames_out[0] += int(output[1].sum())
 
-    hook = frontend.register_forward_hook(count_frames) if frontend is not None else None
+    # Any ESPnet frontend returns (feats, lengths): the achieved period of log-mel too.
+    counted = frontend if frontend is not None else getattr(model, "frontend", None)
+    hook = counted.register_forward_hook(count_frames) if counted is not None else None
+    described = {**model_description(train_config), "compression": compression}
     results = []
     try:
         for period in rates:
             if frontend is not None:
                 frontend.set_rate(frame_period=period) if period is not None else frontend.set_rate()
-            tag = rate_tag(period)
+            tag = rate_tag(period, native)
             for data_dir in data_dirs:
                 data_dir = Path(data_dir)
                 validate_data_dir(data_dir, required=("wav.scp",), optional=())
@@ -230,7 +281,8 @@ def decode_periods(
                 atomic_write_text(out / "token", "".join(f"{u} {t}\n" if t else f"{u}\n"
                                                          for u, t in sorted(tokens.items())))
                 info = {"task": task, "test_set": data_dir.name, "model_file": str(model_file),
-                        "train_frame_period": trained_at, **res.info(learned_period)}
+                        "train_frame_period": trained_at, **described,
+                        **res.info(learned_period)}
                 atomic_write_text(out / "info.json", json.dumps(info, indent=2) + "\n")
                 results.append(info)
                 if progress:

@@ -5,7 +5,9 @@ One FSDD copy gives four tasks:
 - ``ssl``: single takes (``wav.scp``, ``utt2spk``; ``text`` = the digit word, unused by
   pretraining but handy for probing).
 - ``asr``: *connected-digit* utterances, each 2-7 takes of one speaker joined with short
-  silences (``text`` = "three one four"). Every take of a split is used exactly once.
+  silences (``text`` = "three one four"). Every take of a split is used exactly once;
+  with ``train_single_takes`` the training set also has every train take on its own (a
+  model trained only on joined takes never hears an utterance edge inside a digit string).
 - ``slu``: single takes as calls to a phone menu; ``text`` = ``<intent> <digit word>``,
   with 10 intents (``INTENTS``: a fixed, synthetic mapping from the spoken digit).
 - ``st``: the connected-digit utterances of ``asr`` with ``text`` = a German digit-word
@@ -163,15 +165,19 @@ def _finish(out: Path, tables: Dict[str, Dict[str, str]]) -> None:
 
 
 def single_take_tables(takes: Sequence[Take], task: str) -> Dict[str, Dict[str, str]]:
-    """wav.scp/text/utt2spk for tasks on single takes (ssl, slu)."""
+    """wav.scp/text/utt2spk (+src_text for st) with one utterance per take."""
     text = {}
     for t in takes:
-        text[t.utt_id] = f"{INTENTS[t.digit]} {t.word}" if task == "slu" else t.word
-    return {
+        text[t.utt_id] = (f"{INTENTS[t.digit]} {t.word}" if task == "slu" else
+                          GERMAN_WORDS[t.digit] if task == "st" else t.word)
+    tables = {
         "wav.scp": {t.utt_id: str(Path(t.path).resolve()) for t in takes},
         "text": text,
         "utt2spk": {t.utt_id: t.speaker for t in takes},
     }
+    if task == "st":
+        tables["src_text"] = {t.utt_id: t.word for t in takes}
+    return tables
 
 
 def connected_tables(
@@ -211,6 +217,7 @@ class PrepareConfig:
     min_digits: int = 2
     max_digits: int = 7
     seed: int = 0
+    train_single_takes: bool = False  # asr/st: also each train take alone
     download: bool = True
     url: Optional[str] = None
     splits: Dict[str, int] = field(default_factory=dict)  # filled in: split -> utterances
@@ -245,6 +252,13 @@ def prepare_fsdd(config: PrepareConfig) -> Dict[str, int]:
                                   seed=config.seed + 1000 * split_no)
             tables = connected_tables(utts, data / "local" / "audio" / name, config.task,
                                       seed=config.seed)
+            if name == "train" and config.train_single_takes:
+                for table, mapping in single_take_tables(takes, config.task).items():
+                    overlap = set(mapping) & set(tables[table])
+                    if overlap:  # cannot happen with FSDD's names; never overwrite silently
+                        raise ValueError(f"single-take ids clash with connected ones: "
+                                         f"{sorted(overlap)[0]}")
+                    tables[table].update(mapping)
         _finish(data / name, tables)
         counts[name] = len(tables["wav.scp"])
         print(f"progress: {data / name}: {counts[name]} utterances", flush=True)

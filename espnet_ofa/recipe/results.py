@@ -4,6 +4,13 @@ Reads the ``result.json`` files that scoring wrote under each experiment directo
 (``<exp>/<decode tag>/<rate>/<test set>/result.json``): one table row per test set and
 rate, with the metric, the requested and achieved frame period, the MACs per second of
 audio (frontend + encoder) and the real-time factor of decoding.
+
+With baselines (fixed-rate students, a model without the OFA frontend such as ESPnet's
+log-mel) or several seeds, RESULTS.md starts with a comparison per test set and period: the
+OFA model, the fixed-rate student trained at that period and the relative difference, the
+log-mel floor, each difference against the OFA model with a 95% paired-bootstrap interval
+over utterances (:mod:`espnet_ofa.recipe.bootstrap`), and the learnt rate; with several
+seeds every value is the mean +- the standard deviation over them.
 """
 
 from __future__ import annotations
@@ -14,9 +21,14 @@ import platform
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
+import numpy as np
+
 from espnet_ofa.data.datadir import atomic_write_text
+from espnet_ofa.recipe.bootstrap import Difference, average_errors, paired_bootstrap
+from espnet_ofa.recipe.experiments import FIXED_RATE, LEARNED, OFA, OTHER, model_id, seed_of
 
 PathLike = Union[str, os.PathLike]
 
@@ -42,6 +54,155 @@ def collect(exp_dirs: Sequence[PathLike]) -> List[dict]:
             r["decode"] = f.parent.parent.parent.name
             rows.append(r)
     return rows
+
+
+def kind(r: dict) -> str:
+    """What a result row's model is: OFA, learnt rate, fixed-rate student, or other (no
+    OFA frontend: a log-mel floor)."""
+    if r.get("learned"):
+        return LEARNED
+    if r.get("frontend", "ofa") != "ofa" or r.get("rate") == "native":
+        return OTHER
+    return FIXED_RATE if r.get("compression") == "fixed" else OFA
+
+
+def other_label(r: dict) -> str:
+    frontend = r.get("frontend") or "default"
+    return "log-mel" if frontend == "default" else frontend
+
+
+@dataclass
+class Model:
+    """The runs (seeds) of one model decoded at one rate on one test set."""
+
+    model: str  # experiment name without the seed suffix
+    kind: str
+    test_set: str
+    rate: str
+    rows: List[dict]
+
+    @property
+    def values(self) -> List[float]:
+        return [r["value"] for r in self.rows]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def period(self) -> Optional[float]:
+        return self.rows[0].get("frame_period")
+
+    def cell(self) -> str:
+        if len(self.rows) == 1:
+            return f"{self.mean:.2f}"
+        return f"{self.mean:.2f} ± {float(np.std(self.values, ddof=1)):.2f}"
+
+    def errors(self) -> Optional[Dict[str, tuple]]:
+        runs = [r["per_utt"] for r in self.rows if r.get("per_utt")]
+        return average_errors(runs) if len(runs) == len(self.rows) else None
+
+
+def models(rows: List[dict]) -> List[Model]:
+    """Rows grouped over seeds: one Model per (model, decode tag, rate, test set)."""
+    groups: Dict[tuple, List[dict]] = {}
+    for r in rows:
+        key = (model_id(r["exp"]), r["decode"], r.get("rate"), r["test_set"])
+        groups.setdefault(key, []).append(r)
+    return [Model(k[0], kind(g[0]), k[3], str(k[2]),
+                  sorted(g, key=lambda r: seed_of(r["exp"]))) for k, g in groups.items()]
+
+
+def has_comparison(rows: List[dict]) -> bool:
+    """Whether there is something to compare the OFA models with: baselines or seeds."""
+    return any(kind(r) in (FIXED_RATE, OTHER) for r in rows) or any(
+        seed_of(r["exp"]) for r in rows)
+
+
+def compare(a: Model, b: Model, metric: str) -> Optional[Difference]:
+    """b - a with its bootstrap interval (None without per-utterance errors, e.g. BLEU).
+    For an accuracy the difference is of the accuracy (the error difference negated)."""
+    ea, eb = a.errors(), b.errors()
+    if ea is None or eb is None or set(ea) != set(eb):
+        return None
+    d = paired_bootstrap(ea, eb)
+    if metric == "accuracy":
+        rel = -d.diff / a.mean if a.mean else float("nan")
+        return Difference(-d.diff, -d.high, -d.low, rel, d.num_utts)
+    return d
+
+
+def _diff_cell(d: Optional[Difference]) -> str:
+    if d is None:
+        return "-"
+    return f"{d.diff:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
+
+
+def _rel_cell(d: Optional[Difference]) -> str:
+    return "-" if d is None or d.relative != d.relative else f"{100.0 * d.relative:+.0f}%"
+
+
+def comparison(rows: List[dict]) -> List[str]:
+    """The comparison tables (Markdown lines): OFA vs fixed-rate students and the floor per
+    period, and the learnt rates against the OFA model nearest to their period."""
+    metric = rows[0].get("metric", "WER")
+    ms = models(rows)
+    ofa = {(m.test_set, m.period): m for m in ms if m.kind == OFA
+           and m.period is not None and m.rows[0].get("train_frame_period") == m.period}
+    fixed = {(m.test_set, m.period): m for m in ms if m.kind == FIXED_RATE}
+    floors = {m.test_set: m for m in ms if m.kind == OTHER}
+    learnt = [m for m in ms if m.kind == LEARNED]
+    if not ofa:  # e.g. decoded only at periods no OFA model was trained at
+        return []
+    seeds = max(len(m.rows) for m in ms)
+    floor_name = other_label(next(iter(floors.values())).rows[0]) if floors else "floor"
+    lines = ["## Summary: OFA against the baselines, each model at the period it was trained at",
+             ""]
+    lines.append(
+        f"{metric} per test set and frame period: *OFA* = the downstream model on the one "
+        "OFA model, trained and decoded at that period; *fixed-rate* = the same downstream "
+        "on a student pretrained at that period only (average pooling, same data and "
+        f"budget); *{floor_name}* = the same downstream on {floor_name} features (no SSL). "
+        "Differences are against the OFA model in percentage points, with the 95% interval "
+        "of a paired bootstrap over utterances"
+        + (f"; values are the mean ± standard deviation over {seeds} seeds (per-utterance "
+           "errors averaged over the seeds for the bootstrap, which therefore covers the "
+           "choice of utterances, not of seeds)" if seeds > 1 else
+           " (one training run each: the interval covers the choice of test utterances, "
+           "not the training run)")
+        + ". Relative = difference / OFA.")
+    lines.append("")
+    header = ["dataset", "period (ms)", f"OFA {metric}", f"fixed-rate {metric}",
+              "fixed − OFA [95% CI]", "relative", f"{floor_name} {metric}",
+              f"{floor_name} − OFA [95% CI]"]
+    lines += ["|" + "|".join(header) + "|", "|" + "|".join(["---"] * len(header)) + "|"]
+    for dset, period in sorted(ofa):
+        o = ofa[(dset, period)]
+        f = fixed.get((dset, period))
+        fl = floors.get(dset)
+        df = compare(o, f, metric) if f else None
+        dl = compare(o, fl, metric) if fl else None
+        lines.append("|" + "|".join([
+            dset, f"{period:g}", o.cell(), f.cell() if f else "-", _diff_cell(df),
+            _rel_cell(df), fl.cell() if fl else "-", _diff_cell(dl)]) + "|")
+    lines.append("")
+    if learnt and ofa:
+        lines += ["Learnt rates, against the OFA model trained at the nearest period:", ""]
+        header = ["dataset", "learnt period (ms)", metric, "OFA model", f"OFA {metric}",
+                  "learnt − OFA [95% CI]"]
+        lines += ["|" + "|".join(header) + "|", "|" + "|".join(["---"] * len(header)) + "|"]
+        for m in sorted(learnt, key=lambda m: (m.test_set, m.model)):
+            cands = [(abs(p - (m.period or 0.0)), p) for d, p in ofa if d == m.test_set]
+            if not cands:
+                continue
+            near = ofa[(m.test_set, min(cands)[1])]
+            periods = [r.get("frame_period") for r in m.rows]
+            plabel = " / ".join(f"{p:.1f}" for p in periods if p is not None)
+            lines.append("|" + "|".join([
+                m.test_set, plabel, m.cell(), f"{near.period:g} ms", near.cell(),
+                _diff_cell(compare(near, m, metric))]) + "|")
+        lines.append("")
+    return lines
 
 
 def _sort_key(r: dict):
@@ -89,13 +250,15 @@ def environment() -> Dict[str, str]:
 
 def period_label(r: dict) -> str:
     p = r.get("frame_period")
+    if kind(r) == OTHER:
+        return f"native ({p:.1f})" if p is not None else "native"
     if r.get("learned"):
         return f"learned ({p:.1f})" if p is not None else "learned"
     return "-" if p is None else f"{p:g}"
 
 
 def is_matched(r: dict) -> bool:
-    """A fixed-rate model decoded at the period it was trained at."""
+    """A fixed-rate (OFA or fixed-rate student) model decoded at the period it was trained at."""
     trained, period = r.get("train_frame_period"), r.get("frame_period")
     return (not r.get("learned") and trained is not None and period is not None
             and abs(float(trained) - float(period)) < 1e-6)
@@ -103,7 +266,7 @@ def is_matched(r: dict) -> bool:
 
 def per_rate_models(rows: List[dict]) -> bool:
     """Whether the rows hold one model per frame period (``--train_frame_periods``)."""
-    return len({r.get("train_frame_period") for r in rows if not r.get("learned")} - {None}) > 1
+    return len({r.get("train_frame_period") for r in rows if kind(r) == OFA} - {None}) > 1
 
 
 def _table(rows: List[dict], with_exp: bool = False) -> List[str]:
@@ -140,12 +303,14 @@ def render(rows: List[dict], title: Optional[str] = None, notes: Optional[str] =
         "encoder per second of audio (the part that scales with the period); *RTF* = "
         "decoding time / audio duration on the device above.", ""]
     rows = sorted(rows, key=_sort_key)
-    if per_rate_models(rows):
-        summary = sorted((r for r in rows if is_matched(r) or r.get("learned")),
-                         key=lambda r: (r["test_set"], bool(r.get("learned")),
-                                        r.get("frame_period") or 0.0))
-        lines += ["## Summary: a model per frame period (trained and decoded at it), and "
-                  "learnt rates", ""]
+    if has_comparison(rows):
+        lines += comparison(rows)
+    if per_rate_models(rows) or has_comparison(rows):
+        summary = sorted((r for r in rows if is_matched(r) or kind(r) in (LEARNED, OTHER)),
+                         key=lambda r: (r["test_set"], kind(r) == OTHER, bool(r.get("learned")),
+                                        r.get("frame_period") or 0.0, r["exp"]))
+        lines += ["## Summary: a model per frame period (trained and decoded at it), learnt "
+                  "rates and baselines", ""]
         lines += _table(summary, with_exp=True) + [""]
     groups: Dict[tuple, List[dict]] = {}
     for r in rows:
@@ -153,7 +318,10 @@ def render(rows: List[dict], title: Optional[str] = None, notes: Optional[str] =
     for (exp, decode), group in groups.items():
         metric = group[0].get("metric", "WER")
         trained = group[0].get("train_frame_period")
-        how = ("learns its frame period" if any(r.get("learned") for r in group) else
+        k = kind(group[0])
+        how = ("learns its frame period" if k == LEARNED else
+               f"{other_label(group[0])} features (no OFA frontend)" if k == OTHER else
+               f"on a fixed-rate student, trained at {trained:g} ms" if k == FIXED_RATE else
                f"trained at {trained:g} ms" if trained is not None else "")
         lines += [f"## {exp}", f"### {metric}: {decode}", ""]
         if how:
@@ -165,66 +333,85 @@ def render(rows: List[dict], title: Optional[str] = None, notes: Optional[str] =
 def _switch_exp(rows: List[dict]) -> Optional[str]:
     """The fixed-rate experiment whose run-time period switching is plotted (nearest 40 ms)."""
     fixed = {r["exp"]: r["train_frame_period"] for r in rows
-             if not r.get("learned") and r.get("train_frame_period") is not None}
+             if kind(r) == OFA and r.get("train_frame_period") is not None
+             and not seed_of(r["exp"])}
     return min(fixed, key=lambda e: abs(fixed[e] - 40.0)) if fixed else None
 
 
 def plot_results(rows: List[dict], out: PathLike) -> None:
     """Metric vs achieved frame period (left) and vs GMACs/s (right).
 
-    With one model per period: per test set, the models at their own periods (solid), one
-    model switched to every period at run time (dashed), and learnt rates (stars);
-    otherwise one line per experiment and test set.
+    Per test set (one colour): with one OFA model per period, those models at their own
+    periods (solid, error bars = standard deviation over seeds) and one of them switched
+    to every period at run time (dashed); fixed-rate students (squares, dotted); learnt
+    rates (stars); a model without the OFA frontend as a horizontal line (the floor).
+    Otherwise one line per OFA experiment.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     metric = rows[0].get("metric", "WER") if rows else "WER"
     unit = "" if metric == "BLEU" else " (%)"
     rows = sorted(rows, key=_sort_key)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     sets = sorted({r["test_set"] for r in rows})
-    series = []  # (label, rows, style)
-    if per_rate_models(rows):
-        switch = _switch_exp(rows)
-        for k, dset in enumerate(sets):
-            color = colors[k % len(colors)]
-            series.append((f"{dset}: a model per period",
-                           [r for r in rows if r["test_set"] == dset and is_matched(r)],
+    ms = models(rows)
+    series = []  # (label, models, style)
+    switch = _switch_exp(rows) if per_rate_models(rows) else None
+    for k, dset in enumerate(sets):
+        color = colors[k % len(colors)]
+        mine = [m for m in ms if m.test_set == dset]
+        if switch is not None:
+            series.append((f"{dset}: OFA, a downstream per period",
+                           [m for m in mine if m.kind == OFA
+                            and m.rows[0].get("train_frame_period") == m.period],
                            dict(color=color, marker="o")))
             trained = next(r["train_frame_period"] for r in rows if r["exp"] == switch)
-            series.append((f"{dset}: one model (trained at {trained:g} ms), period set at run time",
-                           [r for r in rows if r["test_set"] == dset and r["exp"] == switch],
-                           dict(color=color, marker=".", linestyle="--", alpha=0.6)))
-    else:
-        exps = sorted({r["exp"] for r in rows if not r.get("learned")})
-        for k, (dset, exp) in enumerate((d, e) for d in sets for e in exps):
-            series.append((f"{dset} ({Path(exp).name})",
-                           [r for r in rows if r["test_set"] == dset and r["exp"] == exp
-                            and not r.get("learned")],
-                           dict(color=colors[k % len(colors)], marker="o")))
-    for k, dset in enumerate(sets):
-        learned = [r for r in rows if r["test_set"] == dset and r.get("learned")]
-        if learned:
-            series.append((f"{dset}: learnt rate", learned,
-                           dict(color=colors[k % len(colors)], marker="*", markersize=14,
-                                linestyle="none")))
+            series.append((f"{dset}: OFA, one downstream (trained at {trained:g} ms), period "
+                           "set at run time",
+                           [m for m in mine if m.model == Path(switch).name],
+                           dict(color=color, marker=".", linestyle="--", alpha=0.5)))
+        else:
+            for exp in sorted({m.model for m in mine if m.kind == OFA}):
+                series.append((f"{dset}: {exp}", [m for m in mine if m.model == exp],
+                               dict(color=color, marker="o")))
+        series.append((f"{dset}: fixed-rate students", [m for m in mine if m.kind == FIXED_RATE],
+                       dict(color=color, marker="s", markersize=8, linestyle=":",
+                            markeredgecolor="black")))
+        series.append((f"{dset}: learnt rate", [m for m in mine if m.kind == LEARNED],
+                       dict(color=color, marker="*", markersize=15, linestyle="none",
+                            markeredgecolor="black")))
+        for m in mine:
+            if m.kind == OTHER:
+                for ax in axes:
+                    ax.axhline(m.mean, color=color, linestyle="-.", linewidth=1, alpha=0.8)
+                series.append((f"{dset}: {other_label(m.rows[0])} (no SSL)", [m],
+                               dict(color=color, marker="x", markersize=9, linestyle="none")))
     for label, group, style in series:
         for ax, key in ((axes[0], "achieved_period"), (axes[1], "gmacs_per_second")):
-            pts = sorted((r[key], r["value"]) for r in group if r.get(key) is not None)
+            pts = []
+            for m in group:
+                xs = [r[key] for r in m.rows if r.get(key) is not None]
+                if xs:
+                    sd = float(np.std(m.values, ddof=1)) if len(m.rows) > 1 else 0.0
+                    pts.append((float(np.mean(xs)), m.mean, sd))
             if pts:
-                xs, ys = zip(*pts)
-                ax.plot(xs, ys, label=label, **style)
+                pts.sort()
+                xs, ys, sds = zip(*pts)
+                if any(sds):
+                    ax.errorbar(xs, ys, yerr=sds, label=label, capsize=3, **style)
+                else:
+                    ax.plot(xs, ys, label=label, **style)
     axes[0].set_xlabel("frame period (ms, achieved)")
     axes[1].set_xlabel("GMACs per second of audio (frontend + encoder)")
     for ax in axes:
         ax.set_ylabel(f"{metric}{unit}")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"{metric} vs frame period and compute (OFA frontend)")
+    axes[0].legend(fontsize=6.5)
+    fig.suptitle(f"{metric} vs frame period and compute: OFA, fixed-rate students, floor")
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

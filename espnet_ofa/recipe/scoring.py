@@ -3,6 +3,10 @@
 References and hypotheses are Kaldi text files (``utt text``). Every reference utterance
 is scored; one missing from the hypotheses counts as an empty hypothesis (and is reported
 in ``missing``), so a crashed decoding job cannot make a result look better.
+
+ASR and SLU results also keep per-utterance error counts (``per_utt``: utt -> [errors,
+reference length]; for SLU [wrong intent, 1]), from which the results compare two models
+with a paired bootstrap over utterances (:mod:`espnet_ofa.recipe.bootstrap`).
 """
 
 from __future__ import annotations
@@ -40,7 +44,12 @@ def score_asr(refs: List[str], hyps: List[str]) -> dict:
     words = jiwer.process_words(refs, hyps)
     chars = jiwer.process_characters(refs, hyps)
     n_words = sum(len(r.split()) for r in refs)
+    errors = [sum((c.hyp_end_idx - c.hyp_start_idx) if c.type == "insert"
+                  else (c.ref_end_idx - c.ref_start_idx)
+                  for c in chunks if c.type != "equal")
+              for chunks in words.alignments]
     return {
+        "utt_errors": [[e, len(r.split())] for e, r in zip(errors, refs)],
         "WER": 100.0 * words.wer,
         "CER": 100.0 * chars.cer,
         "SER": 100.0 * sum(r != h for r, h in zip(refs, hyps)) / len(refs),
@@ -60,7 +69,7 @@ def score_slu(refs: List[str], hyps: List[str]) -> dict:
     ref_i, ref_w = zip(*(split(r) for r in refs))
     hyp_i, hyp_w = zip(*(split(h) for h in hyps))
     acc = 100.0 * sum(a == b for a, b in zip(ref_i, hyp_i)) / len(refs)
-    out = {"accuracy": acc}
+    out = {"accuracy": acc, "utt_errors": [[int(a != b), 1] for a, b in zip(ref_i, hyp_i)]}
     if any(ref_w):
         import jiwer
 
@@ -90,6 +99,9 @@ def score(task: str, ref: Dict[str, str], hyp: Dict[str, str]) -> dict:
                          "decoded the wrong test set?")
     refs, hyps, missing = _pairs(ref, hyp)
     result = SCORERS[task](refs, hyps)
+    utt_errors = result.pop("utt_errors", None)
+    if utt_errors is not None:
+        result["per_utt"] = dict(zip(sorted(ref), utt_errors))
     metric, better = METRICS[task]
     result.update({"metric": metric, "value": result[metric], "better": better,
                    "num_utts": len(refs), "missing": missing})

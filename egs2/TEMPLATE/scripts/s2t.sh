@@ -71,13 +71,15 @@ lm_config=""
 ofa_model=""            # its .pth; given to the configs as frontend_conf.model
 ssl_recipe=""           # recipe directory whose run.sh makes ofa_model when it is missing
 ssl_recipe_opts=""      # options for that run.sh (shell syntax: quote values with spaces)
+fixed_rate_periods=""   # ms; also train each fixed-rate OFA config on the fixed-rate student
+                        # pretrained at each period (ssl.sh --fixed_rate_periods; exp suffix _fixed<P>)
 # Training (the <task>_* variables are read indirectly, by the task name)
 # shellcheck disable=SC2034
 {
 asr_config=""           # the training config (slu_config, st_config for those tasks)
 asr_configs=""          # several configs, one experiment each (overrides asr_config)
 asr_args=""             # extra options of espnet2.bin.asr_train
-asr_stats_dir=""        # statistics (default exp/asr_stats_raw_<lang>_<token_type>)
+asr_stats_dir=""        # statistics, one subdir per frontend (default exp/asr_stats_raw_<lang>_<token_type>)
 slu_config=""
 slu_configs=""
 slu_args=""
@@ -89,6 +91,7 @@ st_stats_dir=""
 }
 feats_normalize=global_mvn  # global_mvn, utterance_mvn or none
 train_frame_periods=""  # ms; train each fixed-rate OFA config once per period (exp suffix _p<P>)
+seeds=1                 # train every experiment with seeds 0..N-1 (exp suffix _seed<k> for k > 0)
 # Decoding
 inference_config=""     # YAML of decoding options (beam_size, ctc_weight, ...)
 inference_model=valid.loss.best.pth
@@ -162,58 +165,54 @@ skip_stages=""
 [ "${skip_train}" = false ] || skip_stages+=" 6 7 8 9 10 11"
 [ "${skip_eval}" = false ] || skip_stages+=" 12 13"
 
-# exp_of CONFIG: the experiment directory of a training config (ESPnet's naming).
-exp_of() {
-    echo "${expdir}/${task}_$(basename "$1" .yaml)"
-}
-
-# uses_ofa CONFIG: whether the config asks for the OFA frontend.
-uses_ofa() {
-    grep -Eq '^frontend:[[:space:]]*ofa[[:space:]]*(#.*)?$' "$1"
-}
-
-# learns_rate CONFIG: whether its OFA frontend learns the frame period.
-learns_rate() {
-    grep -Eq '^[[:space:]]+learnable_rate:[[:space:]]*true' "$1"
-}
-
-# The experiments: one per config, or, with --train_frame_periods, one per period for each
-# fixed-rate OFA config (exp_dirs[i] trained from exp_configs[i] with exp_extra[i]).
+# The experiments (espnet_ofa.recipe.experiments plans them): exp_dirs[i] is trained from
+# exp_configs[i] with the options exp_extra[i], on the SSL checkpoint exp_models[i] ("-": none),
+# normalised with the statistics in ${stats_dir}/exp_stats[i] (one per frontend).
 exp_dirs=()
 exp_configs=()
+exp_stats=()
+exp_models=()
 exp_extra=()
 plan_experiments() {
-    local c p
-    for c in ${configs}; do
-        if [ -n "${train_frame_periods}" ] && uses_ofa "${c}" && ! learns_rate "${c}"; then
-            for p in ${train_frame_periods}; do
-                exp_dirs+=("$(exp_of "${c}")_p${p}")
-                exp_configs+=("${c}")
-                exp_extra+=("--frontend_conf frame_period=${p}")
-            done
-        else
-            exp_dirs+=("$(exp_of "${c}")")
-            exp_configs+=("${c}")
-            exp_extra+=("")
-        fi
-    done
+    local plan="${expdir}/plan.${task}.tsv" d c k m x
+    # The option strings are lists of words (configs, periods):
+    # shellcheck disable=SC2206
+    local -a a=(--task "${task}" --configs ${configs} --expdir "${expdir}" --seeds "${seeds}"
+        --train_frame_periods ${train_frame_periods} --fixed_rate_periods ${fixed_rate_periods})
+    [ -z "${ofa_model}" ] || a+=(--ofa_model "${ofa_model}")
+    mkdir -p "${expdir}"
+    ${python} -m espnet_ofa.bin.recipe plan "${a[@]}" > "${plan}.tmp" || die "could not plan the experiments (see above)"
+    mv "${plan}.tmp" "${plan}"
+    while IFS=$'\t' read -r d c k m x; do
+        exp_dirs+=("${d}")
+        exp_configs+=("${c}")
+        exp_stats+=("${k}")
+        exp_models+=("${m}")
+        exp_extra+=("${x}")
+    done < "${plan}"
 }
 
-# ensure_ofa_model: make --ofa_model with --ssl_recipe when it is missing.
+# ensure_ofa_model: make the SSL checkpoints of the experiments (--ofa_model and the
+# fixed-rate students) with --ssl_recipe when one is missing.
 ensure_ofa_model() {
-    [ -n "${ofa_model}" ] || return 0
-    [ ! -f "${ofa_model}" ] || return 0
-    [ -n "${ssl_recipe}" ] || die "OFA model ${ofa_model} not found; train it (e.g. with ../ssl1/run.sh) or set --ssl_recipe"
-    log "OFA model ${ofa_model} not found: running ${ssl_recipe}/run.sh ${ssl_recipe_opts} first"
+    local m missing=""
+    for m in "${exp_models[@]}"; do
+        [ "${m}" = - ] || [ -f "${m}" ] || [[ "${missing} " == *" ${m} "* ]] || missing+=" ${m}"
+    done
+    [ -n "${missing}" ] || return 0
+    [ -n "${ssl_recipe}" ] || die "SSL model(s)${missing} not found; train them (e.g. with ../ssl1/run.sh) or set --ssl_recipe"
+    log "SSL model(s)${missing} not found: running ${ssl_recipe}/run.sh ${ssl_recipe_opts} first"
     # eval: the options may quote values with spaces, e.g. --local_data_opts '--train_takes 5'
-    (cd "${ssl_recipe}" && eval "./run.sh --ngpu ${ngpu} ${ssl_recipe_opts}")
-    [ -f "${ofa_model}" ] || die "${ssl_recipe}/run.sh finished but ${ofa_model} does not exist; check --ofa_model"
-    log "OFA model ready: ${ofa_model}"
+    (cd "${ssl_recipe}" && eval "./run.sh --ngpu ${ngpu} --fixed_rate_periods '${fixed_rate_periods}' ${ssl_recipe_opts}")
+    for m in ${missing}; do
+        [ -f "${m}" ] || die "${ssl_recipe}/run.sh finished but ${m} does not exist; check --ofa_model and --fixed_rate_periods"
+    done
+    log "SSL model(s) ready:${missing}"
 }
 
-# Options every <task>_train call shares: tokens, data and (with --ofa_model) the model.
+# Options every <task>_train call shares: tokens and data.
 common_train_args() {
-    local config=$1 set
+    local set
     local -a a=(--use_preprocessor true --token_type "${token_type}" --token_list "${token_list}")
     [ "${token_type}" != bpe ] || a+=(--bpemodel "${bpemodel}")
     if [ "${task}" = st ]; then
@@ -228,9 +227,6 @@ common_train_args() {
         [ "${task}" != st ] || a+=(--"${set}"_data_path_and_name_and_type
             "${data_feats}/${dset}/src_text,src_text,text")
     done
-    if [ -n "${ofa_model}" ] && uses_ofa "${config}"; then
-        a+=(--frontend_conf "model=${ofa_model}")
-    fi
     printf '%s\n' "${a[@]}"
 }
 
@@ -281,7 +277,6 @@ for _s in 6 7 8 9; do
 done
 
 # ----------------------------------------------------------------------------- stages 10-11
-first_config=${configs%% *}
 _packing_stages=false
 if { want_stage 14 && [ "${skip_packing}" = false ]; } || { want_stage 15 && [ "${skip_upload}" = false ]; }; then
     _packing_stages=true
@@ -295,57 +290,79 @@ if want_stage 10 || want_stage 11 || want_stage 12 || want_stage 13 || [ "${_pac
     plan_experiments
 fi
 
-if want_stage 10; then
-    stage_begin 10 "collect statistics into ${stats_dir} (config ${first_config})"
-    ensure_ofa_model
-    _logdir="${stats_dir}/logdir"
-    mkdir -p "${_logdir}"
-    _nj=$(split_keys "${data_feats}/${train_set}/wav.scp" "${nj}" "${_logdir}/train")
-    _nj_valid=$(split_keys "${data_feats}/${valid_set}/wav.scp" "${_nj}" "${_logdir}/valid")
-    if [ "${_nj_valid}" -lt "${_nj}" ]; then
-        _nj=$(split_keys "${data_feats}/${train_set}/wav.scp" "${_nj_valid}" "${_logdir}/train")
+# collect_stats I: stage 10 for the frontend of experiment I, into ${stats_dir}/<its key>.
+# shellcheck disable=SC2329  # called through bg_run
+collect_stats() {
+    local i=$1 sdir logdir n n_valid j
+    sdir="${stats_dir}/${exp_stats[i]}"
+    logdir="${sdir}/logdir"
+    mkdir -p "${logdir}"
+    n=$(split_keys "${data_feats}/${train_set}/wav.scp" "${nj}" "${logdir}/train")
+    n_valid=$(split_keys "${data_feats}/${valid_set}/wav.scp" "${n}" "${logdir}/valid")
+    if [ "${n_valid}" -lt "${n}" ]; then
+        n=$(split_keys "${data_feats}/${train_set}/wav.scp" "${n_valid}" "${logdir}/train")
     fi
-    mapfile -t _common < <(common_train_args "${first_config}")
-    rm -rf "${_logdir}"/stats.*
-    # shellcheck disable=SC2086  # train_args holds several options
-    ${train_cmd} --num_threads "${num_threads}" JOB=1:"${_nj}" "${_logdir}/stats.JOB.log" \
+    rm -rf "${logdir}"/stats.*
+    # shellcheck disable=SC2086  # train_args and the extra options hold several options
+    ${train_cmd} --num_threads "${num_threads}" JOB=1:"${n}" "${logdir}/stats.JOB.log" \
         ${python} -m "espnet2.bin.${task}_train" --collect_stats true --ngpu 0 \
-        --config "${first_config}" "${_common[@]}" \
-        --train_shape_file "${_logdir}/train.JOB.scp" --valid_shape_file "${_logdir}/valid.JOB.scp" \
-        --output_dir "${_logdir}/stats.JOB" ${train_args}
-    _inputs=()
-    for ((_j = 1; _j <= _nj; _j++)); do _inputs+=(--input_dir "${_logdir}/stats.${_j}"); done
-    ${train_cmd} "${_logdir}/aggregate.log" ${python} -m espnet2.bin.aggregate_stats_dirs \
-        "${_inputs[@]}" --output_dir "${stats_dir}"
+        --config "${exp_configs[i]}" "${_common[@]}" \
+        --train_shape_file "${logdir}/train.JOB.scp" --valid_shape_file "${logdir}/valid.JOB.scp" \
+        --output_dir "${logdir}/stats.JOB" ${exp_extra[i]} ${train_args}
+    local -a inputs=()
+    for ((j = 1; j <= n; j++)); do inputs+=(--input_dir "${logdir}/stats.${j}"); done
+    ${train_cmd} "${logdir}/aggregate.log" ${python} -m espnet2.bin.aggregate_stats_dirs \
+        "${inputs[@]}" --output_dir "${sdir}"
+}
+
+if want_stage 10; then
+    stage_begin 10 "collect statistics into ${stats_dir}/<frontend>: $(printf '%s\n' "${exp_stats[@]}" | sort -u | tr '\n' ' ')"
+    ensure_ofa_model
+    mapfile -t _common < <(common_train_args)
+    # One pass per frontend (the first experiment using it), --max_parallel_exps at a time.
+    bg_max=${max_parallel_exps}
+    _done_keys=" "
+    for _i in "${!exp_dirs[@]}"; do
+        _key=${exp_stats[_i]}
+        [[ "${_done_keys}" != *" ${_key} "* ]] || continue
+        _done_keys+="${_key} "
+        log "  ${stats_dir}/${_key} (config ${exp_configs[_i]} ${exp_extra[_i]})"
+        bg_run collect_stats "${_i}"
+    done
+    bg_wait
     stage_end
 fi
 
 if want_stage 11; then
     stage_begin 11 "training: ${exp_dirs[*]}"
     ensure_ofa_model
-    _norm=()
     case "${feats_normalize}" in
-        global_mvn) _norm=(--normalize global_mvn --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz") ;;
-        utterance_mvn) _norm=(--normalize utterance_mvn) ;;
-        none) _norm=(--normalize none) ;;
+        global_mvn | utterance_mvn | none) ;;
         *) die "--feats_normalize must be global_mvn, utterance_mvn or none" ;;
     esac
-    _shapes=(--train_shape_file "${stats_dir}/train/speech_shape"
-        --train_shape_file "${stats_dir}/train/text_shape"
-        --valid_shape_file "${stats_dir}/valid/speech_shape"
-        --valid_shape_file "${stats_dir}/valid/text_shape"
-        --fold_length 80000 --fold_length 150)
-    if [ "${task}" = st ]; then
-        _shapes+=(--train_shape_file "${stats_dir}/train/src_text_shape"
-            --valid_shape_file "${stats_dir}/valid/src_text_shape" --fold_length 150)
-    fi
+    mapfile -t _common < <(common_train_args)
     bg_max=1
     [ "${ngpu}" -gt 0 ] || bg_max=${max_parallel_exps}
     for _i in "${!exp_dirs[@]}"; do
         _exp=${exp_dirs[_i]}
         _c=${exp_configs[_i]}
+        _sdir="${stats_dir}/${exp_stats[_i]}"
+        [ -f "${_sdir}/train/speech_shape" ] || die "${_sdir}: no statistics for ${_exp}; run stage 10"
+        case "${feats_normalize}" in
+            global_mvn) _norm=(--normalize global_mvn --normalize_conf "stats_file=${_sdir}/train/feats_stats.npz") ;;
+            utterance_mvn) _norm=(--normalize utterance_mvn) ;;
+            none) _norm=(--normalize none) ;;
+        esac
+        _shapes=(--train_shape_file "${_sdir}/train/speech_shape"
+            --train_shape_file "${_sdir}/train/text_shape"
+            --valid_shape_file "${_sdir}/valid/speech_shape"
+            --valid_shape_file "${_sdir}/valid/text_shape"
+            --fold_length 80000 --fold_length 150)
+        if [ "${task}" = st ]; then
+            _shapes+=(--train_shape_file "${_sdir}/train/src_text_shape"
+                --valid_shape_file "${_sdir}/valid/src_text_shape" --fold_length 150)
+        fi
         mkdir -p "${_exp}"
-        mapfile -t _common < <(common_train_args "${_c}")
         log "  ${_exp}: log ${_exp}/train.log"
         # shellcheck disable=SC2086  # train_args holds several options
         bg_run ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${_exp}/train.log" \

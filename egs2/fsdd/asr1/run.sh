@@ -4,9 +4,15 @@
 # trained at each of 20, 40, 60 and 80 ms, plus one that learns its period; each is
 # decoded at 20-80 ms (the period set at run time) and the learnt one at its own period,
 # on two test sets: the usual FSDD test takes, and a speaker never heard in training.
-# Results: RESULTS.md (a summary of each model at its own period first) and RESULTS.png.
+# The baselines, trained the same way: the downstream on the fixed-rate students of
+# ../ssl1 (pretrained at 40 and 80 ms only) and on log-mel features (no SSL, the floor).
+# Training data: connected digits and single takes (local/data.sh), speed perturbation
+# 0.9/1.0/1.1, SpecAugment (in the configs).
+# Results: RESULTS.md (OFA against the baselines per period, with 95% bootstrap intervals,
+# then each model at its own period) and RESULTS.png.
 #
 #   ./run.sh                                            # everything (stages 1-13)
+#   ./run.sh --seeds 3                                  # 3 downstream seeds: mean and spread
 #   ./run.sh --train_frame_periods ""                   # one model at the config's 40 ms
 #   ./run.sh --stage 12 --frame_periods "30 50 70 90"   # decode again at other periods
 #   ./run.sh --local_data_opts "--train_takes 10"       # less data, faster
@@ -17,8 +23,8 @@ valid_set=dev
 test_sets="test test_theo"
 
 # The learnt-rate model first: it is the slowest (two probes per step), and the models
-# train side by side, two at a time on a CPU.
-asr_configs="conf/train_asr_ofa_learned_rate.yaml conf/train_asr_ofa.yaml"
+# train side by side, two at a time on a CPU. The log-mel floor last.
+asr_configs="conf/train_asr_ofa_learned_rate.yaml conf/train_asr_ofa.yaml conf/train_asr_logmel.yaml"
 inference_config=conf/decode_asr.yaml
 
 ./asr.sh \
@@ -31,6 +37,8 @@ inference_config=conf/decode_asr.yaml
     --ssl_recipe ../ssl1 \
     --asr_configs "${asr_configs}" \
     --train_frame_periods "20 40 60 80" \
+    --fixed_rate_periods "40 80" \
+    --speed_perturb_factors "0.9 1.0 1.1" \
     --inference_config "${inference_config}" \
     --frame_periods "20 40 60 80" \
     "$@"

@@ -3,7 +3,9 @@
 # the teacher is a tiny HuBERT trained here first (hubert_train on MFCC k-means units);
 # pass --teacher HUBERT_BASE (or any teacher source) to distil from another one.
 # The model (exp/ssl_train_ofa_tiny/valid.loss.best.pth) is the frontend of ../asr1,
-# ../slu1 and ../st1, which run this recipe when it is missing.
+# ../slu1 and ../st1, which run this recipe when it is missing. The baselines: fixed-rate
+# students (average pooling at one period, same data and epochs) at 40 and 80 ms
+# (exp/ssl_train_ofa_tiny_fixed40, _fixed80), trained in stage 10 beside the OFA model.
 set -euo pipefail
 
 train_set=train
@@ -16,5 +18,6 @@ valid_set=dev
     --n_units 50 \
     --segment_feature teacher \
     --ssl_config conf/train_ofa_tiny.yaml \
+    --fixed_rate_periods "40 80" \
     --local_data_opts "--dev_takes 2" \
     "$@"

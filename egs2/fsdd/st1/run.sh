@@ -3,6 +3,8 @@
 # real (FSDD takes joined into utterances), the translations are synthetic word-by-word
 # digit names (see local/data.sh and RESULTS.md). ST on the frozen OFA model of ../ssl1
 # (run first when missing), trained at 40 ms, decoded at 20-80 ms; BLEU with sacrebleu.
+# Baselines: the same model on the fixed-rate student of ../ssl1 at 40 ms and on
+# log-mel features (no SSL).
 set -euo pipefail
 
 train_set=train
@@ -19,7 +21,8 @@ test_sets="test test_theo"
     --token_type word \
     --ofa_model ../ssl1/exp/ssl_train_ofa_tiny/valid.loss.best.pth \
     --ssl_recipe ../ssl1 \
-    --st_config conf/train_st_ofa.yaml \
+    --st_configs "conf/train_st_ofa.yaml conf/train_st_logmel.yaml" \
+    --fixed_rate_periods 40 \
     --inference_config conf/decode_st.yaml \
     --frame_periods "20 40 60 80" \
     "$@"
