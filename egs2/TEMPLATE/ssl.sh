@@ -35,7 +35,8 @@ stop_stage=10000        # last stage to run
 skip_data_prep=false    # skip stages 1-4
 skip_upload=true        # skip stage 12
 zoo=""                  # stage 12: a local zoo directory, or hf:owner/repo
-ngpu=0                  # GPUs for training (0: CPU)
+ngpu=0                  # GPUs for training (0: CPU), per node
+num_nodes=1             # nodes for OFA training (stage 10); > 1 needs cmd_backend=slurm
 nj=2                    # parallel jobs of the data stages and of collect-stats
 num_threads=1           # CPU threads per job (OMP/MKL)
 dumpdir=dump            # formatted data
@@ -252,13 +253,17 @@ if want_stage 10; then
         _exps+=("$(${python} -m espnet_ofa.bin.recipe fixed_rate_exp --ssl_exp "${ssl_exp}" --period "${_p}")")
         _extras+=("--student_conf compression=fixed --student_conf default_frame_period=${_p} --rate_conf low=${_p} --rate_conf high=${_p}")
     done
+    # Several nodes: Slurm starts one process per node (run_slurm.sh --num_nodes) and
+    # ESPnet's launcher spawns one worker per GPU there, ranks from Slurm's variables.
+    _dist=""
+    [ "${num_nodes}" -le 1 ] || _dist="--dist_launcher slurm --multiprocessing_distributed true --dist_master_port 29500"
     stage_begin 10 "OFA: training ${_exps[*]} (log <exp>/train.log)"
     bg_max=1
     [ "${ngpu}" -gt 0 ] || bg_max=${max_parallel_exps}
     for _i in "${!_exps[@]}"; do
         log "  ${_exps[_i]}: log ${_exps[_i]}/train.log"
-        bg_run ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${_exps[_i]}/train.log" \
-            ${python} -m espnet_ofa.bin.ofa_ssl_train --ngpu "${ngpu}" ${_ssl_common} \
+        bg_run ${cuda_cmd} --gpu "${ngpu}" --num_nodes "${num_nodes}" --num_threads "${num_threads}" "${_exps[_i]}/train.log" \
+            ${python} -m espnet_ofa.bin.ofa_ssl_train --ngpu "${ngpu}" ${_dist} ${_ssl_common} \
             --train_data_path_and_name_and_type "${data_feats}/${train_set}/wav.scp,speech,sound" \
             --train_data_path_and_name_and_type "${seg_dir}/${train_set}/boundaries,boundaries,text_int" \
             --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/wav.scp,speech,sound" \

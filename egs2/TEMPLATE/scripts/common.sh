@@ -73,6 +73,10 @@ resolve_ngpu() {
         echo 0
         return
     fi
+    if [ "${cmd_backend:-local}" = slurm ]; then
+        echo "${want}"  # the GPUs are on the compute nodes, not here
+        return
+    fi
     have=$(python3 -c 'import torch; print(torch.cuda.device_count())' 2> /dev/null || echo 0)
     if [ "${have}" -lt 1 ]; then
         log "warning: --ngpu ${want} but no GPU is visible; running on the CPU"
