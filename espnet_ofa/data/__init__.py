@@ -28,6 +28,8 @@ _EXPORTS = {
     "validate_data_dir": "espnet_ofa.data.datadir",
     "wav_scp_path": "espnet_ofa.data.datadir",
     "write_kaldi_table": "espnet_ofa.data.datadir",
+    "write_data_dir_tables": "espnet_ofa.data.datadir",
+    "spk2utt_of": "espnet_ofa.data.datadir",
 }
 
 __all__ = sorted(_EXPORTS)

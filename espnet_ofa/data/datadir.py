@@ -213,6 +213,25 @@ def write_kaldi_table(path: PathLike, mapping: Mapping[str, str]) -> None:
     atomic_write_text(path, "".join(lines))
 
 
+def spk2utt_of(utt2spk: Mapping[str, str]) -> Dict[str, str]:
+    """Kaldi's ``spk2utt``, the inverse of ``utt2spk``: ``{speaker: "utt1 utt2 ..."}``."""
+    out: Dict[str, List[str]] = {}
+    for utt in sorted(utt2spk):
+        out.setdefault(utt2spk[utt], []).append(utt)
+    return {spk: " ".join(utts) for spk, utts in out.items()}
+
+
+def write_data_dir_tables(out_dir: PathLike, tables: Mapping[str, Mapping[str, str]]) -> Path:
+    """Write each ``{name: {id: value}}`` table of a data dir (sorted, atomically) and, from
+    ``tables["utt2spk"]``, its ``spk2utt``."""
+    out = Path(out_dir)
+    for name, mapping in tables.items():
+        write_kaldi_table(out / name, mapping)
+    if "utt2spk" in tables:
+        write_kaldi_table(out / "spk2utt", spk2utt_of(tables["utt2spk"]))
+    return out
+
+
 # --------------------------------------------------------------------------- wav.scp values
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from espnet_ofa.data.datadir import write_kaldi_table
+from espnet_ofa.data.datadir import write_data_dir_tables
 from espnet_ofa.recipe.download import download_and_extract
 
 logger = logging.getLogger(__name__)
@@ -154,16 +154,12 @@ def list_splits(cv_dir: PathLike, covost_table: PathLike) -> Dict[str, List[Utte
 
 def write_data_dir(utts: Sequence[Utterance], out_dir: PathLike) -> Path:
     """Kaldi data dir: wav.scp, text (German), src_text (English), utt2spk, spk2utt."""
-    out = Path(out_dir)
-    write_kaldi_table(out / "wav.scp", {u.utt_id: str(u.path) for u in utts})
-    write_kaldi_table(out / "text", {u.utt_id: u.translation for u in utts})
-    write_kaldi_table(out / "src_text", {u.utt_id: u.transcript for u in utts})
-    write_kaldi_table(out / "utt2spk", {u.utt_id: u.speaker for u in utts})
-    spk2utt: Dict[str, List[str]] = {}
-    for u in sorted(utts):
-        spk2utt.setdefault(u.speaker, []).append(u.utt_id)
-    write_kaldi_table(out / "spk2utt", {s: " ".join(ids) for s, ids in spk2utt.items()})
-    return out
+    return write_data_dir_tables(out_dir, {
+        "wav.scp": {u.utt_id: str(u.path) for u in utts},
+        "text": {u.utt_id: u.translation for u in utts},
+        "src_text": {u.utt_id: u.transcript for u in utts},
+        "utt2spk": {u.utt_id: u.speaker for u in utts},
+    })
 
 
 def prepare(cv_dir: PathLike, covost_dir: PathLike, data_dir: PathLike, download: bool = True,

@@ -27,6 +27,7 @@ from espnet_ofa.data.audio import load_audio
 from espnet_ofa.data.datadir import (
     DataDirError,
     read_kaldi_table,
+    spk2utt_of,
     validate_data_dir,
     write_kaldi_table,
 )
@@ -56,13 +57,6 @@ def _write_wav(path: Path, wav: np.ndarray, rate: int) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     sf.write(tmp, np.clip(wav, -1.0, 1.0), rate, subtype="PCM_16", format="WAV")
     os.replace(tmp, path)
-
-
-def _spk2utt(utt2spk: Dict[str, str]) -> Dict[str, str]:
-    out: Dict[str, List[str]] = {}
-    for utt in sorted(utt2spk):
-        out.setdefault(utt2spk[utt], []).append(utt)
-    return {s: " ".join(u) for s, u in out.items()}
 
 
 def _utterances(data_dir: Path) -> List[Tuple[str, str, Optional[Tuple[float, float]]]]:
@@ -125,7 +119,7 @@ def format_data_dir(
     for name, mapping in tables.items():
         write_kaldi_table(dst / name, mapping)
     if "utt2spk" in tables:
-        write_kaldi_table(dst / "spk2utt", _spk2utt(tables["utt2spk"]))
+        write_kaldi_table(dst / "spk2utt", spk2utt_of(tables["utt2spk"]))
     for stale in ("segments", "feats_type"):
         if (dst / stale).exists():
             (dst / stale).unlink()
@@ -180,7 +174,7 @@ def speed_perturb(
     for name, mapping in tables.items():
         write_kaldi_table(dst / name, mapping)
     if "utt2spk" in tables:
-        write_kaldi_table(dst / "spk2utt", _spk2utt(tables["utt2spk"]))
+        write_kaldi_table(dst / "spk2utt", spk2utt_of(tables["utt2spk"]))
     return len(tables["wav.scp"])
 
 
@@ -223,7 +217,7 @@ def filter_lengths(
             table = read_kaldi_table(src / name, allow_empty_values=name in text_files)
             write_kaldi_table(dst / name, {u: v for u, v in table.items() if u in keep})
             if name == "utt2spk":
-                write_kaldi_table(dst / "spk2utt", _spk2utt(
+                write_kaldi_table(dst / "spk2utt", spk2utt_of(
                     {u: v for u, v in table.items() if u in keep}))
         elif (dst / name).exists():
             (dst / name).unlink()

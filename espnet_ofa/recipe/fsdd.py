@@ -21,10 +21,11 @@ import re
 import shutil
 import tarfile
 import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Union
+
+from espnet_ofa.recipe.download import DownloadError, fetch
 
 logger = logging.getLogger(__name__)
 
@@ -118,19 +119,11 @@ def download_fsdd(root: PathLike, url: str = FSDD_URL, progress: bool = True) ->
     try:
         print(f"progress: downloading FSDD from {url}", flush=True)
         try:
-            with urllib.request.urlopen(url, timeout=60) as resp, open(archive, "wb") as out:
-                total = int(resp.headers.get("Content-Length") or 0)
-                done, step = 0, 0
-                while chunk := resp.read(1 << 20):
-                    out.write(chunk)
-                    done += len(chunk)
-                    if progress and total and done * 10 // total > step:
-                        step = done * 10 // total
-                        print(f"progress: FSDD download {100 * done // total}%", flush=True)
-        except OSError as err:
+            fetch(url, Path(archive), "FSDD", progress=progress)
+        except DownloadError as err:
             raise FSDDError(
-                f"cannot download FSDD from {url}: {err}. Without internet, copy FSDD (its "
-                f"recordings/ folder) to {root} or set FSDD in db.sh to a local copy."
+                f"{err}. Without internet, copy FSDD (its recordings/ folder) to {root} or set "
+                "FSDD in db.sh to a local copy."
             ) from err
         n = 0
         with tarfile.open(archive) as tar:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
-from espnet_ofa.data.datadir import write_kaldi_table
+from espnet_ofa.data.datadir import write_data_dir_tables
 from espnet_ofa.recipe.download import DownloadError, download_and_extract
 
 logger = logging.getLogger(__name__)
@@ -146,15 +146,11 @@ def list_part(root: PathLike, part: str) -> List[Utterance]:
 
 def write_data_dir(utts: Sequence[Utterance], out_dir: PathLike) -> Path:
     """Kaldi data dir: wav.scp, text, utt2spk, spk2utt (each written atomically)."""
-    out = Path(out_dir)
-    write_kaldi_table(out / "wav.scp", {u.utt_id: str(u.path) for u in utts})
-    write_kaldi_table(out / "text", {u.utt_id: u.text for u in utts})
-    write_kaldi_table(out / "utt2spk", {u.utt_id: u.speaker for u in utts})
-    spk2utt: Dict[str, List[str]] = {}
-    for u in sorted(utts):
-        spk2utt.setdefault(u.speaker, []).append(u.utt_id)
-    write_kaldi_table(out / "spk2utt", {s: " ".join(ids) for s, ids in spk2utt.items()})
-    return out
+    return write_data_dir_tables(out_dir, {
+        "wav.scp": {u.utt_id: str(u.path) for u in utts},
+        "text": {u.utt_id: u.text for u in utts},
+        "utt2spk": {u.utt_id: u.speaker for u in utts},
+    })
 
 
 def prepare(root: PathLike, data_dir: PathLike, sets: Mapping[str, Sequence[str]],

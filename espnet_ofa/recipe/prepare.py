@@ -28,7 +28,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from espnet_ofa.data.datadir import atomic_write_text, validate_data_dir, write_kaldi_table
+from espnet_ofa.data.datadir import (
+    atomic_write_text,
+    validate_data_dir,
+    write_data_dir_tables,
+)
 from espnet_ofa.recipe.fsdd import (
     DIGIT_WORDS,
     FSDD_SAMPLE_RATE,
@@ -155,12 +159,7 @@ def _finish(out: Path, tables: Dict[str, Dict[str, str]]) -> None:
     for stale in ("utt2num_samples", "src_text", "segments"):
         if stale not in tables and (out / stale).exists():
             (out / stale).unlink()
-    for name, mapping in tables.items():
-        write_kaldi_table(out / name, mapping)
-    spk2utt: Dict[str, List[str]] = {}
-    for utt, spk in sorted(tables["utt2spk"].items()):
-        spk2utt.setdefault(spk, []).append(utt)
-    write_kaldi_table(out / "spk2utt", {s: " ".join(u) for s, u in spk2utt.items()})
+    write_data_dir_tables(out, tables)
     validate_data_dir(out, required=("wav.scp", "text", "utt2spk"))
 
 

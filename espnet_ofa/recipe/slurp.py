@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
-from espnet_ofa.data.datadir import write_kaldi_table
+from espnet_ofa.data.datadir import write_data_dir_tables
 
 logger = logging.getLogger(__name__)
 
@@ -166,14 +166,11 @@ def write_data_dir(utts: Sequence[Utterance], out_dir: PathLike) -> Path:
                              f"and {u.path}")
         seen[u.utt_id] = u.path
     unique = {u.utt_id: u for u in utts}
-    write_kaldi_table(out / "wav.scp", {k: str(u.path) for k, u in unique.items()})
-    write_kaldi_table(out / "text", {k: u.text for k, u in unique.items()})
-    write_kaldi_table(out / "utt2spk", {k: u.speaker for k, u in unique.items()})
-    spk2utt: Dict[str, List[str]] = {}
-    for k in sorted(unique):
-        spk2utt.setdefault(unique[k].speaker, []).append(k)
-    write_kaldi_table(out / "spk2utt", {s: " ".join(ids) for s, ids in spk2utt.items()})
-    return out
+    return write_data_dir_tables(out, {
+        "wav.scp": {k: str(u.path) for k, u in unique.items()},
+        "text": {k: u.text for k, u in unique.items()},
+        "utt2spk": {k: u.speaker for k, u in unique.items()},
+    })
 
 
 def prepare(root: PathLike, data_dir: PathLike, use_synthetic: bool = True,
