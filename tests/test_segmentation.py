@@ -293,6 +293,32 @@ def test_cli_subset_then_full_dir_computes_only_missing(fsdd_dirs, tmp_path):
                                   progress=False)
 
 
+@needs_fsdd
+def test_fit_only_then_parallel_parts_equal_one_run(fsdd_dirs, tmp_path):
+    """--fit_only writes the units alone; the data dir segmented in two parts with them
+    (as ssl.sh's parallel jobs do) gives one run's boundaries exactly."""
+    from espnet_ofa.bin.segment import main
+    from espnet_ofa.data import read_kaldi_table, write_kaldi_table
+
+    full, _ = fsdd_dirs
+    ref = tmp_path / "ref" / "boundaries"
+    assert main(["--data_dir", str(full), "--out", str(ref), *CLI_ARGS]) == 0
+
+    out = tmp_path / "run" / "boundaries"
+    assert main(["--data_dir", str(full), "--out", str(out), "--fit_only", *CLI_ARGS]) == 0
+    kmeans = out.parent / "boundaries.kmeans.npy"
+    assert kmeans.is_file() and not out.exists()
+    scp = read_kaldi_table(full / "wav.scp")
+    merged = {}
+    for part, keys in enumerate((sorted(scp)[::2], sorted(scp)[1::2])):
+        part_dir = tmp_path / "split" / str(part)
+        write_kaldi_table(part_dir / "wav.scp", {k: scp[k] for k in keys})
+        assert main(["--data_dir", str(part_dir), "--out", str(part_dir / "boundaries"),
+                     "--kmeans", str(kmeans), *CLI_ARGS]) == 0
+        merged.update(read_kaldi_table(part_dir / "boundaries"))
+    assert merged == read_kaldi_table(ref)
+
+
 def test_cli_reports_invalid_data_dir(tmp_path, capsys):
     from espnet_ofa.bin.segment import main
 

@@ -43,6 +43,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="with --dp_smooth: per-segment penalty instead of keeping the count")
     p.add_argument("--max_utts_for_kmeans", type=int, default=2000,
                    help="random utterances used to fit k-means")
+    p.add_argument("--fit_only", action="store_true",
+                   help="only fit the k-means units (<out>.kmeans.npy); segment parts of the "
+                        "data dir later, e.g. in parallel jobs, with --kmeans")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     p.add_argument("--log_level", default="INFO")
@@ -65,7 +68,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             max_utts_for_kmeans=args.max_utts_for_kmeans, seed=args.seed, device=args.device,
         )
         report = segment_data_dir(args.data_dir, args.out, config, kmeans=args.kmeans,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, fit_only=args.fit_only)
     except (DataDirError, ValueError, FileNotFoundError) as e:
         # A plain message (no traceback): these errors already say what to fix.
         print(f"error: {e}", file=sys.stderr)

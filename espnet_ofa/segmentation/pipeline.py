@@ -239,6 +239,7 @@ def segment_data_dir(
     kmeans: Optional[PathLike] = None,
     progress: bool = True,
     flush_every: int = 20,
+    fit_only: bool = False,
 ) -> SegmentReport:
     """Write pseudo boundaries for every utterance of ``data_dir`` to ``out``; resumable.
 
@@ -251,6 +252,9 @@ def segment_data_dir(
             ``boundaries.kmeans.npy`` when segmenting dev/test).
         progress: show tqdm progress bars.
         flush_every: utterances between flushes of ``out.partial`` to disk.
+        fit_only: stop after fitting (or reusing) the units: write ``out.kmeans.npy`` and
+            the settings only, so that parts of the data dir can then be segmented in
+            parallel jobs with ``kmeans=`` those units (the same boundaries as one run).
 
     Utterances already in ``out`` or ``out.partial`` (from an earlier run with the same
     settings) are kept as they are; only the others are computed. Utterances shorter than
@@ -293,6 +297,8 @@ def segment_data_dir(
         save_centroids(sidecar(out, ".kmeans.npy"), centroids)
     if not meta_path.is_file():
         atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+    if fit_only:
+        return report
 
     wanted = {utt for utt, _, _ in items}
     finished = {u: b for u, b in _read_finished(out).items() if u in wanted}
