@@ -141,7 +141,7 @@ def test_teacher_cnn_loads_into_the_cnn_front():
 
 def test_light_and_mel_fronts_are_cheaper():
     assert light_channels(WAV2VEC2_CONV_LAYERS) == (64, 64, 64, 128, 256, 512, 512)
-    from espnet_ofa.bin.benchmark_model import count_macs
+    from espnet_ofa.models.macs import count_macs
 
     wav = torch.zeros(1, 16000)
     macs = {}

@@ -24,18 +24,10 @@ from pathlib import Path
 from typing import Callable, Dict, List, Sequence
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from espnet_ofa.models.fronts import FRONTS
+from espnet_ofa.models.macs import count_macs
 from espnet_ofa.models.student import build_student
-
-
-def count_macs(fn) -> int:
-    """Multiply-accumulates of one call (the flop counter counts 2 FLOPs per MAC)."""
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn()
-    return counter.get_total_flops() // 2
 
 
 def interleaved_medians(calls: Dict[str, Callable[[], object]], repeats: int,

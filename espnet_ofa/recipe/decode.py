@@ -208,7 +208,7 @@ def decode_periods(
     spec = get_task(task)
     import soundfile as sf
 
-    from espnet_ofa.bin.benchmark_model import count_macs
+    from espnet_ofa.models.macs import count_macs
 
     s2t = _load_inference(task, train_config, model_file, device, inference_config)
     trained_at = train_frame_period(train_config)
