@@ -3,8 +3,8 @@
 Layers, lowest first (a unit is a subpackage or a top-level module of ``espnet_ofa``; a unit
 may import units of its own layer and of lower layers, at module level or inside functions):
 
-0. ``fileio``, ``espnet_tasks`` (standard library only), ``data`` (data dirs, audio,
-   waveform checks): the base, usable by all;
+0. ``fileio``, ``espnet_tasks``, ``lazy_exports`` (standard library only), ``data`` (data
+   dirs, audio, waveform checks): the base, usable by all;
 1. ``compression``: CIF and rate control (pure torch);
 2. ``models``: the student and its losses;
 3. ``teachers``, ``segmentation``: teacher models and pseudo boundaries from them;
@@ -28,7 +28,7 @@ import espnet_ofa
 PACKAGE = Path(espnet_ofa.__file__).parent
 
 LAYERS = [
-    {"fileio", "espnet_tasks", "data"},
+    {"fileio", "espnet_tasks", "lazy_exports", "data"},
     {"compression"},
     {"models"},
     {"teachers", "segmentation"},

@@ -6,8 +6,7 @@ which the models use) does not pull in the data-directory or audio-file code.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from espnet_ofa.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "DEFAULT_MIN_SAMPLES": "espnet_ofa.data.waveform",
@@ -35,14 +34,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

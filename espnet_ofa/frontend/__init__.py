@@ -6,8 +6,7 @@ Names are imported on first use, so that importing the light submodules (e.g.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from espnet_ofa.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "OFAFrontend": "espnet_ofa.frontend.ofa",
@@ -23,14 +22,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
