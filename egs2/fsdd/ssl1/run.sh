@@ -6,6 +6,8 @@
 # ../slu1 and ../st1, which run this recipe when it is missing. The baselines: fixed-rate
 # students (average pooling at one period, same data and epochs) at 40 and 80 ms
 # (exp/ssl_train_ofa_tiny_fixed40, _fixed80), trained in stage 10 beside the OFA model.
+# All three at once (--max_parallel_exps 3): on 2 cores no core idles while the last one
+# trains alone.
 set -euo pipefail
 
 train_set=train
@@ -20,4 +22,5 @@ valid_set=dev
     --ssl_config conf/train_ofa_tiny.yaml \
     --fixed_rate_periods "40 80" \
     --local_data_opts "--dev_takes 2" \
+    --max_parallel_exps 3 \
     "$@"
