@@ -151,6 +151,27 @@ def test_fit_kmeans_and_assign():
         assign_units(np.zeros((3, 4)), c)
 
 
+def test_saved_centroids_round_trip_with_the_usual_file_mode(tmp_path):
+    """Other jobs (segmenting dev/test, another user's run) read the units: 0644 under
+    umask 022, as every file a recipe writes, not a temporary file's 0600."""
+    import os
+    import stat
+
+    from espnet_ofa.segmentation.kmeans import load_centroids, save_centroids
+
+    c = np.arange(6, dtype=np.float64).reshape(3, 2)
+    old = os.umask(0o022)
+    try:
+        save_centroids(tmp_path / "units" / "km.npy", c)
+    finally:
+        os.umask(old)
+    path = tmp_path / "units" / "km.npy"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    loaded = load_centroids(path)
+    assert loaded.dtype == np.float32 and loaded.tolist() == c.tolist()
+    assert [p.name for p in path.parent.iterdir()] == ["km.npy"]  # no temporary left
+
+
 def test_teacher_feature_is_lazy():
     """The teacher path must not import espnet_ofa.teachers until it is used."""
     from espnet_ofa.segmentation.features import TeacherFeatures

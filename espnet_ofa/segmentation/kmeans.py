@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence, Union
 
 import numpy as np
+
+from espnet_ofa.fileio import atomic_write
 
 
 def fit_kmeans(
@@ -83,18 +85,12 @@ def centroids_digest(centroids: np.ndarray) -> str:
 
 
 def save_centroids(path: Union[str, os.PathLike], centroids: np.ndarray) -> None:
-    """Save (K, D) centroids as a ``.npy`` file atomically (temp file + os.replace)."""
+    """Save (K, D) centroids as a ``.npy`` file atomically, with the usual file mode."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.asarray(centroids, dtype=np.float32))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(centroids, dtype=np.float32))
+    atomic_write(path, buffer.getvalue())
 
 
 def load_centroids(path: Union[str, os.PathLike]) -> np.ndarray:
