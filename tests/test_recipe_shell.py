@@ -268,3 +268,24 @@ def test_run_slurm_multi_node(tmp_path):
     assert "--nodes 2 --ntasks-per-node 1" in call and "--gres gpu:4" in call
     local = bash(f"{SCRIPTS}/run_local.sh --num_nodes 2 exp/log/x.log true", tmp_path, env)
     assert local.returncode == 1 and "cmd_backend=slurm" in local.stderr
+
+
+@pytest.mark.parametrize("train_lines,valid_lines,nj,expected", [
+    (10, 5, 4, 4),   # both long enough: nj parts each
+    (10, 2, 4, 2),   # a short valid list caps both (collect-stats pairs train.j with valid.j)
+    (1, 5, 4, 1),    # a short train list caps both
+])
+def test_split_train_valid_gives_both_lists_the_same_parts(tmp_path, train_lines, valid_lines,
+                                                           nj, expected):
+    for name, lines in (("train", train_lines), ("valid", valid_lines)):
+        (tmp_path / f"{name}.scp").write_text("".join(f"{name}{i:02d} x\n" for i in range(lines)))
+    (tmp_path / "split").mkdir()
+    r = bash(f". {TEMPLATE}/scripts/common.sh && split_train_valid train.scp valid.scp {nj} split",
+             tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(expected)
+    for name, lines in (("train", train_lines), ("valid", valid_lines)):
+        parts = sorted((tmp_path / "split").glob(f"{name}.*.scp"))
+        assert len(parts) == expected  # no stale part left from the first, wider split
+        keys = [line.split()[0] for p in parts for line in p.read_text().splitlines()]
+        assert sorted(keys) == [f"{name}{i:02d}" for i in range(lines)]

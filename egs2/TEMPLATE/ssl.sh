@@ -241,11 +241,7 @@ if want_stage 9; then
     stage_begin 9 "OFA: collect statistics into ${ssl_stats_dir}"
     _logdir="${ssl_stats_dir}/logdir"
     mkdir -p "${_logdir}"
-    _nj=$(split_keys "${data_feats}/${train_set}/wav.scp" "${nj}" "${_logdir}/train")
-    _nj_valid=$(split_keys "${data_feats}/${valid_set}/wav.scp" "${_nj}" "${_logdir}/valid")
-    if [ "${_nj_valid}" -lt "${_nj}" ]; then
-        _nj=$(split_keys "${data_feats}/${train_set}/wav.scp" "${_nj_valid}" "${_logdir}/train")
-    fi
+    _nj=$(split_train_valid "${data_feats}/${train_set}/wav.scp" "${data_feats}/${valid_set}/wav.scp" "${nj}" "${_logdir}")
     rm -rf "${_logdir}"/stats.*
     ${train_cmd} --num_threads "${num_threads}" JOB=1:"${_nj}" "${_logdir}/stats.JOB.log" \
         ${python} -m espnet_ofa.bin.ofa_ssl_train --collect_stats true --ngpu 0 ${_ssl_common} \

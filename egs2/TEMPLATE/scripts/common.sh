@@ -66,6 +66,19 @@ split_keys() {
     echo "${n}"
 }
 
+# split_train_valid TRAIN_SCP VALID_SCP N DIR: split both lists into the same number of
+# parts (at most N, at most the lines of either) as DIR/train.<j>.scp and DIR/valid.<j>.scp,
+# one pair per collect-stats job; prints that number.
+split_train_valid() {
+    local train=$1 valid=$2 n=$3 dir=$4 n_valid
+    n=$(split_keys "${train}" "${n}" "${dir}/train")
+    n_valid=$(split_keys "${valid}" "${n}" "${dir}/valid")
+    if [ "${n_valid}" -lt "${n}" ]; then
+        n=$(split_keys "${train}" "${n_valid}" "${dir}/train")
+    fi
+    echo "${n}"
+}
+
 # resolve_ngpu N: N when that many GPUs are visible to torch, else 0 with a warning.
 resolve_ngpu() {
     local want=$1 have

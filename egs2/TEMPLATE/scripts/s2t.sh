@@ -293,15 +293,11 @@ fi
 # collect_stats I: stage 10 for the frontend of experiment I, into ${stats_dir}/<its key>.
 # shellcheck disable=SC2329  # called through bg_run
 collect_stats() {
-    local i=$1 sdir logdir n n_valid j
+    local i=$1 sdir logdir n j
     sdir="${stats_dir}/${exp_stats[i]}"
     logdir="${sdir}/logdir"
     mkdir -p "${logdir}"
-    n=$(split_keys "${data_feats}/${train_set}/wav.scp" "${nj}" "${logdir}/train")
-    n_valid=$(split_keys "${data_feats}/${valid_set}/wav.scp" "${n}" "${logdir}/valid")
-    if [ "${n_valid}" -lt "${n}" ]; then
-        n=$(split_keys "${data_feats}/${train_set}/wav.scp" "${n_valid}" "${logdir}/train")
-    fi
+    n=$(split_train_valid "${data_feats}/${train_set}/wav.scp" "${data_feats}/${valid_set}/wav.scp" "${nj}" "${logdir}")
     rm -rf "${logdir}"/stats.*
     # shellcheck disable=SC2086  # train_args and the extra options hold several options
     ${train_cmd} --num_threads "${num_threads}" JOB=1:"${n}" "${logdir}/stats.JOB.log" \
