@@ -58,7 +58,8 @@ def test_probe_finds_the_informative_layer_and_only_it():
 
     def make(n):
         labels = np.array(["a", "b"] * n)
-        informative = np.where(labels == "a", 2.0, -2.0)[:, None] + 0.3 * rng.standard_normal((2 * n, 4))
+        centre = np.where(labels == "a", 2.0, -2.0)[:, None]
+        informative = centre + 0.3 * rng.standard_normal((2 * n, 4))
         noise = rng.standard_normal((2 * n, 4))
         return PooledSet([f"u{i}" for i in range(2 * n)], np.stack([noise, informative], 1), labels)
 

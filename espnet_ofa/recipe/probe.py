@@ -33,7 +33,8 @@ Extractor = Callable[[torch.Tensor], List[np.ndarray]]
 
 @dataclass(frozen=True)
 class PooledSet:
-    """A data set as probe inputs: ``features`` (U, L, 2D) per utterance and layer, ``labels`` (U,)."""
+    """A data set as probe inputs: ``features`` (U, L, 2D) per utterance and layer, and
+    ``labels`` (U,), the words."""
 
     utts: List[str]
     features: np.ndarray
@@ -48,7 +49,8 @@ def pool(layers: Sequence[np.ndarray]) -> np.ndarray:
     for feats in layers:
         feats = np.asarray(feats, dtype=np.float64)
         if feats.ndim != 2 or feats.shape[0] == 0:
-            raise ValueError(f"each layer must be a non-empty (T, D) array, got shape {feats.shape}")
+            raise ValueError(
+                f"each layer must be a non-empty (T, D) array, got shape {feats.shape}")
         out.append(np.concatenate([feats.mean(axis=0), feats.std(axis=0)]))
     return np.stack(out)
 
