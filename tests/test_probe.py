@@ -91,6 +91,8 @@ def test_data_dir_must_be_single_words_with_a_label_for_each_utterance(sets, tmp
     write_kaldi_table(partial / "text", {scp[0].split()[0]: "low"})
     with pytest.raises(DataDirError, match="no line for"):
         pool_data_dir(partial, lambda wav: [np.ones((3, 2))])
+    with pytest.raises(ValueError, match="utterance 'train_high_00' .*too short"):
+        pool_data_dir(train, lambda wav: [np.ones((0, 2))])  # a model that gave no frames
 
 
 def test_pooled_labels_follow_their_utterances(sets):
