@@ -98,6 +98,7 @@ def probe_accuracy(
         ``{layer: {name: accuracy}}`` with layers ``"0"``, ``"1"``, ... and ``"all"``.
     """
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     num_layers = train.features.shape[1]
@@ -111,13 +112,17 @@ def probe_accuracy(
         views.append(("all", lambda x: x.reshape(len(x), -1)))
     result: Dict[str, Dict[str, float]] = {}
     for layer, view in views:
-        scaler = StandardScaler().fit(view(train.features))
-        clf = LogisticRegression(C=c, max_iter=2000)
-        clf.fit(scaler.transform(view(train.features)), train.labels)
-        result[layer] = {
-            name: float(np.mean(clf.predict(scaler.transform(view(t.features))) == t.labels))
-            for name, t in tests.items()}
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
+        clf.fit(view(train.features), train.labels)
+        result[layer] = {name: float(np.mean(clf.predict(view(t.features)) == t.labels))
+                         for name, t in tests.items()}
     return result
+
+
+def _valid_frames(out) -> List[np.ndarray]:
+    """A batch of one (teacher or student output: ``hidden``, ``lengths``) -> [(T, D)]."""
+    n = int(out.lengths[0])
+    return [h[0, :n].float().numpy() for h in out.hidden]
 
 
 def teacher_extractor(source: str) -> Extractor:
@@ -126,14 +131,8 @@ def teacher_extractor(source: str) -> Extractor:
 
     teacher = load_teacher(source, layers=(0,))
     teacher.layers = tuple(range(teacher.num_layers + 1))  # its depth is known once loaded
-
-    @torch.no_grad()
-    def extract(wav: torch.Tensor) -> List[np.ndarray]:
-        out = teacher(wav[None], torch.tensor([wav.numel()]))
-        n = int(out.lengths[0])
-        return [h[0, :n].float().numpy() for h in out.hidden]
-
-    return extract
+    return torch.no_grad()(
+        lambda wav: _valid_frames(teacher(wav[None], torch.tensor([wav.numel()]))))
 
 
 def ofa_extractor(model: PathLike, frame_period: float) -> Extractor:
@@ -144,13 +143,8 @@ def ofa_extractor(model: PathLike, frame_period: float) -> Extractor:
     student = load_student(model).eval()
     student.check_rate(Rate(frame_period=frame_period))
 
-    @torch.no_grad()
-    def extract(wav: torch.Tensor) -> List[np.ndarray]:
-        out = student(wav[None], torch.tensor([wav.numel()]), frame_period=frame_period)
-        n = int(out.lengths[0])
-        return [h[0, :n].float().numpy() for h in out.hidden]
-
-    return extract
+    return torch.no_grad()(lambda wav: _valid_frames(
+        student(wav[None], torch.tensor([wav.numel()]), frame_period=frame_period)))
 
 
 def mfcc_extractor() -> Extractor:
