@@ -28,7 +28,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torchaudio
 from torch import Tensor, nn
-from torchaudio.models.wav2vec2 import components
+from torchaudio.models import wav2vec2_model
 
 # The mel front's analysis window and hop (samples at 16 kHz): 25 ms and 10 ms, so that two
 # frames of its stride-2 convolution make the CNN's 20 ms and its frame count.
@@ -117,6 +117,32 @@ def conv_stack(conv_layers: nn.ModuleList, wav: Tensor, lengths: Optional[Tensor
     return x, lengths
 
 
+def wav2vec2_conv_blocks(conv_layers: Sequence[Sequence[int]], mode: str = "group_norm",
+                         bias: bool = False) -> nn.ModuleList:
+    """torchaudio's wav2vec 2.0 CNN blocks (``ConvLayerBlock``: ``.conv``, ``.layer_norm``)
+    for a geometry, from the public factory ``torchaudio.models.wav2vec2_model``.
+
+    The factory builds a whole model; only ``feature_extractor.conv_layers`` is kept. Its
+    encoder is made 1 wide and 0 layers deep, so building and dropping it costs nothing.
+
+    Args:
+        conv_layers: (channels, kernel, stride) per layer.
+        mode: "group_norm" (a GroupNorm after the first conv) or "layer_norm" (after each).
+        bias: conv bias.
+    """
+    model = wav2vec2_model(
+        extractor_mode=mode,
+        extractor_conv_layer_config=[tuple(int(v) for v in layer) for layer in conv_layers],
+        extractor_conv_bias=bias,
+        encoder_embed_dim=1, encoder_projection_dropout=0.0, encoder_pos_conv_kernel=1,
+        encoder_pos_conv_groups=1, encoder_num_layers=0, encoder_num_heads=1,
+        encoder_attention_dropout=0.0, encoder_ff_interm_features=1,
+        encoder_ff_interm_dropout=0.0, encoder_dropout=0.0, encoder_layer_norm_first=False,
+        encoder_layer_drop=0.0, aux_num_out=None,
+    )
+    return model.feature_extractor.conv_layers
+
+
 def light_channels(conv_layers: Sequence[Sequence[int]]) -> Tuple[int, ...]:
     """Default channels of the light front for a CNN geometry.
 
@@ -148,9 +174,7 @@ class ConvFront(nn.Module):
     def __init__(self, conv_layers: Sequence[Sequence[int]], mode: str = "group_norm",
                  bias: bool = False) -> None:
         super().__init__()
-        extractor = components._get_feature_extractor(
-            mode, [tuple(int(v) for v in layer) for layer in conv_layers], bias)
-        self.conv_layers = extractor.conv_layers
+        self.conv_layers = wav2vec2_conv_blocks(conv_layers, mode, bias)
         self.output_dim = int(conv_layers[-1][0])
 
     def forward(self, wav: Tensor, lengths: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:

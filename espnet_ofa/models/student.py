@@ -3,9 +3,9 @@
     waveform (16 kHz)
       -> waveform front (20 ms frames): the wav2vec 2.0 CNN, a light CNN or log-mel + convs
                                                                    [espnet_ofa.models.fronts]
-      -> feature projection                                        [torchaudio components]
+      -> feature projection                               [torchaudio.models.wav2vec2_model]
       -> alpha predictor -> rate control -> CIF (or fixed pooling) [espnet_ofa.compression]
-      -> Transformer encoder (positional conv + layers)            [torchaudio components]
+      -> Transformer encoder (positional conv + layers)   [torchaudio.models.wav2vec2_model]
       -> one prediction head per distilled teacher layer
 
 The compression sits between the CNN and the Transformer, so the Transformer, which
@@ -22,7 +22,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
-from torchaudio.models.wav2vec2 import components
+from torchaudio.models import wav2vec2_model
 
 from espnet_ofa.compression import (
     DEFAULT_PERIOD_RANGE_MS,
@@ -162,6 +162,34 @@ def _attention_mask(lengths: torch.Tensor, max_len: int, dtype: torch.dtype) -> 
     return (-10000.0 * pad[:, None, None, :].to(dtype)).expand(-1, 1, max_len, max_len)
 
 
+def wav2vec2_encoder(in_features: int, config: StudentConfig) -> nn.Module:
+    """torchaudio's wav2vec 2.0 encoder (``.feature_projection``: in_features -> embed_dim,
+    ``.transformer``) sized by ``config``, from the public ``wav2vec2_model``.
+
+    The factory's CNN only sets the projection's input width: a one-layer 1x1 convolution
+    with ``in_features`` channels, dropped here.
+    """
+    model = wav2vec2_model(
+        extractor_mode="group_norm",
+        extractor_conv_layer_config=[(int(in_features), 1, 1)],
+        extractor_conv_bias=False,
+        encoder_embed_dim=config.embed_dim,
+        encoder_projection_dropout=config.dropout,
+        encoder_pos_conv_kernel=config.pos_conv_kernel,
+        encoder_pos_conv_groups=config.pos_conv_groups,
+        encoder_num_layers=config.num_layers,
+        encoder_num_heads=config.num_heads,
+        encoder_attention_dropout=config.attention_dropout,
+        encoder_ff_interm_features=config.ffn_dim,
+        encoder_ff_interm_dropout=config.activation_dropout,
+        encoder_dropout=config.dropout,
+        encoder_layer_norm_first=config.layer_norm_first,
+        encoder_layer_drop=0.0,
+        aux_num_out=None,
+    )
+    return model.encoder
+
+
 class OFAStudent(nn.Module):
     """Once-for-all student SSL model. See the module docstring for the layout."""
 
@@ -176,23 +204,9 @@ class OFAStudent(nn.Module):
             channels=config.light_channels, n_mels=config.mel_bins,
             mel_channels=config.mel_channels,
         )
-        # torchaudio's encoder factory gives the projection and the Transformer; the
+        # The projection and the Transformer of torchaudio's wav2vec 2.0 encoder; the
         # compression goes between the two, so they are kept as separate modules.
-        encoder = components._get_encoder(
-            in_features=self.feature_extractor.output_dim,
-            embed_dim=config.embed_dim,
-            dropout_input=config.dropout,
-            pos_conv_kernel=config.pos_conv_kernel,
-            pos_conv_groups=config.pos_conv_groups,
-            num_layers=config.num_layers,
-            num_heads=config.num_heads,
-            attention_dropout=config.attention_dropout,
-            ff_interm_features=config.ffn_dim,
-            ff_interm_dropout=config.activation_dropout,
-            dropout=config.dropout,
-            layer_norm_first=config.layer_norm_first,
-            layer_drop=0.0,
-        )
+        encoder = wav2vec2_encoder(self.feature_extractor.output_dim, config)
         self.feature_projection = encoder.feature_projection
         self.transformer = encoder.transformer
         self.alpha_predictor = (
@@ -286,9 +300,15 @@ class OFAStudent(nn.Module):
     def encode(self, frames: torch.Tensor, lengths: torch.Tensor) -> List[torch.Tensor]:
         """(B, T', D) compressed frames -> [input to layer 1, output of each layer]."""
         mask = _attention_mask(lengths, frames.shape[1], frames.dtype)
-        x = self.transformer._preprocess(frames)  # positional conv (+ norm) and dropout
+        transformer = self.transformer
+        # What torchaudio's Transformer runs before its first layer (as the teacher does):
+        # positional conv, its layer norm when layer_norm_first, dropout.
+        x = frames + transformer.pos_conv_embed(frames)
+        if transformer.layer_norm_first:
+            x = transformer.layer_norm(x)
+        x = transformer.dropout(x)
         hidden = [x]
-        for layer in self.transformer.layers:
+        for layer in transformer.layers:
             x, _ = layer(x, mask)
             hidden.append(x)
         return hidden

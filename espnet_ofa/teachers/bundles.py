@@ -17,14 +17,15 @@ from torchaudio.pipelines import Wav2Vec2Bundle
 
 from espnet_ofa.teachers.base import LOCAL_FORMATS_HELP, Teacher, TeacherLoadError
 
-# The teachers the project documents, with the torchaudio.models preset that rebuilds
-# each (for the offline hint) and whether the model expects normalised waveforms.
-KNOWN_BUNDLES: Dict[str, Tuple[str, bool]] = {
-    "HUBERT_BASE": ("hubert_base", False),
-    "HUBERT_LARGE": ("hubert_large", True),
-    "WAVLM_BASE": ("wavlm_base", False),
-    "WAVLM_BASE_PLUS": ("wavlm_base", False),
-    "WAV2VEC2_BASE": ("wav2vec2_base", False),
+# The teachers the project documents: the torchaudio.models preset that rebuilds each
+# (for the pickle-free format and the offline hint), whether the model expects
+# normalised waveforms, and the file torchaudio downloads (under _DOWNLOAD_ROOT).
+KNOWN_BUNDLES: Dict[str, Tuple[str, bool, str]] = {
+    "HUBERT_BASE": ("hubert_base", False, "hubert_fairseq_base_ls960.pth"),
+    "HUBERT_LARGE": ("hubert_large", True, "hubert_fairseq_large_ll60k.pth"),
+    "WAVLM_BASE": ("wavlm_base", False, "wavlm_base.pth"),
+    "WAVLM_BASE_PLUS": ("wavlm_base", False, "wavlm_base_plus.pth"),
+    "WAV2VEC2_BASE": ("wav2vec2_base", False, "wav2vec2_fairseq_base_ls960.pth"),
 }
 _DOWNLOAD_ROOT = "https://download.pytorch.org/torchaudio/models/"
 
@@ -46,21 +47,31 @@ def find_bundle(name: str) -> Optional[str]:
     return wanted if wanted in bundle_names() else None
 
 
-def _offline_hint(name: str, bundle: Any) -> str:
-    filename = getattr(bundle, "_path", None)  # private, hence the getattr
-    if not filename:
+def _offline_hint(name: str) -> str:
+    if name not in KNOWN_BUNDLES:
         return ""
-    url = filename if filename.startswith("https") else _DOWNLOAD_ROOT + filename
-    cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
-    factory, normalize = KNOWN_BUNDLES.get(name, (None, False))
-    lines = [
+    factory, normalize, filename = KNOWN_BUNDLES[name]
+    url = _DOWNLOAD_ROOT + filename
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", filename)
+    norm = ", normalize_waveform=True" if normalize else ""
+    return (
         f"The bundle's weights are {url}: fetch that file on a machine with internet, then "
-        f"either copy it to {cached} (torchaudio then finds it offline)",
-    ]
-    if factory is not None:
-        norm = ", normalize_waveform=True" if normalize else ""
-        lines.append(f"or call load_teacher('/path/to/{os.path.basename(url)}', factory='{factory}'{norm}).")
-    return "\n".join(lines) + "\n"
+        f"either copy it to {cached} (torchaudio then finds it offline)\n"
+        f"or call load_teacher('/path/to/{filename}', factory='{factory}'{norm}).\n"
+    )
+
+
+def _preset_of(name: str, model: torch.nn.Module) -> Optional[str]:
+    """The torchaudio.models preset that rebuilds the bundle's model, if the model has
+    exactly the preset's parameters (names and shapes; built on the meta device, free)."""
+    if name not in KNOWN_BUNDLES:
+        return None
+    factory = KNOWN_BUNDLES[name][0]
+    with torch.device("meta"):
+        reference = getattr(torchaudio.models, factory)()
+    shapes = {key: value.shape for key, value in model.state_dict().items()}
+    wanted = {key: value.shape for key, value in reference.state_dict().items()}
+    return factory if shapes == wanted else None
 
 
 def teacher_from_bundle(
@@ -84,7 +95,7 @@ def teacher_from_bundle(
         raise TeacherLoadError(
             f"could not get the weights of torchaudio bundle {name} "
             f"({type(err).__name__}: {err}); torchaudio downloads them on first use, which "
-            f"needs internet. Pass a local file instead.\n{_offline_hint(name, bundle)}"
+            f"needs internet. Pass a local file instead.\n{_offline_hint(name)}"
             f"{LOCAL_FORMATS_HELP}"
         ) from err
     # Bundles of "Large" models come wrapped to layer-normalise the waveform (over the
@@ -94,21 +105,16 @@ def teacher_from_bundle(
         wrapped_normalize = bool(getattr(model, "normalize_waveform", False))
         model = model.model
     if normalize_waveform is None:
-        normalize_waveform = wrapped_normalize or bool(getattr(bundle, "_normalize_waveform", False))
-    # The preset arguments (private attributes: optional) let the teacher be saved in
-    # the pickle-free torchaudio format; kept only if they describe the model we got.
-    params = getattr(bundle, "_params", None)
-    model_type = getattr(bundle, "_model_type", "Wav2Vec2")
-    if not isinstance(params, dict) or params.get("encoder_num_layers") != len(
-        model.encoder.transformer.layers
-    ) or params.get("encoder_embed_dim") != model.encoder.feature_projection.projection.out_features:
-        params = None
+        normalize_waveform = wrapped_normalize or KNOWN_BUNDLES.get(name, (None, False))[1]
+    # A preset (its defaults differ from the bundle's only in dropout, off in a frozen
+    # teacher) lets the teacher be saved in the pickle-free torchaudio format.
+    factory = _preset_of(name, model)
     return Teacher(
         model,
         layers,
         normalize_waveform=normalize_waveform,
         source=f"torchaudio.pipelines.{name}",
-        factory=("wavlm_model" if model_type == "WavLM" else "wav2vec2_model") if params else None,
-        factory_kwargs=params,
+        factory=factory,
+        factory_kwargs={} if factory else None,
         **teacher_kwargs,
     )

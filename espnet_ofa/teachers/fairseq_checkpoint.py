@@ -8,27 +8,23 @@ fairseq: an ``argparse.Namespace`` with the same field names), or a flat ``"cfg"
 ``w2v_args``; the CTC head is dropped.
 
 The configuration becomes the arguments of ``torchaudio.models.wav2vec2_model`` /
-``wavlm_model``, and the weights are renamed with torchaudio's own fairseq key map
-(``torchaudio.models.wav2vec2.utils.import_fairseq._map_key``). WavLM's extra
-attention weights (``grep_linear``, ``grep_a``, ``relative_attention_bias``) and its
-separate q/k/v projections are mapped to torchaudio's names as the Hugging Face
-converter does (``transform_wavlm_encoder_state``).
+``wavlm_model``, and the weights are renamed to torchaudio's names
+(`espnet_ofa.teachers.key_maps`), WavLM's separate q/k/v projections merged into
+torchaudio's single one.
 """
 
 from __future__ import annotations
 
 import ast
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torchaudio.models import wav2vec2_model, wavlm_model
-from torchaudio.models.wav2vec2.utils.import_fairseq import _map_key
-from torchaudio.models.wav2vec2.utils.import_huggingface import transform_wavlm_encoder_state
 
 from espnet_ofa.teachers.base import Teacher, TeacherLoadError
+from espnet_ofa.teachers.key_maps import fairseq_to_torchaudio, merge_wavlm_qkv
 from espnet_ofa.teachers.serialization import load_strict, to_plain
 
 # fairseq's Wav2Vec2Config / HubertConfig defaults, for fields a config leaves out.
@@ -53,16 +49,6 @@ _DEFAULTS: Dict[str, Any] = {
     "num_buckets": 320,
     "max_distance": 800,
 }
-_WAVLM_ATTENTION = re.compile(
-    r"encoder\.layers\.(\d+)\.self_attn\.(grep_linear\.(?:weight|bias)|grep_a|relative_attention_bias\.weight)$"
-)
-_WAVLM_NAMES = {
-    "grep_linear.weight": "gru_rel_pos_linear.weight",
-    "grep_linear.bias": "gru_rel_pos_linear.bias",
-    "grep_a": "gru_rel_pos_const",
-    "relative_attention_bias.weight": "rel_attn_embed.weight",
-}
-
 
 def is_fairseq_checkpoint(obj: Any) -> bool:
     return (
@@ -184,23 +170,15 @@ def convert_state_dict(
     """fairseq / unilm parameter names -> torchaudio Wav2Vec2Model names."""
     converted: Dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        # Fine-tuned models wrap the pre-trained one; _map_key strips "w2v_model.".
-        key = key[len("w2v_encoder.") :] if key.startswith("w2v_encoder.") else key
-        match = _WAVLM_ATTENTION.match(key.replace("w2v_model.", "", 1))
-        if match:
-            name = f"encoder.transformer.layers.{match.group(1)}.attention.{_WAVLM_NAMES[match.group(2)]}"
-        else:
-            try:
-                name = _map_key(key)
-            except ValueError as err:
-                raise TeacherLoadError(
-                    f"{str(path)!r} has a parameter torchaudio's models do not have: {key!r} "
-                    "(an architecture variant this loader does not support)"
-                ) from err
-        # Dropped: masking embedding, quantiser, HuBERT label embeddings, CTC head.
-        if name is None or name == "label_embs_concat" or name.startswith("aux."):
-            continue
-        converted[name] = value
+        try:
+            name = fairseq_to_torchaudio(key)
+        except KeyError:
+            raise TeacherLoadError(
+                f"{str(path)!r} has a parameter torchaudio's models do not have: {key!r} "
+                "(an architecture variant this loader does not support)"
+            ) from None
+        if name is not None:  # None: masking, quantiser, label embeddings, CTC head
+            converted[name] = value
 
     conv_dim = config["extractor_conv_layer_config"][-1][0]
     projection = "encoder.feature_projection.projection."
@@ -211,15 +189,10 @@ def convert_state_dict(
         converted[projection + "bias"] = torch.zeros(conv_dim)
 
     if wavlm:
-        # q/k/v -> one in_proj, as torchaudio's WavLM attention wraps MultiheadAttention.
-        prefix = "encoder.transformer."
-        encoder = {k[len(prefix) :]: v for k, v in converted.items() if k.startswith(prefix)}
         try:
-            transform_wavlm_encoder_state(encoder, config["encoder_num_layers"])
+            merge_wavlm_qkv(converted, config["encoder_num_layers"])
         except KeyError as err:
             raise TeacherLoadError(f"{str(path)!r}: WavLM attention weight {err} missing") from err
-        converted = {k: v for k, v in converted.items() if not k.startswith(prefix)}
-        converted.update({prefix + k: v for k, v in encoder.items()})
     return converted
 
 

@@ -1,13 +1,11 @@
 """Teachers from Hugging Face model directories (Wav2Vec2, HuBERT, WavLM).
 
-``transformers`` is not needed: ``config.json`` is read as JSON and turned into
-torchaudio arguments with torchaudio's own converters
-(``import_huggingface._get_config`` / ``_get_config_wavlm``, which read attributes, so
-the JSON is wrapped in a namespace filled with the Hugging Face defaults), and the
-weights (``pytorch_model.bin``, ``model.safetensors``, or their sharded ``*.index.json``
-forms) are renamed to torchaudio's names. Hugging Face's encoder names already match
-torchaudio's Transformer; only WavLM's q/k/v projections are merged
-(``transform_wavlm_encoder_state``).
+``transformers`` is not needed: ``config.json`` is read as JSON, filled with the Hugging
+Face defaults and turned into the arguments of ``torchaudio.models.wav2vec2_model`` /
+``wavlm_model`` (`torchaudio_config`), and the weights (``pytorch_model.bin``,
+``model.safetensors``, or their sharded ``*.index.json`` forms) are renamed to
+torchaudio's names. Hugging Face's encoder names already match torchaudio's Transformer;
+only WavLM's q/k/v projections are merged (`espnet_ofa.teachers.key_maps`).
 
 ``model.safetensors`` needs the ``safetensors`` package; without it only ``.bin``
 weights load, and the error says so.
@@ -26,13 +24,9 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 from torchaudio.models import wav2vec2_model, wavlm_model
-from torchaudio.models.wav2vec2.utils.import_huggingface import (
-    _get_config,
-    _get_config_wavlm,
-    transform_wavlm_encoder_state,
-)
 
 from espnet_ofa.teachers.base import LOCAL_FORMATS_HELP, Teacher, TeacherLoadError
+from espnet_ofa.teachers.key_maps import merge_wavlm_qkv
 from espnet_ofa.teachers.serialization import load_checkpoint, load_strict
 
 # transformers' Wav2Vec2Config / HubertConfig / WavLMConfig defaults: save_pretrained
@@ -62,12 +56,46 @@ _HF_DEFAULTS: Dict[str, Any] = {
     "feat_proj_layer_norm": True,
 }
 MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
+# torchaudio argument <- Hugging Face config field (WavLM adds the relative position
+# bias's two).
+_TORCHAUDIO_ARGS: Dict[str, str] = {
+    "extractor_conv_bias": "conv_bias",
+    "encoder_embed_dim": "hidden_size",
+    "encoder_projection_dropout": "feat_proj_dropout",
+    "encoder_pos_conv_kernel": "num_conv_pos_embeddings",
+    "encoder_pos_conv_groups": "num_conv_pos_embedding_groups",
+    "encoder_num_layers": "num_hidden_layers",
+    "encoder_num_heads": "num_attention_heads",
+    "encoder_attention_dropout": "attention_dropout",
+    "encoder_ff_interm_features": "intermediate_size",
+    "encoder_ff_interm_dropout": "activation_dropout",
+    "encoder_dropout": "hidden_dropout",
+    "encoder_layer_norm_first": "do_stable_layer_norm",
+    "encoder_layer_drop": "layerdrop",
+}
+_WAVLM_ARGS: Dict[str, str] = {
+    "encoder_num_buckets": "num_buckets",
+    "encoder_max_distance": "max_bucket_distance",
+}
 # Prefixes of task heads' wrappers (Wav2Vec2ForCTC, HubertForCTC, WavLMForCTC, ...).
 _BODY_PREFIXES = ("wav2vec2.", "hubert.", "wavlm.")
 # Parameters with no counterpart in a torchaudio encoder: masking, quantiser, heads.
 _DROPPED_PREFIXES = ("masked_spec_embed", "quantizer.", "project_hid.", "project_q.", "lm_head.",
                      "dropout_features", "projector.", "classifier.", "layer_weights")
 _WEIGHT_FILES = ("pytorch_model.bin", "model.safetensors")
+
+
+def torchaudio_config(cfg: SimpleNamespace, wavlm: bool) -> Dict[str, Any]:
+    """A Hugging Face config (defaults filled in) -> keyword arguments of
+    ``torchaudio.models.wav2vec2_model`` (``wavlm_model`` when ``wavlm``)."""
+    fields = {**_TORCHAUDIO_ARGS, **(_WAVLM_ARGS if wavlm else {})}
+    return {
+        "extractor_mode": f"{cfg.feat_extract_norm}_norm",  # "group" / "layer"
+        "extractor_conv_layer_config": [
+            (int(c), int(k), int(s)) for c, k, s in zip(cfg.conv_dim, cfg.conv_kernel, cfg.conv_stride)
+        ],
+        **{arg: getattr(cfg, field) for arg, field in fields.items()},
+    }
 
 
 def is_huggingface_dir(path: Path) -> bool:
@@ -122,7 +150,6 @@ def convert_state_dict(
 ) -> Dict[str, torch.Tensor]:
     """Hugging Face names -> torchaudio Wav2Vec2Model names."""
     converted: Dict[str, torch.Tensor] = {}
-    encoder: Dict[str, torch.Tensor] = {}
     unknown = []
     for key, value in state.items():
         for prefix in _BODY_PREFIXES:
@@ -140,7 +167,7 @@ def convert_state_dict(
         elif key.startswith("feature_projection."):
             converted["encoder." + key] = value
         elif key.startswith("encoder."):
-            encoder[key[len("encoder.") :]] = value
+            converted["encoder.transformer." + key[len("encoder."):]] = value
         else:
             unknown.append(key)
     if unknown:
@@ -150,10 +177,9 @@ def convert_state_dict(
         )
     if wavlm:
         try:
-            transform_wavlm_encoder_state(encoder, num_layers)
+            merge_wavlm_qkv(converted, num_layers)
         except KeyError as err:
             raise TeacherLoadError(f"{str(directory)!r}: WavLM attention weight {err} missing") from err
-    converted.update({"encoder.transformer." + k: v for k, v in encoder.items()})
     return converted
 
 
@@ -192,9 +218,7 @@ def teacher_from_huggingface(
             f"{str(directory)!r}: torchaudio's models cannot express {', '.join(unsupported)}"
         )
     wavlm = model_type == "wavlm"
-    # torchaudio's converters read exactly the attributes transformers' configs have.
-    config = _get_config_wavlm(cfg) if wavlm else _get_config(cfg)
-    config["extractor_conv_layer_config"] = [tuple(c) for c in config["extractor_conv_layer_config"]]
+    config = torchaudio_config(cfg, wavlm)
     factory = "wavlm_model" if wavlm else "wav2vec2_model"
     model = (wavlm_model if wavlm else wav2vec2_model)(**config, aux_num_out=None)
     state = convert_state_dict(_load_weights(directory), config["encoder_num_layers"], wavlm, directory)
