@@ -29,6 +29,9 @@ class EspnetTask:
             ``meta.yaml`` key of that file in a packed archive (``espnet2.bin.pack``).
         model_key: the same for the model file.
         model_attribute: the inference object's attribute holding the ESPnet model.
+        kind: what the model outputs, which decides the data it trains on and how the
+            recipes score it: "asr" (a transcript; WER), "slu" (intent and transcript;
+            intent accuracy) or "st" (a translation; BLEU).
         inference_kwargs: fixed keywords the inference class needs so that calling it
             returns ESPnet's usual n-best list of ``(text, tokens, token_ids, hyp, ...)``.
     """
@@ -41,6 +44,7 @@ class EspnetTask:
     config_key: str
     model_key: str
     model_attribute: str
+    kind: str
     inference_kwargs: Tuple[Tuple[str, Any], ...] = ()
 
     def inference_cls(self) -> type:
@@ -52,15 +56,15 @@ TASKS: Dict[str, EspnetTask] = {
     task.name: task
     for task in (
         EspnetTask("asr", "espnet2.tasks.asr", "ASRTask", "espnet2.bin.asr_inference",
-                   "Speech2Text", "asr_train_config", "asr_model_file", "asr_model"),
+                   "Speech2Text", "asr_train_config", "asr_model_file", "asr_model", "asr"),
         EspnetTask("slu", "espnet2.tasks.slu", "SLUTask", "espnet2.bin.slu_inference",
-                   "Speech2Understand", "slu_train_config", "slu_model_file", "asr_model"),
+                   "Speech2Understand", "slu_train_config", "slu_model_file", "asr_model", "slu"),
         EspnetTask("st", "espnet2.tasks.st", "STTask", "espnet2.bin.st_inference",
-                   "Speech2Text", "st_train_config", "st_model_file", "st_model"),
+                   "Speech2Text", "st_train_config", "st_model_file", "st_model", "st"),
         # The transducer's Speech2Text returns bare hypotheses unless told to decode them.
         EspnetTask("asr_transducer", "espnet2.tasks.asr_transducer", "ASRTransducerTask",
                    "espnet2.bin.asr_transducer_inference", "Speech2Text", "asr_train_config",
-                   "asr_model_file", "asr_model", (("return_decoded_hyp", True),)),
+                   "asr_model_file", "asr_model", "asr", (("return_decoded_hyp", True),)),
     )
 }
 
@@ -97,10 +101,15 @@ def task_of_archive(files: Dict[str, Any]) -> Optional[EspnetTask]:
     return None
 
 
+def task_kinds() -> Tuple[str, ...]:
+    """The kinds of output (`EspnetTask.kind`) of the supported tasks, in table order."""
+    return tuple(dict.fromkeys(task.kind for task in TASKS.values()))
+
+
 def model_attributes() -> Tuple[str, ...]:
     """The attributes under which inference objects hold their ESPnet model."""
     return tuple(dict.fromkeys(task.model_attribute for task in TASKS.values()))
 
 
-__all__ = ["EspnetTask", "TASKS", "get_task", "model_attributes", "task_names",
+__all__ = ["EspnetTask", "TASKS", "get_task", "model_attributes", "task_kinds", "task_names",
            "task_of_archive", "task_of_train_module"]

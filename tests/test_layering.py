@@ -3,7 +3,7 @@
 Layers, lowest first (a unit is a subpackage or a top-level module of ``espnet_ofa``; a unit
 may import units of its own layer and of lower layers, at module level or inside functions):
 
-0. ``fileio``, ``espnet_tasks``, ``lazy_exports`` (standard library only), ``data`` (data
+0. ``constants``, ``fileio``, ``espnet_tasks``, ``lazy_exports`` (standard library only), ``data`` (data
    dirs, audio, waveform checks): the base, usable by all;
 1. ``compression``: CIF and rate control (pure torch);
 2. ``models``: the student and its losses;
@@ -28,7 +28,7 @@ import espnet_ofa
 PACKAGE = Path(espnet_ofa.__file__).parent
 
 LAYERS = [
-    {"fileio", "espnet_tasks", "lazy_exports", "data"},
+    {"constants", "fileio", "espnet_tasks", "lazy_exports", "data"},
     {"compression"},
     {"models"},
     {"teachers", "segmentation"},
@@ -43,7 +43,7 @@ LEVEL = {unit: level for level, units in enumerate(LAYERS) for unit in units}
 
 # Imported at interpreter start-up by the .pth hook: the standard library only.
 STDLIB_ONLY = ["espnet_ofa/__init__.py", "espnet_ofa/registration.py",
-               "espnet_ofa/espnet_tasks.py", "espnet_ofa/fileio.py"]
+               "espnet_ofa/espnet_tasks.py", "espnet_ofa/fileio.py", "espnet_ofa/constants.py"]
 
 
 def module_name(path: Path) -> str:

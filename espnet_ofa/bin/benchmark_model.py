@@ -25,6 +25,7 @@ from typing import Callable, Dict, List, Sequence
 
 import torch
 
+from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.models.fronts import FRONTS
 from espnet_ofa.models.macs import count_macs
 from espnet_ofa.models.student import build_student
@@ -89,7 +90,7 @@ def main(argv: Sequence[str] = None) -> List[dict]:
         torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     overrides = {} if args.num_layers is None else {"num_layers": args.num_layers}
-    num_samples = int(args.seconds * 16000)
+    num_samples = int(args.seconds * SAMPLE_RATE)
     gen = torch.Generator().manual_seed(0)
     wav = (0.1 * torch.randn(args.batch, num_samples, generator=gen)).to(device)
     wav_lengths = torch.full((args.batch,), num_samples, device=device)

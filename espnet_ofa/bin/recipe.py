@@ -32,9 +32,9 @@ def _int_or_none(value: str) -> Optional[int]:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    # The recipes' own task lists (FSDD data sets, scored metrics) are owned by their modules.
+    # The tasks are espnet_ofa.espnet_tasks'; the FSDD data sets are their kinds and "ssl".
+    from espnet_ofa.espnet_tasks import task_names
     from espnet_ofa.recipe.prepare import TASKS as DATA_TASKS
-    from espnet_ofa.recipe.scoring import SCORERS
 
     p = argparse.ArgumentParser(prog="python -m espnet_ofa.bin.recipe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,14 +123,14 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
 
     s = sub.add_parser("score", help="stage 13: score one decoding")
-    s.add_argument("--task", required=True, choices=tuple(SCORERS))
+    s.add_argument("--task", required=True, choices=task_names())
     s.add_argument("--ref", required=True, help="reference Kaldi text")
     s.add_argument("--hyp", required=True, help="hypothesis Kaldi text")
     s.add_argument("--out", required=True, help="result.json to write")
     s.add_argument("--info", default=None, help="decoding info.json to merge (period, MACs, RTF)")
 
     s = sub.add_parser("score_all", help="stage 13: score every decoding under a directory")
-    s.add_argument("--task", required=True, choices=tuple(SCORERS))
+    s.add_argument("--task", required=True, choices=task_names())
     s.add_argument("--decode_dir", required=True, help="<exp>/<decode tag> (holding <rate>/<set>/text)")
     s.add_argument("--data_root", required=True, help="dump/raw: <set>/text are the references")
 
@@ -143,7 +143,7 @@ def get_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("plan", help="stages 10-15: the experiments (one tab-separated line "
                        "each: exp dir, config, stats key, SSL model, extra options)")
-    s.add_argument("--task", required=True, choices=("asr", "slu", "st"))
+    s.add_argument("--task", required=True, choices=task_names())
     s.add_argument("--configs", nargs="+", required=True)
     s.add_argument("--expdir", default="exp")
     s.add_argument("--train_frame_periods", type=float, nargs="*", default=[])

@@ -19,7 +19,7 @@ import sys
 import time
 from typing import List, Optional, Sequence
 
-SAMPLE_RATE = 16000
+from espnet_ofa.constants import SAMPLE_RATE
 
 
 def check_inputs(files: Sequence[str]) -> None:

@@ -33,9 +33,8 @@ import numpy as np
 import torch
 
 from espnet_ofa.compression.checks import check_alpha, check_lengths
+from espnet_ofa.constants import INPUT_PERIOD_MS  # the period of the frames CIF compresses
 
-# Frame period of the CNN frames that CIF compresses (stride 320 samples at 16 kHz).
-INPUT_PERIOD_MS = 20.0
 # The periods the port pretrains over (ms): the default range of pretraining and models.
 DEFAULT_PERIOD_RANGE_MS = (INPUT_PERIOD_MS, 90.0)
 # The range of the paper's lambda.

@@ -16,6 +16,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import torch
 
+from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.data.datadir import wav_scp_path
 from espnet_ofa.data.waveform import DEFAULT_MIN_SAMPLES, check_waveform, check_waveform_batch
 
@@ -60,7 +61,7 @@ def _read_wav_scp_value(value: str, start: int, stop: Optional[int]) -> Tuple[np
 
 def load_audio(
     path_or_wavscp_value: Union[PathLike, str],
-    target_sr: Optional[int] = 16000,
+    target_sr: Optional[int] = SAMPLE_RATE,
     segment: Optional[Tuple[float, float]] = None,
     mix_to_mono: bool = False,
 ) -> Tuple[torch.Tensor, int]:

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from espnet_ofa.constants import SAMPLE_RATE
+
 # The SSL models' CNN frame: 25 ms window (400 samples at 16 kHz) and 20 ms hop; a waveform
 # shorter than one window gives no frame at all.
 DEFAULT_MIN_SAMPLES = 400
@@ -40,7 +42,7 @@ def _ms(samples: int, rate: int) -> str:
 def check_waveform(
     wav: torch.Tensor,
     sample_rate: int,
-    expected_sr: int = 16000,
+    expected_sr: int = SAMPLE_RATE,
     min_samples: int = DEFAULT_MIN_SAMPLES,
 ) -> torch.Tensor:
     """Check one utterance's waveform before it reaches a model; raise ``ValueError`` if bad.
@@ -104,7 +106,7 @@ def check_waveform_batch(
     wav: torch.Tensor,
     wav_lengths: torch.Tensor,
     min_samples: int = DEFAULT_MIN_SAMPLES,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
 ) -> torch.Tensor:
     """Check a padded batch of waveforms; raise ``ValueError`` naming the bad utterance.
 

@@ -30,6 +30,8 @@ import torchaudio
 from torch import Tensor, nn
 from torchaudio.models import wav2vec2_model
 
+from espnet_ofa.constants import SAMPLE_RATE
+
 # The mel front's analysis window and hop (samples at 16 kHz): 25 ms and 10 ms, so that two
 # frames of its stride-2 convolution make the CNN's 20 ms and its frame count.
 MEL_WINDOW = 400
@@ -191,7 +193,7 @@ class MelFront(nn.Module):
         sample_rate: must be 16 kHz like the other fronts.
     """
 
-    def __init__(self, n_mels: int = 80, channels: int = 512, sample_rate: int = 16000) -> None:
+    def __init__(self, n_mels: int = 80, channels: int = 512, sample_rate: int = SAMPLE_RATE) -> None:
         super().__init__()
         n_freqs = MEL_WINDOW // 2 + 1
         self.register_buffer("window", torch.hann_window(MEL_WINDOW), persistent=False)

@@ -26,13 +26,13 @@ from torchaudio.models import wav2vec2_model
 
 from espnet_ofa.compression import (
     DEFAULT_PERIOD_RANGE_MS,
-    INPUT_PERIOD_MS,
     CIFOutput,
     Rate,
     cif,
     fixed_rate_alpha,
     rate_alpha,
 )
+from espnet_ofa.constants import DISTILLED_LAYERS, FRAME_HOP, INPUT_PERIOD_MS, SAMPLE_RATE
 from espnet_ofa.data.waveform import as_float32, check_waveform_batch
 from espnet_ofa.models.alpha_predictor import AlphaPredictor
 from espnet_ofa.models.fronts import FRONTS, MEL_WINDOW, build_front
@@ -40,7 +40,6 @@ from espnet_ofa.models.fronts import FRONTS, MEL_WINDOW, build_front
 WAV2VEC2_CONV_LAYERS: Tuple[Tuple[int, int, int], ...] = (
     (512, 10, 5), (512, 3, 2), (512, 3, 2), (512, 3, 2), (512, 3, 2), (512, 2, 2), (512, 2, 2)
 )
-SAMPLE_RATE = 16000
 
 
 @dataclass
@@ -75,7 +74,7 @@ class StudentConfig:
     frame_period_range: Tuple[float, float] = DEFAULT_PERIOD_RANGE_MS
     # Period used when forward gets neither frame_period nor lam in "fixed" mode.
     default_frame_period: float = 40.0
-    target_layers: Sequence[int] = (4, 8, 12)
+    target_layers: Sequence[int] = DISTILLED_LAYERS
     target_dim: int = 768
 
     def __post_init__(self) -> None:
@@ -109,9 +108,10 @@ class StudentConfig:
         stride = 1
         for _, _, s in self.conv_layers:
             stride *= s
-        if stride != SAMPLE_RATE // 50:
+        if stride != FRAME_HOP:
             raise ValueError(
-                f"conv_layers must have a total stride of 320 samples (20 ms at 16 kHz), got {stride}"
+                f"conv_layers must have a total stride of {FRAME_HOP} samples "
+                f"({INPUT_PERIOD_MS:g} ms at {SAMPLE_RATE // 1000} kHz), got {stride}"
             )
 
     def to_dict(self) -> dict:

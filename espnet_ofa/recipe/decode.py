@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import yaml
 
+from espnet_ofa.constants import INPUT_PERIOD_MS
 from espnet_ofa.data.audio import num_frames
 from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table, validate_data_dir
 from espnet_ofa.espnet_tasks import get_task
@@ -72,7 +73,7 @@ class RateResult:
     macs_audio_seconds: float = 0.0
 
     def info(self, learned_period: Optional[float]) -> dict:
-        achieved = (20.0 * self.frames_20ms / self.frames_out) if self.frames_out else None
+        achieved = (INPUT_PERIOD_MS * self.frames_20ms / self.frames_out) if self.frames_out else None
         native = self.tag == NATIVE
         return {
             "rate": self.tag,
@@ -317,7 +318,7 @@ def merge_splits(decode_dir: PathLike, num_splits: int) -> dict:
                 "macs", "macs_audio_seconds"):
         merged[key] = sum(i[key] for i in infos)
     merged["rtf"] = merged["decode_seconds"] / merged["audio_seconds"]
-    merged["achieved_period"] = (20.0 * merged["frames_20ms"] / merged["frames_out"]
+    merged["achieved_period"] = (INPUT_PERIOD_MS * merged["frames_20ms"] / merged["frames_out"]
                                  if merged["frames_out"] else None)
     merged["gmacs_per_second"] = (merged["macs"] / merged["macs_audio_seconds"] / 1e9
                                   if merged["macs_audio_seconds"] else None)

@@ -23,6 +23,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.data.audio import load_audio
 from espnet_ofa.data.datadir import (
     DataDirError,
@@ -77,7 +78,7 @@ def _check(data_dir: Path, required: Sequence[str]) -> None:
 
 
 def format_data_dir(
-    src: PathLike, dst: PathLike, fs: Union[int, str] = 16000,
+    src: PathLike, dst: PathLike, fs: Union[int, str] = SAMPLE_RATE,
     required: Sequence[str] = ("wav.scp",), progress: bool = True,
 ) -> int:
     """Resample ``src``'s audio to ``fs`` into ``dst`` (see the module doc); returns #utts.
@@ -179,7 +180,7 @@ def speed_perturb(
 
 
 def filter_lengths(
-    src: PathLike, dst: PathLike, fs: Union[int, str] = 16000,
+    src: PathLike, dst: PathLike, fs: Union[int, str] = SAMPLE_RATE,
     min_duration: float = 0.1, max_duration: float = 20.0, text_files: Sequence[str] = ("text",),
 ) -> Tuple[int, Dict[str, str]]:
     """Copy dumped ``src`` to ``dst`` without too short/long utterances or empty texts.

@@ -33,6 +33,7 @@ from espnet_ofa.data.datadir import (
     validate_data_dir,
     write_data_dir_tables,
 )
+from espnet_ofa.espnet_tasks import task_kinds
 from espnet_ofa.recipe.fsdd import (
     DIGIT_WORDS,
     FSDD_SAMPLE_RATE,
@@ -45,7 +46,8 @@ from espnet_ofa.recipe.fsdd import (
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
-TASKS = ("ssl", "asr", "slu", "st")
+# SSL pretraining data, or the data of a kind of ESPnet task (espnet_ofa.espnet_tasks).
+TASKS = ("ssl",) + task_kinds()
 
 # SLU: a caller answers a phone menu with one digit; the intent is what the digit selects.
 INTENTS = ("operator", "billing", "sales", "support", "balance", "payment", "opening_hours",

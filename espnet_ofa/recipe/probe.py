@@ -24,6 +24,7 @@ from typing import Callable, Dict, List, Mapping, Sequence, Tuple
 import numpy as np
 import torch
 
+from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.data import DataDirError, load_audio, read_kaldi_table
 from espnet_ofa.segmentation.pipeline import PathLike, list_utterances
 
@@ -73,11 +74,11 @@ def pool_data_dir(data_dir: PathLike, extract: Extractor) -> PooledSet:
     for utt, value, segment in list_utterances(data_dir):
         if utt not in labels:
             raise DataDirError(f"{data_dir}/text has no line for '{utt}' of wav.scp")
-        wav, _ = load_audio(value, target_sr=16000, segment=segment)
+        wav, _ = load_audio(value, target_sr=SAMPLE_RATE, segment=segment)
         try:
             feats.append(pool(extract(wav)))
         except ValueError as e:
-            raise ValueError(f"{data_dir}: utterance '{utt}' ({wav.numel() / 16000:.3f} s): "
+            raise ValueError(f"{data_dir}: utterance '{utt}' ({wav.numel() / SAMPLE_RATE:.3f} s): "
                              f"{e}; remove utterances too short for the model") from None
         utts.append(utt)
     if not utts:

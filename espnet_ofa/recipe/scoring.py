@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table
+from espnet_ofa.espnet_tasks import get_task
 
 logger = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 
+# By the kind of output of a task (`espnet_ofa.espnet_tasks.EspnetTask.kind`).
 METRICS = {"asr": ("WER", "lower"), "slu": ("accuracy", "higher"), "st": ("BLEU", "higher")}
 
 
@@ -91,18 +93,19 @@ SCORERS = {"asr": score_asr, "slu": score_slu, "st": score_st}
 
 
 def score(task: str, ref: Dict[str, str], hyp: Dict[str, str]) -> dict:
-    if task not in SCORERS:
-        raise ValueError(f"task must be one of {sorted(SCORERS)}, got {task!r}")
+    """Score ``hyp`` against ``ref`` (utt -> text) as `espnet_ofa.espnet_tasks` says the
+    task's output is scored; ValueError for an unknown task or foreign utterances."""
+    kind = get_task(task).kind
     unknown = sorted(set(hyp) - set(ref))
     if unknown:
         raise ValueError(f"hypotheses for utterances not in the reference, e.g. {unknown[0]!r}: "
                          "decoded the wrong test set?")
     refs, hyps, missing = _pairs(ref, hyp)
-    result = SCORERS[task](refs, hyps)
+    result = SCORERS[kind](refs, hyps)
     utt_errors = result.pop("utt_errors", None)
     if utt_errors is not None:
         result["per_utt"] = dict(zip(sorted(ref), utt_errors))
-    metric, better = METRICS[task]
+    metric, better = METRICS[kind]
     result.update({"metric": metric, "value": result[metric], "better": better,
                    "num_utts": len(refs), "missing": missing})
     result["summary"] = (f"{metric} {result[metric]:.2f}" + ("%" if metric != "BLEU" else "")

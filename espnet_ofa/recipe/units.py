@@ -15,6 +15,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.data.audio import load_audio, num_frames
 from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table, validate_data_dir
 from espnet_ofa.recipe.tokens import unit_token_list
@@ -42,7 +43,7 @@ def kmeans_labels(
     wavs = read_kaldi_table(data_dir / "wav.scp")
     feats = {}
     for utt, value in wavs.items():
-        wav, _ = load_audio(value, 16000)
+        wav, _ = load_audio(value, SAMPLE_RATE)
         if num_frames(wav.numel()) == 0:
             raise ValueError(f"{data_dir / 'wav.scp'}: '{utt}' is shorter than one 25 ms frame")
         feats[utt] = mfcc_features(wav)

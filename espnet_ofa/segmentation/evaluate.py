@@ -13,6 +13,7 @@ from typing import Dict, Mapping
 
 import torch
 
+from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.data import DataDirError, load_audio
 from espnet_ofa.models.distill_loss import alpha_losses
 from espnet_ofa.models.student import OFAStudent
@@ -56,7 +57,7 @@ def alpha_fit(
     student.eval()
     sums = {name: [0.0, 0.0] for name in targets}
     for utt, value, segment in utterances:
-        wav, _ = load_audio(value, target_sr=16000, segment=segment)
+        wav, _ = load_audio(value, target_sr=SAMPLE_RATE, segment=segment)
         out = student(wav[None], torch.tensor([wav.numel()]))
         if out.alpha_pred is None:
             raise ValueError("this student has no rate predictor (compression: fixed): "

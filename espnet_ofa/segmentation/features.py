@@ -12,9 +12,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-SAMPLE_RATE = 16000
+from espnet_ofa.constants import INPUT_PERIOD_MS, SAMPLE_RATE
+
 FRAME_LENGTH_MS = 25.0
-FRAME_SHIFT_MS = 20.0
 
 
 def mfcc_features(wav: torch.Tensor, sample_rate: int = SAMPLE_RATE, cmvn: bool = True) -> np.ndarray:
@@ -40,7 +40,7 @@ def mfcc_features(wav: torch.Tensor, sample_rate: int = SAMPLE_RATE, cmvn: bool 
         wav.float()[None, :] * 32768.0,
         sample_frequency=float(sample_rate),
         frame_length=FRAME_LENGTH_MS,
-        frame_shift=FRAME_SHIFT_MS,
+        frame_shift=INPUT_PERIOD_MS,
         snip_edges=True,
         dither=0.0,
         num_ceps=13,

@@ -26,6 +26,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
+from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.data.audio import load_audio, num_frames
 from espnet_ofa.data.datadir import (
     atomic_write_text,
@@ -53,7 +54,6 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 FeatureFn = Callable[[torch.Tensor], np.ndarray]  # (N,) 16 kHz wav -> (T, D) features
 
-SAMPLE_RATE = 16000
 MIN_SAMPLES = 400  # one 25 ms frame
 
 

@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from espnet_ofa.constants import DISTILLED_LAYERS
 from espnet_ofa.models.fronts import conv_stack
 
 # One line per accepted local format; appended to load errors so that a user who hits
@@ -135,7 +136,7 @@ class Teacher(torch.nn.Module):
     def __init__(
         self,
         model: torch.nn.Module,
-        layers: Sequence[int] = (4, 8, 12),
+        layers: Sequence[int] = DISTILLED_LAYERS,
         *,
         normalize_waveform: bool = False,
         waveform_transform: Optional[Callable[[Tensor, Tensor], Tuple[Tensor, Tensor]]] = None,

@@ -8,6 +8,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import yaml
 
+from espnet_ofa.constants import DISTILLED_LAYERS
 from espnet_ofa.teachers.base import LOCAL_FORMATS_HELP, Teacher, TeacherLoadError
 from espnet_ofa.teachers.bundles import KNOWN_BUNDLES, bundle_names, find_bundle, teacher_from_bundle
 from espnet_ofa.teachers.espnet_hubert import is_espnet_source, teacher_from_espnet
@@ -54,7 +55,7 @@ def _is_espnet_checkpoint(path: Path) -> bool:
 
 def load_teacher(
     source: str | os.PathLike,
-    layers: Sequence[int] = (4, 8, 12),
+    layers: Sequence[int] = DISTILLED_LAYERS,
     *,
     format: Optional[str] = None,
     normalize_waveform: Optional[bool] = None,

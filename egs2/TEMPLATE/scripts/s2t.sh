@@ -113,10 +113,6 @@ EOF
 . "${_template}/scripts/parse_options.sh"
 [ $# -eq 0 ] || die "unexpected arguments: $*"
 
-case "${task}" in
-    asr | slu | st) log_name="${task}.sh" ;;
-    *) die "--task must be asr, slu or st (use asr.sh, slu.sh or st.sh), got '${task}'" ;;
-esac
 check_bool skip_data_prep skip_train skip_eval skip_packing skip_upload use_lm
 [ -n "${train_set}" ] || die "--train_set is required"
 [ -n "${valid_set}" ] || die "--valid_set is required"
@@ -126,6 +122,16 @@ check_bool skip_data_prep skip_train skip_eval skip_packing skip_upload use_lm
 [ -f path.sh ] && . ./path.sh
 # shellcheck source=/dev/null
 [ -f cmd.sh ] && . ./cmd.sh
+# The tasks are espnet_ofa.espnet_tasks'; this script runs those whose options
+# (--<task>_config, ...) it declares.
+_tasks=$(${python} -c 'from espnet_ofa.espnet_tasks import task_names; print(*task_names())') \
+    || die "cannot import espnet_ofa with ${python} (is path.sh right?)"
+_runnable=""
+for _t in ${_tasks}; do declare -p "${_t}_config" > /dev/null 2>&1 && _runnable+=" ${_t}"; done
+case " ${_runnable} " in
+    *" ${task} "*) log_name="${task}.sh" ;;
+    *) die "--task must be one of${_runnable} (use <task>.sh), got '${task}'" ;;
+esac
 : "${train_cmd:=${_template}/scripts/run_local.sh}"
 : "${cuda_cmd:=${train_cmd}}"
 : "${decode_cmd:=${train_cmd}}"

@@ -1,0 +1,88 @@
+"""Each fact has one owner, and the rest of the package asks it:
+
+* 16 kHz and the 20 ms input period: `espnet_ofa.constants`;
+* the ESPnet tasks: `espnet_ofa.espnet_tasks.TASKS` (the recipe layer and the shell too).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+import espnet_ofa
+from espnet_ofa.constants import SAMPLE_RATE
+from espnet_ofa.espnet_tasks import TASKS, task_kinds, task_names
+
+PACKAGE = Path(espnet_ofa.__file__).resolve().parent
+REPO = PACKAGE.parent
+TASK_WORDS = set(TASKS) | set(task_kinds())
+
+
+def package_files():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        yield path.relative_to(REPO).as_posix(), ast.parse(path.read_text(), str(path))
+
+
+def test_sample_rate_and_input_period_have_one_owner():
+    owned = ("SAMPLE_RATE", "INPUT_PERIOD_MS", "FRAME_HOP")
+    found = []
+    for name, tree in package_files():
+        if name == "espnet_ofa/constants.py":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and type(node.value) is int and node.value == SAMPLE_RATE:
+                found.append(f"{name}:{node.lineno}: literal {SAMPLE_RATE}")
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+                for target in node.targets:
+                    if isinstance(target, ast.Name) and target.id in owned:
+                        found.append(f"{name}:{node.lineno}: {target.id} restated")
+    assert not found, "import these from espnet_ofa.constants instead:\n" + "\n".join(found)
+
+
+# Collections keyed by the kinds of output, owned by the module that scores them.
+KIND_TABLES = {("espnet_ofa/recipe/scoring.py", "SCORERS"), ("espnet_ofa/recipe/scoring.py", "METRICS")}
+
+
+def test_no_module_keeps_its_own_task_list():
+    found = []
+    for name, tree in package_files():
+        if name == "espnet_ofa/espnet_tasks.py":
+            continue
+        kind_tables = {table for file, table in KIND_TABLES if file == name}
+        allowed = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                   and any(getattr(t, "id", None) in kind_tables for t in node.targets)}
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+                items = node.elts
+            elif isinstance(node, ast.Dict):
+                items = node.keys
+            else:
+                continue
+            words = {e.value for e in items if isinstance(e, ast.Constant) and e.value in TASK_WORDS}
+            if len(words) >= 2 and id(node) not in allowed:
+                found.append(f"{name}:{node.lineno}: {sorted(words)}")
+    shell = sorted((REPO / "egs2").rglob("*.sh"))
+    pattern = re.compile(r"^\s*[^#]*\b(asr|slu|st)\s*\|\s*(asr|slu|st)\b")
+    for path in shell:
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if pattern.search(line):
+                found.append(f"{path.relative_to(REPO)}:{lineno}: {line.strip()}")
+    assert not found, "ask espnet_ofa.espnet_tasks instead of listing tasks:\n" + "\n".join(found)
+
+
+def test_every_task_is_scored_and_accepted_by_the_recipe_commands():
+    from espnet_ofa.bin.recipe import get_parser
+    from espnet_ofa.recipe import scoring
+
+    assert set(scoring.SCORERS) == set(scoring.METRICS) == set(task_kinds())
+    result = scoring.score("asr_transducer", {"u1": "one two"}, {"u1": "one"})
+    assert result["metric"] == "WER" and result["value"] == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="task must be one of asr, slu, st, asr_transducer"):
+        scoring.score("tts", {"u1": "a"}, {"u1": "a"})
+    sub = next(a for a in get_parser()._actions if a.dest == "cmd")
+    for cmd in ("score", "score_all", "plan"):
+        task = next(a for a in sub.choices[cmd]._actions if a.dest == "task")
+        assert tuple(task.choices) == task_names(), cmd
