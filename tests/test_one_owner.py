@@ -86,3 +86,19 @@ def test_every_task_is_scored_and_accepted_by_the_recipe_commands():
     for cmd in ("score", "score_all", "plan"):
         task = next(a for a in sub.choices[cmd]._actions if a.dest == "task")
         assert tuple(task.choices) == task_names(), cmd
+
+
+def test_configs_leave_rate_range_to_the_trained_range():
+    """``rate_range`` defaults to the periods the OFA model was trained for; a config that
+    writes the default range out would silently disagree with a model trained otherwise."""
+    import yaml
+
+    from espnet_ofa.compression import DEFAULT_PERIOD_RANGE_MS
+
+    found = []
+    for path in sorted([*(REPO / "conf").rglob("*.yaml"), *(REPO / "egs2").rglob("*.yaml")]):
+        conf = yaml.safe_load(path.read_text()) or {}
+        rate_range = (conf.get("frontend_conf") or {}).get("rate_range") if isinstance(conf, dict) else None
+        if rate_range is not None and [float(v) for v in rate_range] == list(DEFAULT_PERIOD_RANGE_MS):
+            found.append(str(path.relative_to(REPO)))
+    assert not found, "drop rate_range (it is the default) from:\n" + "\n".join(found)

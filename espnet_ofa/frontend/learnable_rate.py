@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -140,6 +140,24 @@ def ctc_min_input_lengths(targets: torch.Tensor, target_lengths: torch.Tensor) -
     return target_lengths + repeats
 
 
+def check_rate_range(rate_range: Sequence[float],
+                     limits: Optional[Tuple[float, float]] = None) -> Tuple[float, float]:
+    """``rate_range`` as ``(low, high)`` ms if it is an interval inside ``limits`` (the
+    periods the model was trained for; default: any from the input period up); otherwise
+    ValueError saying what to change."""
+    if len(rate_range) != 2:
+        raise ValueError(f"rate_range must be [low, high] in ms, got {rate_range!r}")
+    low, high = (float(v) for v in rate_range)
+    lowest, highest = limits if limits else (INPUT_PERIOD_MS, math.inf)
+    if not (max(lowest, INPUT_PERIOD_MS) <= low < high <= highest and math.isfinite(high)):
+        raise ValueError(
+            f"rate_range [{low:g}, {high:g}] ms must be an interval (low < high) inside the "
+            f"range the OFA model was trained for, within the periods it can run at: "
+            f"[{max(lowest, INPUT_PERIOD_MS):g}, {highest:g}] ms; narrow rate_range"
+        )
+    return low, high
+
+
 def relative_compute(period: torch.Tensor | float) -> torch.Tensor | float:
     """Transformer frames relative to 20 ms frames: ``20 / period`` (1 at 20 ms)."""
     return INPUT_PERIOD_MS / period
@@ -173,23 +191,13 @@ class LearnableRate(nn.Module):
         gain: float = DEFAULT_GAIN,
     ) -> None:
         super().__init__()
-        if not (INPUT_PERIOD_MS <= low < high and math.isfinite(high)):
-            raise ValueError(
-                f"rate_range must be [low, high] ms with {INPUT_PERIOD_MS:g} <= low < high, "
-                f"got [{low}, {high}]"
-            )
+        self.low, self.high = check_rate_range((low, high), limits)
         if not (math.isfinite(cost) and cost >= 0):
             raise ValueError(f"rate_cost must be a finite number >= 0, got {cost}")
         if not 0.0 < delta < 0.5:
             raise ValueError(f"delta must be in (0, 0.5), got {delta}")
-        self.low, self.high = float(low), float(high)
         self.cost = float(cost)
         self.limits = (float(limits[0]), float(limits[1])) if limits else (self.low, self.high)
-        if not (self.limits[0] <= self.low and self.high <= self.limits[1]):
-            raise ValueError(
-                f"rate_range [{low:g}, {high:g}] ms must lie within the periods the model "
-                f"can run at, [{self.limits[0]:g}, {self.limits[1]:g}] ms; narrow rate_range"
-            )
         self.delta = float(delta)
         self.gain = float(gain)
         self.raw = nn.Parameter(torch.zeros(()))

@@ -33,7 +33,7 @@ from torch import nn
 
 from espnet_ofa.compression import Rate
 from espnet_ofa.frontend.layers import WeightedLayerSum, check_layer
-from espnet_ofa.frontend.learnable_rate import LearnableRate
+from espnet_ofa.frontend.learnable_rate import LearnableRate, check_rate_range
 from espnet_ofa.models.pretrained import CheckpointError, load_student
 from espnet_ofa.models.student import SAMPLE_RATE, OFAStudent
 
@@ -274,15 +274,8 @@ class OFAFrontend(AbsFrontend):
             raise ValueError("learnable_rate needs a CIF model (student compression: cif)")
         if rate_range is None:
             rate_range = self.student.config.frame_period_range
-        if len(rate_range) != 2:
-            raise ValueError(f"rate_range must be [low, high] in ms, got {rate_range!r}")
-        low, high = (float(v) for v in rate_range)
         trained = self.student.config.frame_period_range
-        if not (trained[0] <= low < high <= trained[1]):
-            raise ValueError(
-                f"rate_range [{low:g}, {high:g}] ms must be an interval inside the range this "
-                f"OFA model was trained for, [{trained[0]:g}, {trained[1]:g}] ms"
-            )
+        low, high = check_rate_range(rate_range, trained)
         init = (low + high) / 2 if frame_period is None else float(frame_period)
         if not low <= init <= high:
             raise ValueError(
