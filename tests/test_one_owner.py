@@ -1,7 +1,8 @@
 """Each fact has one owner, and the rest of the package asks it:
 
 * 16 kHz and the 20 ms input period: `espnet_ofa.constants`;
-* the ESPnet tasks: `espnet_ofa.espnet_tasks.TASKS` (the recipe layer and the shell too).
+* the ESPnet tasks: `espnet_ofa.espnet_tasks.TASKS` (the recipe layer and the shell too);
+* the default `rate_range` (the trained range), and the `PathLike` type (`espnet_ofa.fileio`).
 """
 
 from __future__ import annotations
@@ -102,3 +103,11 @@ def test_configs_leave_rate_range_to_the_trained_range():
         if rate_range is not None and [float(v) for v in rate_range] == list(DEFAULT_PERIOD_RANGE_MS):
             found.append(str(path.relative_to(REPO)))
     assert not found, "drop rate_range (it is the default) from:\n" + "\n".join(found)
+
+
+def test_pathlike_is_defined_once():
+    found = [f"{name}:{node.lineno}" for name, tree in package_files() if name != "espnet_ofa/fileio.py"
+             for node in ast.walk(tree) if isinstance(node, (ast.Assign, ast.AnnAssign))
+             and any(getattr(t, "id", None) == "PathLike"
+                     for t in (node.targets if isinstance(node, ast.Assign) else [node.target]))]
+    assert not found, "import PathLike from espnet_ofa.fileio instead:\n" + "\n".join(found)

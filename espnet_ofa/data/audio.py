@@ -19,8 +19,8 @@ import torch
 from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.data.datadir import wav_scp_path
 from espnet_ofa.data.waveform import DEFAULT_MIN_SAMPLES, check_waveform, check_waveform_batch
+from espnet_ofa.fileio import PathLike
 
-PathLike = Union[str, os.PathLike]
 
 def _read_wav_scp_value(value: str, start: int, stop: Optional[int]) -> Tuple[np.ndarray, int]:
     """Read the audio a wav.scp value points to: a file, ``file.ark:offset`` or ``cmd |``.

@@ -24,13 +24,12 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from espnet_ofa.fileio import atomic_write
+from espnet_ofa.fileio import PathLike, atomic_write
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
 
 # Tables keyed by utterance id (besides wav.scp when there is no segments file). fix_data_dir
 # filters all of those that exist, so that e.g. utt2dur does not keep stale entries.

@@ -5,14 +5,13 @@ from __future__ import annotations
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 import yaml
 
+from espnet_ofa.fileio import PathLike
 from espnet_ofa.models.student import OFAStudent, build_student
-
-PathLike = Union[str, Path]
 
 
 class CheckpointError(ValueError):

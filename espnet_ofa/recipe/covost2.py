@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from espnet_ofa.data.datadir import write_data_dir_tables
+from espnet_ofa.fileio import PathLike
 from espnet_ofa.recipe.download import download_and_extract
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
 
 SRC_LANG, TGT_LANG = "en", "de"
 COVOST_TSV = f"covost_v2.{SRC_LANG}_{TGT_LANG}.tsv"

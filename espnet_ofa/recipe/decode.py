@@ -27,7 +27,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +40,10 @@ from espnet_ofa.constants import INPUT_PERIOD_MS
 from espnet_ofa.data.audio import num_frames
 from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table, validate_data_dir
 from espnet_ofa.espnet_tasks import get_task
+from espnet_ofa.fileio import PathLike
 from espnet_ofa.frontend.lookup import find_ofa_frontend
 
 logger = logging.getLogger(__name__)
-PathLike = Union[str, os.PathLike]
 
 LEARNED = "learned"
 NATIVE = "native"  # a model without the OFA frontend: its features' own period

@@ -13,9 +13,8 @@ import tarfile
 import tempfile
 import urllib.request
 from pathlib import Path
-from typing import Union
 
-PathLike = Union[str, os.PathLike]
+from espnet_ofa.fileio import PathLike
 
 
 class DownloadError(RuntimeError):

@@ -25,15 +25,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence
 
 import yaml
 
-PathLike = Union[str, os.PathLike]
+from espnet_ofa.fileio import PathLike
+
 
 # Experiment kinds (the results summary compares them).
 OFA, LEARNED, FIXED_RATE, OTHER = "ofa", "learned", "fixed_rate", "other"

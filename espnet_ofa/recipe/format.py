@@ -32,10 +32,10 @@ from espnet_ofa.data.datadir import (
     validate_data_dir,
     write_kaldi_table,
 )
+from espnet_ofa.fileio import PathLike
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
 
 # Tables copied along with the audio (keyed by utterance id); anything else is left behind.
 UTT_TABLES = ("text", "src_text", "utt2spk", "utt2lang", "utt2category")

@@ -23,13 +23,13 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Optional, Sequence
 
+from espnet_ofa.fileio import PathLike
 from espnet_ofa.recipe.download import DownloadError, fetch
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
 
 # The public GitHub release archive (the last tag; 6 speakers, 3,000 recordings).
 FSDD_URL = ("https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/"

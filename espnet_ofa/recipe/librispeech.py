@@ -17,18 +17,17 @@ id ``<speaker>-<chapter>`` (so that speaker-level statistics follow the recordin
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from espnet_ofa.data.datadir import write_data_dir_tables
+from espnet_ofa.fileio import PathLike
 from espnet_ofa.recipe.download import DownloadError, download_and_extract
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
 
 PARTS = ("train-clean-100", "train-clean-360", "train-other-500", "dev-clean", "dev-other",
          "test-clean", "test-other")

@@ -24,7 +24,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from espnet_ofa.data.datadir import (
     write_data_dir_tables,
 )
 from espnet_ofa.espnet_tasks import task_kinds
+from espnet_ofa.fileio import PathLike
 from espnet_ofa.recipe.fsdd import (
     DIGIT_WORDS,
     FSDD_SAMPLE_RATE,
@@ -45,7 +46,6 @@ from espnet_ofa.recipe.fsdd import (
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
 # SSL pretraining data, or the data of a kind of ESPnet task (espnet_ofa.espnet_tasks).
 TASKS = ("ssl",) + task_kinds()
 

@@ -22,15 +22,15 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from espnet_ofa.data.datadir import atomic_write_text
+from espnet_ofa.fileio import PathLike
 from espnet_ofa.recipe.bootstrap import Difference, average_errors, paired_bootstrap
 from espnet_ofa.recipe.experiments import FIXED_RATE, LEARNED, OFA, OTHER, model_id, seed_of
 
-PathLike = Union[str, os.PathLike]
 
 # Extra columns per metric: (key in result.json, header, format)
 COLUMNS = {

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table
 from espnet_ofa.espnet_tasks import get_task
+from espnet_ofa.fileio import PathLike
 
 logger = logging.getLogger(__name__)
-PathLike = Union[str, os.PathLike]
 
 # By the kind of output of a task (`espnet_ofa.espnet_tasks.EspnetTask.kind`).
 METRICS = {"asr": ("WER", "lower"), "slu": ("accuracy", "higher"), "st": ("BLEU", "higher")}

@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence
 
 from espnet_ofa.data.datadir import write_data_dir_tables
+from espnet_ofa.fileio import PathLike
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
 
 # Data-dir name -> (jsonl file, audio folder); train_synthetic is used only when present.
 SPLITS: Dict[str, tuple] = {

@@ -12,14 +12,13 @@ tokenizers split text:
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Union
+from typing import Iterable, List, Optional, Sequence
 
 from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table
+from espnet_ofa.fileio import PathLike
 
-PathLike = Union[str, os.PathLike]
 TOKEN_TYPES = ("word", "char", "bpe")
 BLANK, UNK, SOS_EOS, SPACE = "<blank>", "<unk>", "<sos/eos>", "<space>"
 

@@ -9,21 +9,20 @@ word``. The units here are k-means clusters of 39-d MFCCs on exactly that frame 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 
 from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.data.audio import load_audio, num_frames
 from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table, validate_data_dir
+from espnet_ofa.fileio import PathLike
 from espnet_ofa.recipe.tokens import unit_token_list
 from espnet_ofa.segmentation.features import mfcc_features
 from espnet_ofa.segmentation.kmeans import assign_units, fit_kmeans, load_centroids, save_centroids
 
 logger = logging.getLogger(__name__)
-PathLike = Union[str, os.PathLike]
 
 
 def kmeans_labels(

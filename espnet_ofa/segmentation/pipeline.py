@@ -21,7 +21,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from espnet_ofa.data.datadir import (
     validate_data_dir,
     write_kaldi_table,
 )
+from espnet_ofa.fileio import PathLike
 from espnet_ofa.segmentation.boundaries import (
     check_boundaries,
     format_boundaries,
@@ -51,7 +52,6 @@ from espnet_ofa.segmentation.kmeans import (
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
 FeatureFn = Callable[[torch.Tensor], np.ndarray]  # (N,) 16 kHz wav -> (T, D) features
 
 MIN_SAMPLES = 400  # one 25 ms frame

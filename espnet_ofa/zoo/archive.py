@@ -18,13 +18,12 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence
 
 import yaml
 
-from espnet_ofa.fileio import current_umask, new_file_mode
+from espnet_ofa.fileio import PathLike, current_umask, new_file_mode
 
-PathLike = Union[str, os.PathLike]
 
 # meta.yaml keys of an OFA SSL archive.
 OFA_MODEL_KEY = "ofa_model_file"
