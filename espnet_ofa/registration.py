@@ -92,13 +92,6 @@ def register_task_module(module: ModuleType) -> None:
         _wrap_build_model_from_file(task_cls)
 
 
-def is_registered(module_name: str = "espnet2.tasks.asr") -> bool:
-    """Whether an *imported* task module knows ``frontend: ofa``."""
-    module = sys.modules.get(module_name)
-    choices = getattr(module, "frontend_choices", None)
-    return choices is not None and FRONTEND_NAME in choices.classes
-
-
 def _after_import(module: ModuleType) -> None:
     try:
         register_task_module(module)

@@ -15,7 +15,6 @@ Outputs, for ``out = exp/segments/boundaries``:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -337,8 +336,3 @@ def segment_data_dir(
     logger.info("%s", report)
     return report
 
-
-def config_from_dict(d: dict) -> SegmentConfig:
-    """A :class:`SegmentConfig` from a dict, ignoring keys it does not have."""
-    names = {f.name for f in dataclasses.fields(SegmentConfig)}
-    return SegmentConfig(**{k: v for k, v in d.items() if k in names})
