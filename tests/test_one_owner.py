@@ -111,3 +111,25 @@ def test_pathlike_is_defined_once():
              and any(getattr(t, "id", None) == "PathLike"
                      for t in (node.targets if isinstance(node, ast.Assign) else [node.target]))]
     assert not found, "import PathLike from espnet_ofa.fileio instead:\n" + "\n".join(found)
+
+
+def test_fsdd_download_refuses_a_corrupt_archive_cleanly(tmp_path):
+    """FSDD shares the download routine of the other corpora, so a truncated archive is a
+    clear error and leaves nothing that looks finished."""
+    import io
+    import tarfile
+
+    from espnet_ofa.recipe import fsdd
+
+    archive = tmp_path / "fsdd.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for i in range(50):
+            data = bytes(range(256)) * 40
+            info = tarfile.TarInfo(f"free-spoken-digit-dataset-1.0.10/recordings/0_alice_{i}.wav")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    root = tmp_path / "fsdd"
+    with pytest.raises(fsdd.FSDDError, match="unreadable"):
+        fsdd.download_fsdd(root, url=archive.as_uri(), progress=False)
+    assert not (root / "recordings").exists() and not list(root.iterdir())

@@ -13,6 +13,7 @@ import tarfile
 import tempfile
 import urllib.request
 from pathlib import Path
+from typing import Callable, Optional
 
 from espnet_ofa.fileio import PathLike
 
@@ -37,7 +38,10 @@ def fetch(url: str, dest: Path, what: str, progress: bool = True) -> None:
         raise DownloadError(f"cannot download {what} from {url}: {err}") from err
 
 
-def download_and_extract(url: str, root: PathLike, expect: str, what: str) -> Path:
+def download_and_extract(url: str, root: PathLike, expect: str, what: str, *,
+                         source: Optional[str] = None,
+                         verify: Optional[Callable[[Path], None]] = None,
+                         progress: bool = True) -> Path:
     """Download the tar archive at ``url`` and unpack it into ``root``.
 
     Args:
@@ -47,9 +51,18 @@ def download_and_extract(url: str, root: PathLike, expect: str, what: str) -> Pa
             ``LibriSpeech/dev-clean``); it is moved into place last, so its presence means
             the part is complete.
         what: a name for messages ("LibriSpeech dev-clean").
+        source: a glob, inside the archive, of the folder that becomes ``root / expect``
+            (e.g. ``*/recordings`` under a release's versioned top folder); the rest of
+            the archive is then left out. Default: ``expect`` itself, and the archive's
+            other files are unpacked beside it.
+        verify: called on the unpacked part before it is moved into place; an error it
+            raises leaves nothing behind.
+        progress: print ``progress:`` lines.
 
     Returns:
         ``root / expect``.
+    Raises:
+        DownloadError: the download failed, or the archive is unreadable or lacks the part.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -60,26 +73,32 @@ def download_and_extract(url: str, root: PathLike, expect: str, what: str) -> Pa
     os.close(fd)
     staging = Path(tempfile.mkdtemp(prefix=".extract.", dir=root))
     try:
-        print(f"progress: downloading {what} from {url}", flush=True)
-        fetch(url, Path(archive), what)
+        if progress:
+            print(f"progress: downloading {what} from {url}", flush=True)
+        fetch(url, Path(archive), what, progress=progress)
         try:
             with tarfile.open(archive) as tar:
                 tar.extractall(staging, filter="data")
         except (tarfile.TarError, OSError, EOFError) as err:
             raise DownloadError(f"{what}: the archive from {url} is unreadable ({err}); "
                                 "download it again") from err
-        unpacked = staging / expect
+        found = sorted(staging.glob(source)) if source else [staging / expect]
+        unpacked = found[0] if found else staging / (source or expect)
         if not unpacked.exists():
-            raise DownloadError(f"{what}: the archive from {url} has no {expect}; is the URL right?")
+            raise DownloadError(f"{what}: the archive from {url} has no {source or expect}; "
+                                "is the URL right?")
+        if verify is not None:
+            verify(unpacked)
         # Everything but the expected part first (e.g. LibriSpeech's README files), then the part.
-        for item in staging.rglob("*"):
+        for item in ([] if source else staging.rglob("*")):
             rel = item.relative_to(staging)
             if item.is_file() and not rel.is_relative_to(expect) and not (root / rel).exists():
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(item), root / rel)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(unpacked, target)
-        print(f"progress: {what} in {target}", flush=True)
+        if progress:
+            print(f"progress: {what} in {target}", flush=True)
         return target
     finally:
         if os.path.exists(archive):

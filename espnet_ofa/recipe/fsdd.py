@@ -16,17 +16,13 @@ Splits used by the recipes (``split_takes``):
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
-import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from espnet_ofa.fileio import PathLike
-from espnet_ofa.recipe.download import DownloadError, fetch
+from espnet_ofa.recipe.download import DownloadError, download_and_extract
 
 logger = logging.getLogger(__name__)
 
@@ -104,50 +100,32 @@ def list_takes(root: PathLike) -> List[Take]:
 def download_fsdd(root: PathLike, url: str = FSDD_URL, progress: bool = True) -> Path:
     """Download the FSDD release archive and unpack its ``recordings/`` into ``root``.
 
-    Atomic: the archive goes to a temporary file and the recordings to a temporary
-    directory that is renamed to ``root/recordings`` only when complete, so a killed
-    download is simply redone. ``url`` may be ``file://`` (for an archive already fetched).
+    Atomic (`espnet_ofa.recipe.download.download_and_extract`): a killed download is simply
+    redone. ``url`` may be ``file://`` (for an archive already fetched). An empty
+    ``recordings/`` is filled; one holding other files is left alone, with an error.
     """
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     target = recordings_dir(root)
     if has_fsdd(root):
         return target
-    fd, archive = tempfile.mkstemp(prefix=".fsdd.", suffix=".tar.gz", dir=root)
-    os.close(fd)
-    tmpdir = Path(tempfile.mkdtemp(prefix=".fsdd.", dir=root))
-    try:
-        print(f"progress: downloading FSDD from {url}", flush=True)
-        try:
-            fetch(url, Path(archive), "FSDD", progress=progress)
-        except DownloadError as err:
-            raise FSDDError(
-                f"{err}. Without internet, copy FSDD (its recordings/ folder) to {root} or set "
-                "FSDD in db.sh to a local copy."
-            ) from err
-        n = 0
-        with tarfile.open(archive) as tar:
-            for member in tar.getmembers():
-                parts = Path(member.name).parts
-                if (member.isfile() and len(parts) >= 2 and parts[-2] == "recordings"
-                        and _NAME.match(parts[-1])):
-                    src = tar.extractfile(member)
-                    assert src is not None
-                    with open(tmpdir / parts[-1], "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                    n += 1
-        if n == 0:
+    if target.is_dir():
+        if any(target.iterdir()):
+            raise FSDDError(f"{target} holds no FSDD recordings ({{digit}}_{{speaker}}_{{index}}.wav) "
+                            "but other files: move them away, or set FSDD in db.sh to a copy")
+        target.rmdir()
+
+    def holds_recordings(folder: Path) -> None:
+        if not any(_NAME.match(f.name) for f in folder.glob("*.wav")):
             raise FSDDError(f"{url}: the archive holds no recordings/*.wav; is it FSDD?")
-        if target.exists():  # an empty or stale directory
-            shutil.rmtree(target)
-        os.replace(tmpdir, target)
-        print(f"progress: FSDD: {n} recordings in {target}", flush=True)
-        return target
-    finally:
-        if os.path.exists(archive):
-            os.unlink(archive)
-        if tmpdir.exists():
-            shutil.rmtree(tmpdir)
+
+    try:
+        download_and_extract(url, root, "recordings", "FSDD", source="**/recordings",
+                             verify=holds_recordings, progress=progress)
+    except DownloadError as err:
+        raise FSDDError(
+            f"{err}. Without internet, copy FSDD (its recordings/ folder) to {root} or set "
+            "FSDD in db.sh to a local copy."
+        ) from err
+    return target
 
 
 def ensure_fsdd(root: PathLike, url: str = FSDD_URL) -> Path:
