@@ -43,6 +43,18 @@ options_help() {
         sed -e 's/^\([a-z_]*\)=/--\1 /' -e 's/^/    /'
 }
 
+# parse_job_range ARG: when ARG is a job range VAR=FIRST:LAST (Kaldi's "JOB=1:4"), set
+# jobvar, first and last from it and succeed; otherwise set jobvar="" first=1 last=1 and
+# fail. An empty range (FIRST > LAST) is an error. For run_local.sh and run_slurm.sh.
+parse_job_range() {
+    # shellcheck disable=SC2034  # the caller's variables
+    jobvar="" first=1 last=1
+    [[ "$1" =~ ^([A-Za-z_][A-Za-z0-9_]*)=([0-9]+):([0-9]+)$ ]] || return 1
+    # shellcheck disable=SC2034
+    jobvar=${BASH_REMATCH[1]} first=${BASH_REMATCH[2]} last=${BASH_REMATCH[3]}
+    [ "${first}" -le "${last}" ] || die "empty job range ${first}:${last}"
+}
+
 # check_bool NAME...: each variable is true or false.
 check_bool() {
     local name

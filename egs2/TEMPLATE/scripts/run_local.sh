@@ -15,6 +15,8 @@
 #   --gpu N, --mem SIZE, --time T  ignored here (see run_slurm.sh)
 #   --num_nodes N     only 1 here (several nodes: run_slurm.sh)
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 num_threads=${OMP_NUM_THREADS:-1}
 max_jobs_run=0
@@ -31,14 +33,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-jobvar="" first=1 last=1
-if [[ $# -gt 0 && "$1" =~ ^([A-Za-z_][A-Za-z0-9_]*)=([0-9]+):([0-9]+)$ ]]; then
-    jobvar=${BASH_REMATCH[1]}
-    first=${BASH_REMATCH[2]}
-    last=${BASH_REMATCH[3]}
-    shift
-    [ "${first}" -le "${last}" ] || { echo "$0: empty job range ${first}:${last}" >&2; exit 1; }
-fi
+if parse_job_range "${1:-}"; then shift; fi  # sets jobvar, first, last
 if [ $# -lt 2 ]; then
     echo "usage: $0 [options] [JOB=1:N] LOG COMMAND [ARGS...]" >&2
     exit 1

@@ -22,6 +22,8 @@
 # The job scripts are written with single-quoted code that runs later:
 # shellcheck disable=SC2016
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 num_threads=1 gpu=0 mem="" time_limit="" partition=${SLURM_PARTITION:-} max_jobs_run=0
 num_nodes=1
@@ -39,13 +41,7 @@ while [ $# -gt 0 ]; do
         *) break ;;
     esac
 done
-jobvar="" first=1 last=1
-if [[ $# -gt 0 && "$1" =~ ^([A-Za-z_][A-Za-z0-9_]*)=([0-9]+):([0-9]+)$ ]]; then
-    jobvar=${BASH_REMATCH[1]}
-    first=${BASH_REMATCH[2]}
-    last=${BASH_REMATCH[3]}
-    shift
-fi
+if parse_job_range "${1:-}"; then shift; fi  # sets jobvar, first, last
 if [ $# -lt 2 ]; then
     echo "usage: $0 [options] [JOB=1:N] LOG COMMAND [ARGS...]" >&2
     exit 1
