@@ -133,3 +133,13 @@ def test_fsdd_download_refuses_a_corrupt_archive_cleanly(tmp_path):
     with pytest.raises(fsdd.FSDDError, match="unreadable"):
         fsdd.download_fsdd(root, url=archive.as_uri(), progress=False)
     assert not (root / "recordings").exists() and not list(root.iterdir())
+
+
+def test_commands_report_errors_through_one_helper():
+    """The commands' "error: <message>" reporting lives in espnet_ofa.bin.reports_errors."""
+    found = [f"{name}:{node.lineno}" for name, tree in package_files()
+             if name.startswith("espnet_ofa/bin/") and not name.endswith("__init__.py")
+             for node in ast.walk(tree) if isinstance(node, ast.ExceptHandler)
+             and any(isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"
+                     for n in ast.walk(node))]
+    assert not found, "decorate main with espnet_ofa.bin.reports_errors instead:\n" + "\n".join(found)

@@ -18,6 +18,8 @@ import argparse
 import sys
 from typing import Dict, List, Optional
 
+from espnet_ofa.bin import reports_errors
+
 
 def named_path(value: str) -> tuple:
     name, sep, path = value.partition("=")
@@ -37,22 +39,18 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@reports_errors()
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
-    from espnet_ofa.data import DataDirError
     from espnet_ofa.models.pretrained import load_student
     from espnet_ofa.segmentation.evaluate import alpha_fit
 
     boundaries: Dict[str, str] = dict(args.boundaries)
     rows = ["|model|boundaries|utterances|alpha L1|boundary loss|", "|---|---|---|---|---|"]
-    try:
-        for name, path in args.model:
-            fits = alpha_fit(load_student(path), args.data_dir, boundaries)
-            rows += [f"|{name}|{b}|{f.num_utts}|{f.l1:.4f}|{f.boundary:.4f}|"
-                     for b, f in fits.items()]
-    except (DataDirError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    for name, path in args.model:
+        fits = alpha_fit(load_student(path), args.data_dir, boundaries)
+        rows += [f"|{name}|{b}|{f.num_utts}|{f.l1:.4f}|{f.boundary:.4f}|"
+                 for b, f in fits.items()]
     print("\n".join(rows))
     return 0
 

@@ -18,6 +18,7 @@ import logging
 import sys
 from typing import List, Optional
 
+from espnet_ofa.bin import reports_errors
 from espnet_ofa.espnet_tasks import task_names
 
 
@@ -46,31 +47,26 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@reports_errors()
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from espnet_ofa.data import DataDirError
+    if args.merge:
+        from espnet_ofa.recipe.decode import merge_splits
 
-    try:
-        if args.merge:
-            from espnet_ofa.recipe.decode import merge_splits
+        for d in args.merge:
+            merge_splits(d, args.num_splits)
+        return 0
+    missing = [n for n in ("train_config", "model_file", "out_dir") if not getattr(args, n)]
+    if missing or not args.data_dirs:
+        raise ValueError(f"missing --{', --'.join(missing or ['data_dirs'])}")
+    from espnet_ofa.recipe.decode import decode_periods
 
-            for d in args.merge:
-                merge_splits(d, args.num_splits)
-            return 0
-        missing = [n for n in ("train_config", "model_file", "out_dir") if not getattr(args, n)]
-        if missing or not args.data_dirs:
-            raise ValueError(f"missing --{', --'.join(missing or ['data_dirs'])}")
-        from espnet_ofa.recipe.decode import decode_periods
-
-        device = "cuda" if args.ngpu > 0 else "cpu"
-        decode_periods(args.task, args.train_config, args.model_file, args.data_dirs,
-                       args.out_dir, args.frame_periods, args.learned, args.inference_config,
-                       device, args.num_splits, args.split, args.macs_utts)
-    except (DataDirError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    device = "cuda" if args.ngpu > 0 else "cpu"
+    decode_periods(args.task, args.train_config, args.model_file, args.data_dirs,
+                   args.out_dir, args.frame_periods, args.learned, args.inference_config,
+                   device, args.num_splits, args.split, args.macs_utts)
     return 0
 
 

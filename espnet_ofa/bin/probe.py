@@ -21,6 +21,8 @@ import argparse
 import sys
 from typing import List, Optional
 
+from espnet_ofa.bin import reports_errors
+
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m espnet_ofa.bin.probe", description=__doc__,
@@ -38,26 +40,22 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@reports_errors()
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     from pathlib import Path
 
-    from espnet_ofa.data import DataDirError
     from espnet_ofa.recipe import probe
 
-    try:
-        if args.teacher:
-            extract = probe.teacher_extractor(args.teacher)
-        elif args.ofa_model:
-            extract = probe.ofa_extractor(args.ofa_model, args.frame_period)
-        else:
-            extract = probe.mfcc_extractor()
-        train = probe.pool_data_dir(args.train_dir, extract)
-        tests = {Path(d).name: probe.pool_data_dir(d, extract) for d in args.test_dir}
-        accuracy = probe.probe_accuracy(train, tests, c=args.c)
-    except (DataDirError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    if args.teacher:
+        extract = probe.teacher_extractor(args.teacher)
+    elif args.ofa_model:
+        extract = probe.ofa_extractor(args.ofa_model, args.frame_period)
+    else:
+        extract = probe.mfcc_extractor()
+    train = probe.pool_data_dir(args.train_dir, extract)
+    tests = {Path(d).name: probe.pool_data_dir(d, extract) for d in args.test_dir}
+    accuracy = probe.probe_accuracy(train, tests, c=args.c)
     names = list(tests)
     rows = ["|layer|" + "|".join(names) + "|", "|---|" + "---|" * len(names)]
     rows += [f"|{layer}|" + "|".join(f"{acc[n]:.3f}" for n in names) + "|"

@@ -26,6 +26,8 @@ import logging
 import sys
 from typing import List, Optional
 
+from espnet_ofa.bin import reports_errors
+
 
 def _int_or_none(value: str) -> Optional[int]:
     return None if value.lower() in ("", "none", "all", "0") else int(value)
@@ -158,17 +160,12 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@reports_errors(RuntimeError)
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from espnet_ofa.data import DataDirError
-
-    try:
-        return _run(args)
-    except (DataDirError, ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    return _run(args)
 
 
 def _one_thread() -> None:

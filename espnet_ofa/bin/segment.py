@@ -17,6 +17,8 @@ import logging
 import sys
 from typing import List, Optional
 
+from espnet_ofa.bin import reports_errors
+
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -52,27 +54,22 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@reports_errors()
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Imported after parsing so that --help is instant.
-    from espnet_ofa.data import DataDirError
     from espnet_ofa.segmentation.pipeline import SegmentConfig, segment_data_dir
 
-    try:
-        config = SegmentConfig(
-            feature=args.feature, teacher=args.teacher, teacher_layer=args.teacher_layer,
-            n_clusters=args.n_clusters, min_duration=args.min_duration,
-            dp_smooth=args.dp_smooth, dp_penalty=args.dp_penalty,
-            max_utts_for_kmeans=args.max_utts_for_kmeans, seed=args.seed, device=args.device,
-        )
-        report = segment_data_dir(args.data_dir, args.out, config, kmeans=args.kmeans,
-                                  progress=not args.no_progress, fit_only=args.fit_only)
-    except (DataDirError, ValueError, FileNotFoundError) as e:
-        # A plain message (no traceback): these errors already say what to fix.
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    config = SegmentConfig(
+        feature=args.feature, teacher=args.teacher, teacher_layer=args.teacher_layer,
+        n_clusters=args.n_clusters, min_duration=args.min_duration,
+        dp_smooth=args.dp_smooth, dp_penalty=args.dp_penalty,
+        max_utts_for_kmeans=args.max_utts_for_kmeans, seed=args.seed, device=args.device,
+    )
+    report = segment_data_dir(args.data_dir, args.out, config, kmeans=args.kmeans,
+                              progress=not args.no_progress, fit_only=args.fit_only)
     print(report)
     return 0
 
