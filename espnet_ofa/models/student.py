@@ -221,7 +221,8 @@ class OFAStudent(nn.Module):
         """
         wav = as_float32(wav)
         if (torch.is_tensor(wav) and wav.is_floating_point() and wav.dim() == 2
-                and wav.shape[0] > 0 and torch.is_tensor(wav_lengths)
+                and wav.shape[0] > 0 and wav.device.type != "meta" and torch.is_tensor(wav_lengths)
+                and wav_lengths.device.type != "meta"
                 and wav_lengths.dim() == 1 and wav_lengths.shape[0] == wav.shape[0]
                 and not (wav_lengths.is_floating_point() or wav_lengths.is_complex())):
             lengths = wav_lengths.to(wav.device)
@@ -280,8 +281,10 @@ class OFAStudent(nn.Module):
         if self.alpha_predictor is None:
             return fixed_rate_alpha(lengths, frames.shape[1], rate.frame_period), None
         alpha_pred = self.alpha_predictor(frames, lengths)
+        # Unchecked: a sigmoid's output and the extractor's lengths are valid by
+        # construction, and cif checks the weights in the transfer that sizes its output.
         return rate_alpha(alpha_pred, lengths, frame_period=rate.frame_period,
-                          lam=rate.lam), alpha_pred
+                          lam=rate.lam, checked=False), alpha_pred
 
     def encode(self, frames: torch.Tensor, lengths: torch.Tensor) -> List[torch.Tensor]:
         """(B, T', D) compressed frames -> [input to layer 1, output of each layer]."""
