@@ -110,6 +110,10 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--token_type", default="word", choices=("word", "char", "bpe"))
     s.add_argument("--nbpe", type=int, default=30)
+    s.add_argument("--nbpe_fit_data", default="false", choices=("true", "false"),
+                   help="raise --nbpe to what the text's characters need (smoke runs)")
+    s.add_argument("--nbpe_option", default="--nbpe",
+                   help="the recipe option an error about --nbpe names")
     s.add_argument("--bpemode", default="unigram")
     s.add_argument("--no_blank", action="store_true", help="no <blank> (no CTC)")
 
@@ -234,7 +238,9 @@ def _run(args: argparse.Namespace) -> int:
         from espnet_ofa.recipe.tokens import make_token_list
 
         out = make_token_list(args.text, args.out, args.token_type, args.nbpe, args.bpemode,
-                              add_blank=not args.no_blank)
+                              add_blank=not args.no_blank,
+                              nbpe_fit_data=args.nbpe_fit_data == "true",
+                              nbpe_option=args.nbpe_option)
         n = sum(1 for _ in open(out, encoding="utf-8"))
         print(f"progress: {out}: {n} tokens ({args.token_type})", flush=True)
     elif args.cmd == "kmeans_labels":

@@ -63,6 +63,7 @@ src_lang=""             # st: source language (default: --lang)
 tgt_lang=""             # st: target language
 src_token_type=bpe      # st: source tokens
 src_nbpe=30
+nbpe_fit_data=false     # true: raise nbpe/src_nbpe to what the text's characters need (smoke)
 # Language model
 use_lm=false
 # shellcheck disable=SC2034  # no LM stages yet
@@ -256,12 +257,14 @@ if want_stage 5; then
     stage_begin 5 "token list (${token_type}) in ${token_listdir}"
     ${train_cmd} --num_threads 1 "${token_listdir}/log/${token_type}.log" \
         ${python} -m espnet_ofa.bin.recipe token_list --text "${data_feats}/${train_set}/text" \
-        --out "${token_list}" --token_type "${token_type}" --nbpe "${nbpe}" --bpemode "${bpemode}"
+        --out "${token_list}" --token_type "${token_type}" --nbpe "${nbpe}" --bpemode "${bpemode}" \
+        --nbpe_fit_data "${nbpe_fit_data}" --nbpe_option --nbpe
     if [ "${task}" = st ]; then
         ${train_cmd} --num_threads 1 "${token_listdir}/log/src_${src_token_type}.log" \
             ${python} -m espnet_ofa.bin.recipe token_list \
             --text "${data_feats}/${train_set}/src_text" --out "${src_token_list}" \
-            --token_type "${src_token_type}" --nbpe "${src_nbpe}" --bpemode "${bpemode}"
+            --token_type "${src_token_type}" --nbpe "${src_nbpe}" --bpemode "${bpemode}" \
+            --nbpe_fit_data "${nbpe_fit_data}" --nbpe_option --src_nbpe
     fi
     stage_end
 fi
