@@ -258,13 +258,13 @@ if want_stage 5; then
     ${train_cmd} --num_threads 1 "${token_listdir}/log/${token_type}.log" \
         ${python} -m espnet_ofa.bin.recipe token_list --text "${data_feats}/${train_set}/text" \
         --out "${token_list}" --token_type "${token_type}" --nbpe "${nbpe}" --bpemode "${bpemode}" \
-        --nbpe_fit_data "${nbpe_fit_data}" --nbpe_option --nbpe
+        --nbpe_fit_data "${nbpe_fit_data}" --nbpe_option=--nbpe
     if [ "${task}" = st ]; then
         ${train_cmd} --num_threads 1 "${token_listdir}/log/src_${src_token_type}.log" \
             ${python} -m espnet_ofa.bin.recipe token_list \
             --text "${data_feats}/${train_set}/src_text" --out "${src_token_list}" \
             --token_type "${src_token_type}" --nbpe "${src_nbpe}" --bpemode "${bpemode}" \
-            --nbpe_fit_data "${nbpe_fit_data}" --nbpe_option --src_nbpe
+            --nbpe_fit_data "${nbpe_fit_data}" --nbpe_option=--src_nbpe
     fi
     stage_end
 fi
