@@ -21,7 +21,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from espnet_ofa.compression import Rate, cif, rate_alpha
+from espnet_ofa.compression import Rate, cif, fixed_rate_alpha, rate_alpha
 from espnet_ofa.data import DataDirError, check_waveform, fix_data_dir, validate_data_dir
 from espnet_ofa.data.datadir import read_table_lines
 from espnet_ofa.frontend.ofa import ENV_FRAME_PERIOD, ENV_LAM, OFAFrontend
@@ -181,8 +181,9 @@ class SyncCounter:
 
 
 def test_compression_host_synchronisations_per_call(student, monkeypatch):
-    """rate_alpha: none unchecked, one checked; cif: one (its output size, which carries its
-    argument checks); the student's eval forward: two (waveform check + cif)."""
+    """rate_alpha and fixed_rate_alpha: none unchecked, one checked; cif: one (its output
+    size, which carries its argument checks); the student's eval forward, with a predictor
+    or at a fixed rate: two (waveform check + cif)."""
     alpha_pred, x = torch.rand(2, 10), torch.randn(2, 10, 3)
     alpha = rate_alpha(alpha_pred, LENGTHS, frame_period=40.0)
     wav, lengths = 0.1 * torch.randn(2, 16000), torch.tensor([16000, 9000])
@@ -192,9 +193,12 @@ def test_compression_host_synchronisations_per_call(student, monkeypatch):
         assert syncs(rate_alpha, alpha_pred, LENGTHS, **rate) == 1
     assert syncs(cif, x, alpha, LENGTHS) == 1
     assert syncs(cif, x, alpha, LENGTHS, tail_threshold=0.5) == 1
+    assert syncs(fixed_rate_alpha, LENGTHS, 10, 40.0, checked=False) == 0
+    fixed = build_student("tiny", compression="fixed").eval()
     with torch.no_grad():
         assert syncs(student, wav, lengths, frame_period=60.0) == 2
         assert syncs(student, wav, lengths, lam=0.5) == 2
+        assert syncs(fixed, wav, lengths, frame_period=60.0) == 2
     # The checks still run: a bad argument costs more transfers, but is refused.
     with pytest.raises(ValueError, match="longer than"):
         cif(x, alpha, torch.tensor([11, 6]))

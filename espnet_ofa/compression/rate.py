@@ -271,16 +271,22 @@ def fixed_rate_alpha(
     frame_period: float,
     input_period: float = INPUT_PERIOD_MS,
     dtype: torch.dtype = torch.float64,
+    checked: bool = True,
 ) -> torch.Tensor:
     """(B, T) constant weights ``input_period / frame_period``: the fixed-rate baseline.
 
     CIF with these weights is average pooling over windows of ``frame_period /
     input_period`` frames, fractional windows included; for integer multiples of the
     input period it equals ``torch.nn.AvgPool1d``. float64 by default, for the reason
-    given in the module docstring.
+    given in the module docstring. ``checked``: as in `rate_alpha` (False: no host
+    synchronisation; the lengths' type and shape are still checked).
     """
     period = _checked_period(frame_period, input_period)
-    check_lengths(lengths, lengths.shape[0] if torch.is_tensor(lengths) else 0, max_len)
+    batch = lengths.shape[0] if torch.is_tensor(lengths) else 0
+    if checked:
+        check_lengths(lengths, batch, max_len)
+    else:
+        check_lengths_layout(lengths, batch)
     valid = _valid_mask(lengths, max_len)
     return valid.to(dtype) * (input_period / period)
 

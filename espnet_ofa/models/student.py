@@ -276,13 +276,15 @@ class OFAStudent(nn.Module):
         """(alpha for CIF in float64, unmixed alpha_pred or None), both (B, T).
 
         float64: the fire count is decided on these weights (see espnet_ofa.compression.rate).
+        Unchecked (no host synchronisation): a sigmoid's output and the extractor's lengths
+        are valid by construction, and `cif` checks the weights in the one transfer that
+        sizes its output.
         """
         rate = self.resolve_rate(frame_period, lam)
         if self.alpha_predictor is None:
-            return fixed_rate_alpha(lengths, frames.shape[1], rate.frame_period), None
+            return fixed_rate_alpha(lengths, frames.shape[1], rate.frame_period,
+                                    checked=False), None
         alpha_pred = self.alpha_predictor(frames, lengths)
-        # Unchecked: a sigmoid's output and the extractor's lengths are valid by
-        # construction, and cif checks the weights in the transfer that sizes its output.
         return rate_alpha(alpha_pred, lengths, frame_period=rate.frame_period,
                           lam=rate.lam, checked=False), alpha_pred
 
