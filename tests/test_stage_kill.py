@@ -26,8 +26,11 @@ from typing import Dict, Optional
 import pytest
 import yaml
 
+import torch
+
 from espnet_ofa.data import validate_data_dir
 from espnet_ofa.models.pretrained import check_checkpoint_integrity
+from espnet_ofa.recipe.resume import set_aside_damaged_checkpoints
 from espnet_ofa.zoo import verify_archive
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,13 +94,12 @@ def kill_mid_stage(recipe: Path, script: str, stage: int, args: str, log: Path) 
     return f"finished (rc {proc.returncode}) before writing anything to kill at"
 
 
-def rerun_stage(recipe: Path, stage: int, args: str) -> float:
-    start = time.time()
+def rerun_stage(recipe: Path, stage: int, args: str) -> str:
     r = subprocess.run(["bash", "-c", f"./run.sh --stage {stage} --stop_stage {stage} {args}"],
                        cwd=recipe, env=environment(), capture_output=True, text=True,
                        timeout=900)
     assert r.returncode == 0, (stage, r.stderr[-4000:])
-    return time.time() - start
+    return r.stdout + r.stderr
 
 
 def check_outputs_whole(recipe: Path) -> None:
@@ -146,8 +148,33 @@ def test_every_stage_survives_a_kill_and_rerun(egs, recipe_name, script, stages,
                                         egs / f"{recipe_name}_kill{stage}.log")
         rerun_stage(recipe, stage, args)
         check_outputs_whole(recipe)
+    # A kill while the trainer saves its resumable state leaves it cut off (the trainer
+    # writes it in place): the training stage must not fail on it at every rerun.
+    train_stage, exp = {"ssl1": (7, "exp/hubert_train_hubert_tiny"),
+                        "asr1": (11, "exp/asr_train_asr_ofa_p40")}[recipe_name]
+    state = recipe / exp / "checkpoint.pth"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    log = rerun_stage(recipe, train_stage, args)
+    assert "checkpoint.pth is damaged" in log and "starts again from the first epoch" in log
+    check_outputs_whole(recipe)
     print(f"{recipe_name}: {time.time() - start:.0f} s; " +
           "; ".join(f"stage {s}: {what}" for s, what in outcome.items()))
     # The pipeline reached its end: the packed model(s) and the zoo entry.
     assert list((egs / "zoo").glob("*.zip"))
     assert sum(what.startswith("killed") for what in outcome.values()) >= len(outcome) // 2
+
+
+def test_damaged_checkpoints_are_set_aside_before_resuming(tmp_path):
+    """A cut-off epoch file: it and the resumable state that counts it are renamed, so
+    ESPnet's --resume starts afresh instead of failing; whole files and links stay."""
+    torch.save({"w": torch.ones(100)}, tmp_path / "checkpoint.pth")
+    torch.save({"w": torch.ones(100)}, tmp_path / "1epoch.pth")
+    torch.save({"w": torch.ones(100)}, tmp_path / "2epoch.pth")
+    cut = (tmp_path / "2epoch.pth").read_bytes()
+    (tmp_path / "2epoch.pth").write_bytes(cut[: len(cut) // 2])
+    (tmp_path / "valid.loss.best.pth").symlink_to("2epoch.pth")
+    notes = set_aside_damaged_checkpoints(tmp_path)
+    assert "2epoch.pth is damaged (it is not a complete zip file" in notes[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "1epoch.pth", "2epoch.pth.damaged", "checkpoint.pth.damaged", "valid.loss.best.pth"]
+    assert set_aside_damaged_checkpoints(tmp_path) == []  # nothing left to set aside

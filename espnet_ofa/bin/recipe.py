@@ -14,6 +14,7 @@
     python -m espnet_ofa.bin.recipe results --exp_dirs exp/asr_a exp/asr_b --out RESULTS.md --plot
     python -m espnet_ofa.bin.recipe plan --task asr --configs conf/a.yaml --ofa_model M --seeds 3
     python -m espnet_ofa.bin.recipe fixed_rate_exp --ssl_exp exp/ssl_train_ofa_tiny --period 40
+    python -m espnet_ofa.bin.recipe resume_check --exp_dir exp/asr_x
 
 Each prints ``error: <message>`` and exits 1 on bad input (a message that names the file,
 and the line where there is one), so that shell stages stop with the reason.
@@ -159,6 +160,9 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--ssl_exp", required=True, help="the OFA experiment dir")
     s.add_argument("--period", type=float, required=True, help="ms")
 
+    s = sub.add_parser("resume_check", help="before --resume true: set a damaged checkpoint aside")
+    s.add_argument("--exp_dir", required=True, help="the training's output dir")
+
     return p
 
 
@@ -275,6 +279,11 @@ def _run(args: argparse.Namespace) -> int:
         from espnet_ofa.recipe.experiments import fixed_rate_exp
 
         print(fixed_rate_exp(args.ssl_exp, args.period))
+    elif args.cmd == "resume_check":
+        from espnet_ofa.recipe.resume import set_aside_damaged_checkpoints
+
+        for note in set_aside_damaged_checkpoints(args.exp_dir):
+            print(f"progress: {note}", flush=True)
     return 0
 
 

@@ -10,6 +10,7 @@ from typing import Iterable, Mapping, Optional, Tuple, Union
 import torch
 import yaml
 
+from espnet_ofa.fileio import zip_problem
 from espnet_ofa.models.student import OFAStudent, build_student
 
 PathLike = Union[str, Path]
@@ -61,27 +62,11 @@ def check_checkpoint_integrity(checkpoint: PathLike) -> None:
     checkpoint = Path(checkpoint)
     if not zipfile.is_zipfile(checkpoint):
         return
-    damaged = None
-    try:
-        with zipfile.ZipFile(checkpoint) as archive:
-            for info in archive.infolist():
-                if info.CRC == 0 or info.is_dir():
-                    continue
-                try:
-                    with archive.open(info, "r") as record:  # zipfile checks the CRC
-                        while record.read(1 << 20):
-                            pass
-                except zipfile.BadZipFile:
-                    damaged = info.filename
-                    break
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise CheckpointError(f"cannot read {checkpoint} as a torch checkpoint ({err}); it may "
-                              "be truncated: copy or download it again") from err
-    if damaged is not None:
+    problem = zip_problem(checkpoint)
+    if problem is not None:
         raise CheckpointError(
-            f"{checkpoint} is damaged: its record {damaged} does not match the checksum "
-            "torch.save wrote (bytes changed after saving: a disk error or a broken copy); "
-            "copy, download or train it again"
+            f"{checkpoint} is damaged: {problem} (bytes changed after torch.save wrote it: a "
+            "disk error, a broken copy, a killed writer); copy, download or train it again"
         )
 
 

@@ -363,6 +363,7 @@ if want_stage 11; then
         fi
         mkdir -p "${_exp}"
         log "  ${_exp}: log ${_exp}/train.log"
+        ${python} -m espnet_ofa.bin.recipe resume_check --exp_dir "${_exp}"
         # shellcheck disable=SC2086  # train_args holds several options
         bg_run ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${_exp}/train.log" \
             ${python} -m "espnet2.bin.${task}_train" --ngpu "${ngpu}" --config "${_c}" \
