@@ -7,6 +7,8 @@
   readable by the group/others the umask allows.
 * `locked`: an exclusive ``fcntl.flock`` on a lock file, for read-modify-write of a file
   that several processes update (a zoo's index).
+* `zip_problem`: whether a zip (a torch checkpoint) is whole: a writer killed mid-way
+  (ESPnet's trainer saves ``checkpoint.pth`` in place) leaves one without its directory.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import contextlib
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -99,3 +102,23 @@ def locked(lock_path: PathLike) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def zip_problem(path: PathLike) -> Optional[str]:
+    """Why the zip at ``path`` is not whole, or None: not a complete zip (cut off while
+    written), or a record whose bytes fail the CRC-32 stored with it. Records stored with
+    CRC 0 (written without checksums, as torch can be told to) are not checked."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.CRC == 0 or info.is_dir():
+                    continue
+                try:
+                    with archive.open(info, "r") as record:  # zipfile checks the CRC
+                        while record.read(1 << 20):
+                            pass
+                except zipfile.BadZipFile:
+                    return f"its record {info.filename} fails its checksum"
+    except (zipfile.BadZipFile, EOFError) as err:
+        return f"it is not a complete zip file ({err}): cut off while being written"
+    return None

@@ -68,11 +68,18 @@ def _wrap_build_model_from_file(task_cls: type) -> None:
         return
 
     @functools.wraps(func)
-    def build_model_from_file(cls, *args, **kwargs):
+    def build_model_from_file(cls, config_file=None, model_file=None, *args, **kwargs):
         from espnet_ofa.frontend.ofa import decoding_build
+        from espnet_ofa.models.pretrained import check_checkpoint_integrity, check_finite_weights
 
+        # torch.load reads damaged tensor bytes as numbers: refuse them (and NaN/Inf).
+        if model_file is not None and os.path.isfile(model_file):
+            check_checkpoint_integrity(model_file)
         with decoding_build():
-            return func(cls, *args, **kwargs)
+            model, train_args = func(cls, config_file, model_file, *args, **kwargs)
+        if model_file is not None:
+            check_finite_weights(dict(model.named_parameters()), str(model_file))
+        return model, train_args
 
     setattr(build_model_from_file, _WRAPPED, True)
     task_cls.build_model_from_file = classmethod(build_model_from_file)

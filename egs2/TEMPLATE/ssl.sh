@@ -186,6 +186,7 @@ if want_stage 7; then
         log "Stage 7: skipped: teacher given"
     else
         stage_begin 7 "teacher: HuBERT training into ${teacher_exp} (log ${teacher_exp}/train.log)"
+        ${python} -m espnet_ofa.bin.recipe resume_check --exp_dir "${teacher_exp}"
         ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${teacher_exp}/train.log" \
             ${python} -m espnet2.bin.hubert_train --ngpu "${ngpu}" ${_hubert_common} \
             --train_shape_file "${teacher_exp}_stats/train/speech_shape" \
@@ -274,6 +275,7 @@ if want_stage 10; then
     [ "${ngpu}" -gt 0 ] || bg_max=${max_parallel_exps}
     for _i in "${!_exps[@]}"; do
         log "  ${_exps[_i]}: log ${_exps[_i]}/train.log"
+        ${python} -m espnet_ofa.bin.recipe resume_check --exp_dir "${_exps[_i]}"
         bg_run ${cuda_cmd} --gpu "${ngpu}" --num_nodes "${num_nodes}" --num_threads "${num_threads}" "${_exps[_i]}/train.log" \
             ${python} -m espnet_ofa.bin.ofa_ssl_train --ngpu "${ngpu}" ${_dist} ${_ssl_common} \
             --train_data_path_and_name_and_type "${data_feats}/${train_set}/wav.scp,speech,sound" \

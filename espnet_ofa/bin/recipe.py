@@ -14,6 +14,7 @@
     python -m espnet_ofa.bin.recipe results --exp_dirs exp/asr_a exp/asr_b --out RESULTS.md --plot
     python -m espnet_ofa.bin.recipe plan --task asr --configs conf/a.yaml --ofa_model M --seeds 3
     python -m espnet_ofa.bin.recipe fixed_rate_exp --ssl_exp exp/ssl_train_ofa_tiny --period 40
+    python -m espnet_ofa.bin.recipe resume_check --exp_dir exp/asr_x
 
 Each prints ``error: <message>`` and exits 1 on bad input (a message that names the file,
 and the line where there is one), so that shell stages stop with the reason.
@@ -112,6 +113,10 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--token_type", default="word", choices=("word", "char", "bpe"))
     s.add_argument("--nbpe", type=int, default=30)
+    s.add_argument("--nbpe_fit_data", default="false", choices=("true", "false"),
+                   help="raise --nbpe to what the text's characters need (smoke runs)")
+    s.add_argument("--nbpe_option", default="--nbpe",
+                   help="the recipe option an error about --nbpe names")
     s.add_argument("--bpemode", default="unigram")
     s.add_argument("--no_blank", action="store_true", help="no <blank> (no CTC)")
 
@@ -156,6 +161,9 @@ def get_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("fixed_rate_exp", help="ssl.sh: the fixed-rate student's experiment dir")
     s.add_argument("--ssl_exp", required=True, help="the OFA experiment dir")
     s.add_argument("--period", type=float, required=True, help="ms")
+
+    s = sub.add_parser("resume_check", help="before --resume true: set a damaged checkpoint aside")
+    s.add_argument("--exp_dir", required=True, help="the training's output dir")
 
     return p
 
@@ -231,7 +239,9 @@ def _run(args: argparse.Namespace) -> int:
         from espnet_ofa.recipe.tokens import make_token_list
 
         out = make_token_list(args.text, args.out, args.token_type, args.nbpe, args.bpemode,
-                              add_blank=not args.no_blank)
+                              add_blank=not args.no_blank,
+                              nbpe_fit_data=args.nbpe_fit_data == "true",
+                              nbpe_option=args.nbpe_option)
         n = sum(1 for _ in open(out, encoding="utf-8"))
         print(f"progress: {out}: {n} tokens ({args.token_type})", flush=True)
     elif args.cmd == "kmeans_labels":
@@ -266,6 +276,11 @@ def _run(args: argparse.Namespace) -> int:
         from espnet_ofa.recipe.experiments import fixed_rate_exp
 
         print(fixed_rate_exp(args.ssl_exp, args.period))
+    elif args.cmd == "resume_check":
+        from espnet_ofa.recipe.resume import set_aside_damaged_checkpoints
+
+        for note in set_aside_damaged_checkpoints(args.exp_dir):
+            print(f"progress: {note}", flush=True)
     return 0
 
 

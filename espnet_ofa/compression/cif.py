@@ -17,7 +17,16 @@ from typing import Optional
 
 import torch
 
-from espnet_ofa.compression.checks import check_alpha, check_lengths
+from espnet_ofa.compression.checks import (
+    alpha_problem,
+    check_alpha_layout,
+    check_lengths,
+    check_lengths_layout,
+    check_not_meta,
+    explain_alpha,
+    explain_lengths,
+    lengths_problem,
+)
 
 # Tolerance on the fire count: ``floor(sum(alpha) / beta + LENGTH_EPS)``. Float32 alphas
 # that were solved to sum to an integer N may land a few ulps below N.
@@ -81,7 +90,7 @@ def cif(
     Args:
         x: (B, T, C) floating-point input frames; B = 0 or T = 0 gives an empty output.
         alpha: (B, T) non-negative weights (float64 keeps `rate_alpha`'s counts exact);
-            values on padding are ignored.
+            values on padding are ignored (NaN there included).
         lengths: (B,) valid frames per utterance.
         beta: firing threshold (> 0).
         tail_threshold: when given (inference), an unfired remainder whose weight is at
@@ -91,6 +100,9 @@ def cif(
     Returns:
         `CIFOutput`; ``frames[b, k] = sum_t w[b, t, k] * x[b, t]`` with
         ``lengths[b] = floor(sum(alpha[b]) / beta + LENGTH_EPS)`` (+1 for an emitted tail).
+
+    One host synchronisation per call: the output's padded length must be known on the
+    host, and the checks of ``alpha`` and ``lengths`` travel in the same transfer.
     """
     if not torch.is_tensor(x) or x.dim() != 3:
         shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
@@ -99,9 +111,10 @@ def cif(
         # Integer frames would be scaled by fractional weights and truncated to zero.
         raise ValueError(f"x must be a floating-point tensor, got dtype {x.dtype}; "
                          "convert it first, e.g. x.float()")
+    check_not_meta(x, "x")
     batch, max_len, channels = x.shape
-    check_alpha(alpha, "alpha", expected_shape=(batch, max_len))
-    check_lengths(lengths, batch, max_len)
+    check_alpha_layout(alpha, "alpha", expected_shape=(batch, max_len))
+    check_lengths_layout(lengths, batch)
     if not (beta > 0 and math.isfinite(beta)):
         raise ValueError(f"beta must be a positive finite number, got {beta}")
     if tail_threshold is not None and not 0.0 < tail_threshold <= 1.0:
@@ -110,6 +123,7 @@ def cif(
     valid = _padding_mask(lengths, max_len)
     alpha = alpha.masked_fill(~valid, 0.0)
     if batch == 0 or max_len == 0:
+        check_lengths(lengths, batch, max_len)
         return _empty_output(x, alpha, lengths)
     x = x.masked_fill(~valid[..., None], 0.0)  # NaN/Inf in padding must not leak via 0 * inf
 
@@ -117,15 +131,24 @@ def cif(
     # frames drifts by more than the tolerance that decides whether a frame fires.
     end = torch.cumsum(alpha.double(), dim=1) / beta
     start = end - alpha.double() / beta
-    total = end[:, -1] if max_len > 0 else end.new_zeros(batch)
+    total = end[:, -1]
     fired = torch.floor(total + LENGTH_EPS).long()
     remainder = (total - fired).clamp_min(0.0)
     out_lengths = fired.clone()
     if tail_threshold is not None:
         out_lengths = fired + (remainder >= tail_threshold).long() * (remainder > 0).long()
 
+    # The one transfer: whether the arguments are valid, the largest weight (how many
+    # output frames one input frame can feed) and the output's padded length.
+    problem = lengths_problem(lengths, max_len) | alpha_problem(alpha)
+    summary = torch.stack([problem.double(), alpha.detach().max().double(),
+                           out_lengths.max().double()]).tolist()
+    if summary[0]:
+        explain_lengths(lengths, max_len)
+        explain_alpha(alpha, "alpha", valid)
+    max_alpha, out_max = summary[1] / beta, int(summary[2])
+
     # Slot j of frame t covers output k = floor(start) + j.
-    max_alpha = float(alpha.detach().max()) / beta if alpha.numel() else 0.0
     num_slots = int(math.ceil(max_alpha)) + 1
     first = torch.floor(start).long().clamp_min(0)
     slot_index = first[..., None] + torch.arange(num_slots, device=x.device)
@@ -140,7 +163,6 @@ def cif(
     slot_weight = torch.where(is_tail, slot_weight * tail_scale[:, None, None], slot_weight)
     slot_weight = torch.where(in_output & valid[..., None], slot_weight, 0.0).to(x.dtype)
     # Unused slots point at a spare row past the end, dropped below.
-    out_max = int(out_lengths.max()) if batch else 0
     slot_index = torch.where(in_output, slot_index, out_max).clamp(0, out_max)
 
     frames = x.new_zeros(batch, out_max + 1, channels)

@@ -32,7 +32,16 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from espnet_ofa.compression.checks import check_alpha, check_lengths
+from espnet_ofa.compression.checks import (
+    alpha_problem,
+    check_alpha_layout,
+    check_lengths,
+    check_lengths_layout,
+    check_not_meta,
+    explain_alpha,
+    explain_lengths,
+    lengths_problem,
+)
 from espnet_ofa.constants import INPUT_PERIOD_MS  # the period of the frames CIF compresses
 
 # The periods the port pretrains over (ms): the default range of pretraining and models.
@@ -47,6 +56,10 @@ PORT_MEAN_ALPHA = 2.0 / 9.0
 
 
 def _number(value, name: str, what: str) -> float:
+    if torch.is_tensor(value) and value.dim() == 0 and value.dtype != torch.bool \
+            and not value.is_complex():
+        check_not_meta(value, name)
+        value = value.item()  # a 0-d tensor, e.g. a period computed with torch
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return float(value)
@@ -187,12 +200,18 @@ def _mix_with_ones(alpha: torch.Tensor, wanted: torch.Tensor,
     return (1.0 - mix) + mix * alpha
 
 
+# What a predictor's weights may be: firing probabilities. Above 1 (e.g. logits passed by
+# mistake) the lam mode would fire more often than once per input frame.
+ALPHA_PRED_MAX = 1.0
+
+
 def rate_alpha(
     alpha_pred: torch.Tensor,
     lengths: torch.Tensor,
     frame_period: Optional[float] = None,
     lam: Optional[float] = None,
     input_period: float = INPUT_PERIOD_MS,
+    checked: bool = True,
 ) -> torch.Tensor:
     """Weights for `cif` at the rate asked for by exactly one of ``frame_period``/``lam``.
 
@@ -202,16 +221,28 @@ def rate_alpha(
         frame_period: output frame period in ms (>= ``input_period``).
         lam: the paper's lambda in [0, 2].
         input_period: frame period of ``alpha_pred``'s time axis in ms.
+        checked: check the values of ``alpha_pred`` (finite, in [0, 1] on valid frames)
+            and ``lengths`` (in [0, T]), at the cost of one host synchronisation. A caller
+            whose values are valid by construction (a sigmoid predictor, lengths from the
+            feature extractor) passes False: then no synchronisation at all. Types, dtypes
+            and shapes are always checked (free).
 
     Returns:
         (B, T) float64 weights, zero on padding (see the module docstring for why float64).
         A non-empty utterance always gets at least one output frame.
     """
     rate = Rate(frame_period=frame_period, lam=lam)
-    check_alpha(alpha_pred, "alpha_pred")
+    check_alpha_layout(alpha_pred, "alpha_pred")
     batch, max_len = alpha_pred.shape
-    check_lengths(lengths, batch, max_len)
+    check_lengths_layout(lengths, batch)
     valid = _valid_mask(lengths, max_len)
+    if checked and batch:
+        if bool(lengths_problem(lengths, max_len)
+                | alpha_problem(alpha_pred, valid, ALPHA_PRED_MAX)):
+            explain_lengths(lengths, max_len)
+            explain_alpha(alpha_pred, "alpha_pred", valid, ALPHA_PRED_MAX,
+                          "; alpha_pred holds the predictor's firing probabilities: apply "
+                          "torch.sigmoid to logits first")
     pred = alpha_pred.double().masked_fill(~valid, 0.0)
     num = lengths.double()
 
@@ -239,16 +270,22 @@ def fixed_rate_alpha(
     frame_period: float,
     input_period: float = INPUT_PERIOD_MS,
     dtype: torch.dtype = torch.float64,
+    checked: bool = True,
 ) -> torch.Tensor:
     """(B, T) constant weights ``input_period / frame_period``: the fixed-rate baseline.
 
     CIF with these weights is average pooling over windows of ``frame_period /
     input_period`` frames, fractional windows included; for integer multiples of the
     input period it equals ``torch.nn.AvgPool1d``. float64 by default, for the reason
-    given in the module docstring.
+    given in the module docstring. ``checked``: as in `rate_alpha` (False: no host
+    synchronisation; the lengths' type and shape are still checked).
     """
     period = _checked_period(frame_period, input_period)
-    check_lengths(lengths, lengths.shape[0] if torch.is_tensor(lengths) else 0, max_len)
+    batch = lengths.shape[0] if torch.is_tensor(lengths) else 0
+    if checked:
+        check_lengths(lengths, batch, max_len)
+    else:
+        check_lengths_layout(lengths, batch)
     valid = _valid_mask(lengths, max_len)
     return valid.to(dtype) * (input_period / period)
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -43,6 +45,22 @@ UTT_KEYED_TABLES = (
     "utt2lang",
     "feats.scp",
 )
+
+# Other tables keyed by utterance, by name: Kaldi's utt2* files (utt2gender, utt2age, ...)
+# and every transcript variant (text.lc, text_spk1, text.en, ...).
+UTT_KEYED_PATTERN = re.compile(r"utt2.+|text([._].+)?")
+# Tables keyed by speaker (spk2utt is rebuilt from utt2spk) and by recording.
+SPK_KEYED_PATTERN = re.compile(r"spk2(?!utt$).+")
+RECO_KEYED_PATTERN = re.compile(r"reco2.+")
+
+# The only separators of a Kaldi table line (Kaldi splits at ASCII spaces and tabs).
+FIELD_SEPARATOR = re.compile(r"[ \t]+")
+
+
+def is_utterance_table(name: str) -> bool:
+    """Whether a data-dir file named ``name`` is keyed by utterance id."""
+    return name in UTT_KEYED_TABLES or bool(UTT_KEYED_PATTERN.fullmatch(name))
+
 
 # How far (s) a segment may end after its recording before it is an error: Kaldi's
 # extract-segments default (--max-overshoot=0.5); readers truncate such segments.
@@ -110,8 +128,9 @@ class FixReport:
 def _iter_table(path: Path) -> Iterable[Tuple[int, str, Optional[str], Optional[str]]]:
     """Yield ``(lineno, raw_line, key, value)``; key/value are None for a blank/malformed line.
 
-    Only spaces and tabs separate the id from the value (the value keeps inner whitespace, so
-    transcripts and pipe commands survive). Trailing whitespace and ``\\r`` are stripped.
+    Only ASCII spaces and tabs separate the id from the value, as in Kaldi (the value keeps
+    inner whitespace, so transcripts and pipe commands survive; a no-break space stays in
+    the id, where `id_problem` reports it). Trailing spaces, tabs and ``\\r`` are stripped.
     """
     with open(path, "rb") as f:
         for lineno, raw_bytes in enumerate(f, start=1):
@@ -130,10 +149,36 @@ def _iter_table(path: Path) -> Iterable[Tuple[int, str, Optional[str], Optional[
             if not stripped:
                 yield lineno, line, None, None
                 continue
-            parts = stripped.split(None, 1)
+            parts = FIELD_SEPARATOR.split(stripped, 1)
             key = parts[0]
-            value = parts[1].strip() if len(parts) > 1 else ""
+            value = parts[1] if len(parts) > 1 else ""
             yield lineno, line, key, value
+
+
+def id_problem(key: str) -> Optional[str]:
+    """Why ``key`` cannot be a Kaldi id (it holds a space Kaldi does not split at), or None."""
+    for char in key:
+        if char.isspace() or unicodedata.category(char) in ("Zs", "Cc"):
+            code = f"U+{ord(char):04X}"
+            name = unicodedata.name(char, "a control character")
+            return (f"id {key!r} contains {code} ({name}), which Kaldi and ESPnet do not "
+                    "treat as a separator: if it separates the id from the value, replace it "
+                    "with an ASCII space, otherwise remove it from the id")
+    return None
+
+
+def segment_problem(value: str) -> Optional[str]:
+    """Why a ``segments`` value ``<recording-id> <start-s> <end-s>`` is malformed, or None."""
+    fields = value.split()
+    if len(fields) != 3:
+        return f"{len(fields)} fields after the utterance id instead of 3"
+    try:
+        start, end = float(fields[1]), float(fields[2])
+    except ValueError:
+        return f"start/end '{fields[1]} {fields[2]}' are not numbers of seconds"
+    if not (start >= 0 and (end == -1 or end > start)):
+        return f"times {fields[1]}-{fields[2]} are not 0 <= start < end (or end -1)"
+    return None
 
 
 def read_table_lines(path: PathLike, allow_empty_values: bool = False) -> List[TableLine]:
@@ -153,6 +198,9 @@ def read_table_lines(path: PathLike, allow_empty_values: bool = False) -> List[T
                 f"{path}:{lineno}: blank line (no id). Delete the line: every line must be "
                 "'<id> <value>'."
             )
+        bad_id = id_problem(key)
+        if bad_id is not None:
+            raise DataDirError(f"{path}:{lineno}: {bad_id}.")
         if not value and not allow_empty_values:
             if path.name == "text":
                 raise DataDirError(
@@ -330,18 +378,13 @@ def validate_data_dir(
         seg_path = data_dir / "segments"
         for x in tables["segments"]:
             fields = x.value.split()
-            ok = len(fields) == 3
-            if ok:
-                try:
-                    start, end = float(fields[1]), float(fields[2])
-                    ok = start >= 0 and (end == -1 or end > start)
-                except ValueError:
-                    ok = False
-            if not ok:
+            problem = segment_problem(x.value)
+            if problem is not None:
                 raise DataDirError(
-                    f"{seg_path}:{x.lineno}: malformed segment '{x.key} {x.value}'. Expected "
-                    "'<utt-id> <recording-id> <start-seconds> <end-seconds>' with "
-                    "0 <= start < end (end -1 means to the end of the recording)."
+                    f"{seg_path}:{x.lineno}: malformed segment '{x.key} {x.value}' ({problem}). "
+                    "Expected '<utt-id> <recording-id> <start-seconds> <end-seconds>' with "
+                    "0 <= start < end (end -1 means to the end of the recording), or run "
+                    + FIX_HINT.format(dir=data_dir)
                 )
             if wav_ids is not None and fields[0] not in wav_id_set:
                 raise DataDirError(
@@ -358,7 +401,7 @@ def validate_data_dir(
     for name, lines in tables.items():
         # Only utterance-keyed tables must list exactly the utterances (spk2utt is keyed by
         # speaker; other files a caller names, e.g. reco2dur, are only checked line by line).
-        if utt_ids is None or not (name in UTT_KEYED_TABLES or name.startswith("utt2")):
+        if utt_ids is None or not is_utterance_table(name):
             continue
         _check_same_ids(data_dir / name, lines, ref_name, utt_ids, data_dir)
 
@@ -484,6 +527,8 @@ def _read_lenient(path: Path, report: FixReport, allow_empty: bool) -> Dict[str,
         where = f"{path.name}:{lineno}"
         if key is None:
             report.dropped_lines.append(f"{where}: blank line")
+        elif id_problem(key) is not None:
+            report.dropped_lines.append(f"{where}: {id_problem(key)}")
         elif not value and not allow_empty:
             # An empty transcript is dropped with its utterance (recorded as such below).
             if path.name == "text":
@@ -520,8 +565,10 @@ def fix_data_dir(path: PathLike, drop_missing_audio: bool = False, backup: bool 
     - drops blank/malformed lines and duplicate ids (keeping the first), and utterances with
       an empty transcript;
     - keeps only utterances present in every utterance-keyed table (``text``, ``utt2spk``,
-      ``utt2dur``, ...) and in ``wav.scp`` (or in ``segments`` with a recording in wav.scp;
-      recordings no kept segment uses are dropped from wav.scp);
+      ``utt2dur``, every other ``utt2*`` and ``text*`` file, see `is_utterance_table`) and
+      in ``wav.scp`` (or in a well-formed ``segments`` line with a recording in wav.scp;
+      recordings no kept segment uses are dropped from wav.scp), and filters the tables
+      keyed by speaker (``spk2gender``, ...) and recording (``reco2dur``, ...) to match;
     - with ``drop_missing_audio``, drops utterances whose audio file does not exist;
     - sorts every table in C-locale order and regenerates ``spk2utt`` from ``utt2spk`` (or
       ``utt2spk`` from ``spk2utt`` when only that exists);
@@ -535,8 +582,9 @@ def fix_data_dir(path: PathLike, drop_missing_audio: bool = False, backup: bool 
         raise DataDirError(f"{data_dir}: data directory not found.")
     report = FixReport(path=data_dir, num_kept=0)
 
-    present = [n for n in ("wav.scp", "segments", "spk2utt", *UTT_KEYED_TABLES)
-               if (data_dir / n).is_file()]
+    files = sorted(p.name for p in data_dir.iterdir() if p.is_file())
+    present = [n for n in ("wav.scp", "segments", "spk2utt") if n in files]
+    present += [n for n in files if is_utterance_table(n)]
     if "wav.scp" not in present and "segments" not in present and not any(
         n in present for n in UTT_KEYED_TABLES
     ):
@@ -553,14 +601,17 @@ def fix_data_dir(path: PathLike, drop_missing_audio: bool = False, backup: bool 
         for u in ids:
             report.dropped.setdefault(u, reason)
 
-    utt_tables = [n for n in UTT_KEYED_TABLES if n in tables]
+    utt_tables = [n for n in tables if is_utterance_table(n)]
     if "segments" in tables:
         segs = tables["segments"]
         utts = set(segs)
         if "wav.scp" in tables:
             drop([u for u, v in segs.items() if v.split()[0] not in tables["wav.scp"]],
                  "its recording is not in wav.scp")
-        drop([u for u, v in segs.items() if len(v.split()) != 3], "malformed segments line")
+        for u, v in segs.items():
+            problem = segment_problem(v)
+            if problem is not None:
+                drop([u], f"malformed segments line: {problem}")
     elif "wav.scp" in tables:
         utts = set(tables["wav.scp"])
     else:
@@ -606,6 +657,15 @@ def fix_data_dir(path: PathLike, drop_missing_audio: bool = False, backup: bool 
         for u in sorted(new["utt2spk"]):
             spk2utt.setdefault(new["utt2spk"][u], []).append(u)
         new["spk2utt"] = {s: " ".join(us) for s, us in spk2utt.items()}
+    # Tables keyed by speaker (spk2gender, ...) or recording (reco2dur, ...) keep the kept ones.
+    for pattern, kept in ((SPK_KEYED_PATTERN, new.get("spk2utt")),
+                          (RECO_KEYED_PATTERN, new.get("wav.scp"))):
+        if kept is None:
+            continue
+        for n in files:
+            if pattern.fullmatch(n):
+                table = _read_lenient(data_dir / n, report, allow_empty=False)
+                new[n] = {k: v for k, v in table.items() if k in kept}
 
     if backup:
         report.backup_dir = _new_backup_dir(data_dir)

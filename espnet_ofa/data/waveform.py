@@ -23,16 +23,28 @@ DEFAULT_MIN_SAMPLES = 400
 
 
 def as_float32(wav: Any) -> Any:
-    """A float64 tensor or a numpy float array as a float32 tensor; anything else unchanged.
+    """A float64 tensor, a numpy float array or a half-precision tensor on the CPU as a
+    float32 tensor; anything else unchanged.
 
-    Float64 is what numpy gives by default; the models compute in float32. Half precision
-    (AMP) and float32 inputs are kept as they are.
+    Float64 is what numpy gives by default; the models compute in float32, and on the CPU
+    in float32 only (float16/bfloat16 audio would meet float32 weights in the first
+    convolution). Half precision on an accelerator (AMP) and float32 are kept as they are.
     """
     if type(wav).__module__ == "numpy" and hasattr(wav, "dtype") and wav.dtype.kind == "f":
         wav = torch.from_numpy(wav.copy())
-    if torch.is_tensor(wav) and wav.dtype == torch.float64:
+    if torch.is_tensor(wav) and (wav.dtype == torch.float64 or (
+            wav.device.type == "cpu" and wav.dtype in (torch.float16, torch.bfloat16))):
         wav = wav.to(torch.float32)
     return wav
+
+
+def check_has_data(tensor: Any, name: str) -> None:
+    """A meta tensor has a shape but no samples: say so instead of failing inside torch."""
+    if torch.is_tensor(tensor) and tensor.device.type == "meta":
+        raise ValueError(
+            f"{name} is on the meta device (a shape without data, e.g. made under "
+            "torch.device('meta')); pass real samples on the CPU or a GPU"
+        )
 
 
 def _ms(samples: int, rate: int) -> str:
@@ -62,6 +74,7 @@ def check_waveform(
     wav = checked = as_float32(wav)
     if not torch.is_tensor(wav):
         raise ValueError(f"wav must be a torch.Tensor, got {type(wav).__name__}")
+    check_has_data(wav, "wav")
     if not wav.is_floating_point():
         raise ValueError(
             f"wav must be floating point in [-1, 1], got dtype {wav.dtype}. Convert integer "
@@ -130,6 +143,8 @@ def check_waveform_batch(
         hint = " (multi-channel audio must be mixed down to mono first)" if wav.dim() == 3 else ""
         raise ValueError(f"wav must be a (batch, samples) tensor, got shape {tuple(wav.shape)}{hint}")
     batch, max_len = wav.shape
+    check_has_data(wav, "wav")
+    check_has_data(wav_lengths, "wav_lengths")
     if (not torch.is_tensor(wav_lengths) or wav_lengths.dim() != 1
             or wav_lengths.shape[0] != batch):
         shape = tuple(wav_lengths.shape) if torch.is_tensor(wav_lengths) else type(wav_lengths).__name__
@@ -165,4 +180,5 @@ def check_waveform_batch(
 
 
 
-__all__ = ["DEFAULT_MIN_SAMPLES", "as_float32", "check_waveform", "check_waveform_batch"]
+__all__ = ["DEFAULT_MIN_SAMPLES", "as_float32", "check_has_data", "check_waveform",
+           "check_waveform_batch"]

@@ -237,15 +237,18 @@ class OFAFrontend(AbsFrontend):
         # runs at, never what it has learnt or what its config says.
         self._override: Optional[Rate] = None
         self._env_rate: Optional[Rate] = None
+        # Checked even where it is then ignored: a malformed or out-of-range value would
+        # otherwise surface only in the decoding that follows training.
+        env_rate = rate_from_env()
+        if env_rate is not None:
+            env_rate = self._checked_rate(env_rate.frame_period, env_rate.lam,
+                                          f"{ENV_FRAME_PERIOD}/{ENV_LAM}")
         if _DECODING_BUILD.get():
-            env_rate = rate_from_env()
             if env_rate is not None:
-                self._env_rate = self._checked_rate(
-                    env_rate.frame_period, env_rate.lam, f"{ENV_FRAME_PERIOD}/{ENV_LAM}"
-                )
+                self._env_rate = env_rate
                 logger.info("OFA frontend: decoding (eval mode) runs at %s from the "
                             "environment", self._env_rate)
-        elif os.environ.get(ENV_FRAME_PERIOD, "").strip() or os.environ.get(ENV_LAM, "").strip():
+        elif env_rate is not None:
             logger.warning(
                 "OFA frontend: %s/%s ignored: this model is not built for decoding (training "
                 "and its validation run at the configured rate; see decoding_build)",

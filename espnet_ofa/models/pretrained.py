@@ -5,12 +5,12 @@ from __future__ import annotations
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Mapping, Optional, Tuple
 
 import torch
 import yaml
 
-from espnet_ofa.fileio import PathLike
+from espnet_ofa.fileio import PathLike, zip_problem
 from espnet_ofa.models.student import OFAStudent, build_student
 
 
@@ -49,8 +49,47 @@ def _check_torch_file(checkpoint: Path) -> None:
         )
 
 
+def check_checkpoint_integrity(checkpoint: PathLike) -> None:
+    """``CheckpointError`` if a record of a zip-format checkpoint changed after torch.save.
+
+    torch.save stores a CRC-32 of every record (tensor data included) but torch.load does
+    not check it, so a few overwritten bytes in a weight would load as wrong numbers.
+    Records saved without a checksum (CRC 0, torch's ``set_crc32_options(False)``) and the
+    legacy pickle format cannot be checked and pass.
+    """
+    checkpoint = Path(checkpoint)
+    if not zipfile.is_zipfile(checkpoint):
+        return
+    problem = zip_problem(checkpoint)
+    if problem is not None:
+        raise CheckpointError(
+            f"{checkpoint} is damaged: {problem} (bytes changed after torch.save wrote it: a "
+            "disk error, a broken copy, a killed writer); copy, download or train it again"
+        )
+
+
+def nonfinite_tensors(named: Iterable[Tuple[str, torch.Tensor]]) -> list:
+    """Names of the floating-point tensors that hold NaN or Inf."""
+    return [name for name, value in named
+            if torch.is_tensor(value) and value.is_floating_point()
+            and value.device.type != "meta" and not bool(torch.isfinite(value).all())]
+
+
+def check_finite_weights(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """``CheckpointError`` naming the weights of ``source`` that hold NaN or Inf."""
+    bad = nonfinite_tensors(state.items())
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(
+            f"{source} has weights that are NaN or Inf ({shown}): the file is damaged or its "
+            "training diverged; use an earlier checkpoint (e.g. another *epoch.pth), or copy "
+            "or download it again"
+        )
+
+
 def _read_state(checkpoint: Path) -> dict:
     _check_torch_file(checkpoint)
+    check_checkpoint_integrity(checkpoint)
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError,
@@ -116,6 +155,7 @@ def load_student(checkpoint: PathLike, config: Optional[PathLike] = None) -> OFA
     student_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not student_state:
         raise CheckpointError(f"{checkpoint} has no '{prefix}*' weights: not an OFA model file")
+    check_finite_weights(student_state, str(checkpoint))
     try:
         student.load_state_dict(student_state)
     except RuntimeError as err:

@@ -235,7 +235,8 @@ class OFAStudent(nn.Module):
         """
         wav = as_float32(wav)
         if (torch.is_tensor(wav) and wav.is_floating_point() and wav.dim() == 2
-                and wav.shape[0] > 0 and torch.is_tensor(wav_lengths)
+                and wav.shape[0] > 0 and wav.device.type != "meta" and torch.is_tensor(wav_lengths)
+                and wav_lengths.device.type != "meta"
                 and wav_lengths.dim() == 1 and wav_lengths.shape[0] == wav.shape[0]
                 and not (wav_lengths.is_floating_point() or wav_lengths.is_complex())):
             lengths = wav_lengths.to(wav.device)
@@ -289,13 +290,17 @@ class OFAStudent(nn.Module):
         """(alpha for CIF in float64, unmixed alpha_pred or None), both (B, T).
 
         float64: the fire count is decided on these weights (see espnet_ofa.compression.rate).
+        Unchecked (no host synchronisation): a sigmoid's output and the extractor's lengths
+        are valid by construction, and `cif` checks the weights in the one transfer that
+        sizes its output.
         """
         rate = self.resolve_rate(frame_period, lam)
         if self.alpha_predictor is None:
-            return fixed_rate_alpha(lengths, frames.shape[1], rate.frame_period), None
+            return fixed_rate_alpha(lengths, frames.shape[1], rate.frame_period,
+                                    checked=False), None
         alpha_pred = self.alpha_predictor(frames, lengths)
         return rate_alpha(alpha_pred, lengths, frame_period=rate.frame_period,
-                          lam=rate.lam), alpha_pred
+                          lam=rate.lam, checked=False), alpha_pred
 
     def encode(self, frames: torch.Tensor, lengths: torch.Tensor) -> List[torch.Tensor]:
         """(B, T', D) compressed frames -> [input to layer 1, output of each layer]."""

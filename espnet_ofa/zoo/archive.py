@@ -204,6 +204,30 @@ def unpacked_files(root: Path, meta: Dict) -> Dict[str, str]:
 UNPACKED_MARKER = ".espnet_ofa_meta.yaml"
 
 
+def _complete(target: Path) -> bool:
+    """Whether every file its ``meta.yaml`` lists is still in an unpack folder."""
+    try:
+        meta = yaml.safe_load((target / UNPACKED_MARKER).read_text(encoding="utf-8"))
+        files = unpacked_files(target, meta)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return False
+    return all(Path(path).is_file() for path in files.values())
+
+
+def _discard(target: Path) -> None:
+    """Remove an incomplete unpack folder (a file in it was deleted) so it is unpacked again.
+
+    Renamed aside first, so that the folder name is free at once and a concurrent job that
+    finds the same gap discards it only once (its rename fails: the folder is gone).
+    """
+    stale = target.with_name(f".{target.name[:16]}.{os.getpid()}.stale")
+    try:
+        os.rename(target, stale)
+    except OSError:
+        return  # another job moved it first
+    shutil.rmtree(stale, ignore_errors=True)
+
+
 def unpack_archive(archive: PathLike, cachedir: PathLike, sha256: Optional[str] = None) -> Dict[str, str]:
     """Unpack a model archive once into ``<cachedir>/<sha256>``; reuse it afterwards.
 
@@ -212,7 +236,8 @@ def unpack_archive(archive: PathLike, cachedir: PathLike, sha256: Optional[str] 
     into place; the first rename wins and the others discard their copy, so nobody reads a
     half-extracted model or has it rewritten under them, and an interrupted unpack leaves
     only a hidden ``.partial`` folder. The folder is named by the archive's checksum, so a
-    changed archive at the same path is unpacked afresh.
+    changed archive at the same path is unpacked afresh; a folder missing one of the
+    archive's files (deleted from the cache) is unpacked again.
 
     Args:
         archive: a zip model archive (checked with `verify_archive` before extracting).
@@ -226,6 +251,8 @@ def unpack_archive(archive: PathLike, cachedir: PathLike, sha256: Optional[str] 
     digest = sha256 or sha256sum(archive)
     cachedir = Path(cachedir).expanduser().absolute()
     target = cachedir / digest
+    if (target / UNPACKED_MARKER).is_file() and not _complete(target):
+        _discard(target)
     if not (target / UNPACKED_MARKER).is_file():
         verify_archive(archive)
         cachedir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Pack downstream models (ASR, SLU, ST, ASR transducer) that use ``frontend: ofa``.
+"""Pack downstream models (ASR, SLU, ST, ASR transducer), with ``frontend: ofa`` or any other.
 
 ESPnet's ``pack asr`` archives the files it is told about and, on unpacking, rewrites every
 YAML string equal to an archived path to where it was unpacked. So the archive must hold the
@@ -7,7 +7,9 @@ OFA checkpoint (and its config.yaml) under *exactly* the path that
 ``3epoch.pth``) that the packer resolves, so the training config is first copied to
 ``<exp>/pack/config.yaml`` with each file it refers to written as the resolved path the
 archive will use. Every file the config refers to (OFA checkpoint, feature statistics,
-BPE model, ...) goes into the archive, so no ``--option`` needs to be remembered.
+BPE model, ...) goes into the archive, so no ``--option`` needs to be remembered. A model
+with another frontend (a recipe's log-mel baseline) is packed the same way, as an ordinary
+ESPnet model.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def pack_downstream(
     card_fields: Optional[Dict[str, str]] = None,
     results: Optional[str] = None,
 ) -> Path:
-    """Pack an ESPnet ASR/SLU/ST experiment with its OFA checkpoint inside.
+    """Pack an ESPnet ASR/SLU/ST experiment with its OFA checkpoint (if any) inside.
 
     Run from the recipe directory (archive paths are relative to it). The archive opens
     with ``Speech2Text.from_pretrained`` / ``Speech2Understand.from_pretrained``.
@@ -72,28 +74,37 @@ def pack_downstream(
         if not path.is_file():
             raise ZooError(f"{path} does not exist: train the {task} model first")
     conf = yaml.safe_load(train_config.read_text(encoding="utf-8"))
-    if conf.get("frontend") != "ofa":
-        raise ZooError(f"{train_config} has frontend {conf.get('frontend')!r}, not 'ofa'")
+    if not isinstance(conf, dict):
+        raise ZooError(f"{train_config} is not an ESPnet training config (a YAML mapping)")
+    is_ofa = conf.get("frontend") == "ofa"
 
     files: List[Path] = []
     packed_conf = {key: value if key.startswith(RUN_ONLY_PREFIXES) else _referenced_files(value, files)
                    for key, value in conf.items()}
-    ofa_model = Path(conf["frontend_conf"]["model"])
-    if ofa_model.suffix in (".pth", ".pt"):
-        # load_student reads the config.yaml beside the (resolved) checkpoint.
-        files.append(ofa_model.resolve().parent / "config.yaml")
+    if is_ofa:
+        ofa_model = Path(conf["frontend_conf"]["model"])
+        if ofa_model.suffix in (".pth", ".pt"):
+            # load_student reads the config.yaml beside the (resolved) checkpoint.
+            files.append(ofa_model.resolve().parent / "config.yaml")
     packed_config = train_config.parent / "pack" / "config.yaml"
     packed_config.parent.mkdir(parents=True, exist_ok=True)
     packed_config.write_text(yaml.safe_dump(packed_conf, sort_keys=False), encoding="utf-8")
 
     # The meta.yaml keys are the task's Speech2* keywords, so from_pretrained takes them.
     config_key, model_key = TASKS[task].config_key, TASKS[task].model_key
-    frontend_conf = conf["frontend_conf"]
+    if is_ofa:
+        frontend_conf = conf["frontend_conf"]
+        frontend_fields = {
+            "SSL frontend": f"OFA model {frontend_conf['model']}",
+            "frame period": ("learned" if frontend_conf.get("learnable_rate") else
+                             f"{frontend_conf.get('frame_period')} ms (changeable at inference)"),
+        }
+    else:
+        frontend_fields = {"frontend": f"{conf.get('frontend')} (a baseline without OFA: "
+                                       "fixed frame period)"}
     fields = {
         "task": task,
-        "SSL frontend": f"OFA model {frontend_conf['model']}",
-        "frame period": ("learned" if frontend_conf.get("learnable_rate")
-                         else f"{frontend_conf.get('frame_period')} ms (changeable at inference)"),
+        **frontend_fields,
         "encoder": str(conf.get("encoder")),
         "training data": ", ".join(str(p[0]) for p in conf.get("train_data_path_and_name_and_type", [])),
         **(card_fields or {}),

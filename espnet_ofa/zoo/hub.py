@@ -124,7 +124,14 @@ def locate(name: str, zoos: Sequence[PathLike] = ()) -> Dict[str, Optional[str]]
         index = _read_yaml(index_path)
         if name in index:
             entry = _index_entry(index_path, name, index[name], "file")
-            return {"source": str(zoo / entry["file"]), "sha256": entry["sha256"]}
+            archive = zoo / entry["file"]
+            if not archive.is_file():
+                raise ZooError(
+                    f"model {name!r} is listed in {index_path} but its file {archive} is "
+                    "missing (deleted or moved); publish the model again, or remove its "
+                    "entry from the index"
+                )
+            return {"source": str(archive), "sha256": entry["sha256"]}
     if name in MODEL_TABLE:
         entry = _index_entry(TABLE_PATH, name, MODEL_TABLE[name], "url")
         return {"source": entry["url"], "sha256": entry.get("sha256")}

@@ -63,6 +63,7 @@ src_lang=""             # st: source language (default: --lang)
 tgt_lang=""             # st: target language
 src_token_type=bpe      # st: source tokens
 src_nbpe=30
+nbpe_fit_data=false     # true: raise nbpe/src_nbpe to what the text's characters need (smoke)
 # Language model
 use_lm=false
 # shellcheck disable=SC2034  # no LM stages yet
@@ -262,12 +263,14 @@ if want_stage 5; then
     stage_begin 5 "token list (${token_type}) in ${token_listdir}"
     ${train_cmd} --num_threads 1 "${token_listdir}/log/${token_type}.log" \
         ${python} -m espnet_ofa.bin.recipe token_list --text "${data_feats}/${train_set}/text" \
-        --out "${token_list}" --token_type "${token_type}" --nbpe "${nbpe}" --bpemode "${bpemode}"
+        --out "${token_list}" --token_type "${token_type}" --nbpe "${nbpe}" --bpemode "${bpemode}" \
+        --nbpe_fit_data "${nbpe_fit_data}" --nbpe_option=--nbpe
     if [ "${task}" = st ]; then
         ${train_cmd} --num_threads 1 "${token_listdir}/log/src_${src_token_type}.log" \
             ${python} -m espnet_ofa.bin.recipe token_list \
             --text "${data_feats}/${train_set}/src_text" --out "${src_token_list}" \
-            --token_type "${src_token_type}" --nbpe "${src_nbpe}" --bpemode "${bpemode}"
+            --token_type "${src_token_type}" --nbpe "${src_nbpe}" --bpemode "${bpemode}" \
+            --nbpe_fit_data "${nbpe_fit_data}" --nbpe_option=--src_nbpe
     fi
     stage_end
 fi
@@ -366,6 +369,7 @@ if want_stage 11; then
         fi
         mkdir -p "${_exp}"
         log "  ${_exp}: log ${_exp}/train.log"
+        ${python} -m espnet_ofa.bin.recipe resume_check --exp_dir "${_exp}"
         # shellcheck disable=SC2086  # train_args holds several options
         bg_run ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${_exp}/train.log" \
             ${python} -m "espnet2.bin.${task}_train" --ngpu "${ngpu}" --config "${_c}" \
@@ -435,7 +439,7 @@ if want_stage 14; then
     if [ "${skip_packing}" = true ]; then
         log "Stage 14: skipped: packing (--skip_packing true)"
     else
-        stage_begin 14 "packing ${task} models (OFA checkpoint inside) into <exp>/packed/model.zip"
+        stage_begin 14 "packing ${task} models (OFA checkpoint inside; baselines as plain ESPnet models) into <exp>/packed/model.zip"
         _results=()
         [ ! -f "${results_md}" ] || _results=(--results "${results_md}")
         for _exp in "${exp_dirs[@]}"; do

@@ -22,7 +22,7 @@ done
 if [ "${smoke}" = true ]; then
     ./st.sh \
         --src_lang en --tgt_lang de \
-        --src_token_type bpe --src_nbpe 30 --token_type bpe --nbpe 30 \
+        --src_token_type bpe --src_nbpe 30 --token_type bpe --nbpe 30 --nbpe_fit_data true \
         --train_set train --valid_set dev --test_sets test \
         --ofa_model ../../fsdd/ssl1/exp/ssl_train_ofa_tiny/valid.loss.best.pth \
         --ssl_recipe ../../fsdd/ssl1 \
