@@ -14,7 +14,6 @@ from espnet_ofa.segmentation import (
     dp_smooth,
     fit_kmeans,
     merge_short_segments,
-    pseudo_alpha,
     read_boundaries,
     segment_ids,
     units_to_boundaries,
@@ -54,26 +53,10 @@ def test_min_duration_merging_exact():
     assert merge_short_segments([2, 5], 1).tolist() == [2, 5]
 
 
-def test_pseudo_alpha_exact_and_cumsum_hits_integers():
-    alpha = pseudo_alpha([2, 3, 6], 6)
-    np.testing.assert_allclose(alpha, [0.5, 0.5, 1.0, 1 / 3, 1 / 3, 1 / 3])
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(1, 9, size=300)
-    b = np.cumsum(lengths)
-    alpha = pseudo_alpha(b, int(b[-1]))
-    c = np.cumsum(alpha)
-    np.testing.assert_allclose(c[b - 1], np.arange(1, len(b) + 1), rtol=0, atol=1e-9)
-    # Nowhere else does the cumsum reach an integer: CIF fires exactly once per segment.
-    others = np.setdiff1d(np.arange(len(c)), b - 1)
-    frac = c[others] - np.floor(c[others] + 1e-9)
-    assert np.all(frac > 1e-6)
-    assert np.isclose(alpha.sum(), len(b))
-
-
 def test_boundary_checks():
     assert segment_ids([2, 3, 6]).tolist() == [0, 0, 1, 2, 2, 2]
     with pytest.raises(ValueError, match="must equal the number of frames"):
-        pseudo_alpha([2, 3, 6], 7)
+        check_boundaries([2, 3, 6], 7)
     with pytest.raises(ValueError, match="strictly increasing"):
         check_boundaries([2, 2, 6])
     with pytest.raises(ValueError, match=">= 1"):
