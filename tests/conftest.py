@@ -9,7 +9,8 @@ Reuse them in new test files (pytest finds them by name, no import needed):
 ``tiny_ofa_checkpoint`` (session)
     A tiny random-weight OFA student (``build_student("tiny")``, seed 0) written as
     ``ofa_ssl_train`` writes it: ``<dir>/valid.loss.best.pth`` with ``config.yaml`` beside.
-    Shared by every test: read it, never write to it (copy its directory to change it).
+    Shared by every test: read it, never write to it; ``tiny_ofa_copy`` (function scope) is
+    a copy in the test's ``tmp_path`` (``exp/ofa/valid.loss.best.pth``) to change or break.
 ``fsdd_recipes`` (session, once per run even under pytest-xdist)
     Copies of ``egs2/fsdd/{ssl1,asr1,slu1,st1}`` under a temporary ``egs2/`` whose TEMPLATE
     links to the repository's, after ``asr1/run.sh`` stages 1-10 on a small FSDD subset
@@ -106,6 +107,12 @@ def tiny_ofa_checkpoint(tmp_path_factory) -> Path:
         torch.manual_seed(0)
         student = build_student("tiny")
     return save_student(student, tmp_path_factory.mktemp("tiny_ofa"), preset="tiny")
+
+
+@pytest.fixture
+def tiny_ofa_copy(tmp_path, tiny_ofa_checkpoint) -> Path:
+    exp = shutil.copytree(tiny_ofa_checkpoint.parent, tmp_path / "exp" / "ofa")
+    return exp / tiny_ofa_checkpoint.name
 
 
 def once_per_run(tmp_path_factory, worker_id: str, name: str, build: Callable[[Path], dict]) -> dict:

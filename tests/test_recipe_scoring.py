@@ -3,11 +3,9 @@ the split-decoding merge."""
 
 import json
 import subprocess
-import zipfile
 from pathlib import Path
 
 import pytest
-import yaml
 
 from espnet_ofa.recipe.decode import merge_splits, rate_tag
 from espnet_ofa.recipe.results import SMOKE_BANNER, collect, render, write_results
