@@ -69,7 +69,8 @@ def pytest_collection_modifyitems(config, items) -> None:
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
 
 
-def _require(path: Path, what: str) -> Path:
+def require_shared(path: Path, what: str) -> Path:
+    """``path`` if it exists; else a skip, or under ``CI=true`` a failure, naming it."""
     if not path.exists():
         message = (f"{what} not found at {path}: the tests need ../shared/data next to the "
                    "repository (see its README.md)")
@@ -81,8 +82,8 @@ def _require(path: Path, what: str) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    _require(corpus_layouts.FSDD, "FSDD recordings")
-    _require(corpus_layouts.AN4 / "train.jsonl", "an4_small")
+    require_shared(corpus_layouts.FSDD, "FSDD recordings")
+    require_shared(corpus_layouts.AN4 / "train.jsonl", "an4_small")
     return SHARED_DATA
 
 
