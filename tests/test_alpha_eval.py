@@ -8,7 +8,7 @@ import torch
 from espnet_ofa.bin.alpha_eval import main
 from espnet_ofa.data import DataDirError, write_kaldi_table
 from espnet_ofa.models.distill_loss import alpha_losses
-from espnet_ofa.models.pretrained import save_student
+from espnet_ofa.models.pretrained import load_student
 from espnet_ofa.models.student import build_student
 from espnet_ofa.segmentation.evaluate import alpha_fit
 
@@ -20,7 +20,7 @@ def frames(n: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, tiny_ofa_checkpoint):
     root = tmp_path_factory.mktemp("alpha_eval")
     rng = np.random.default_rng(0)
     scp = {}
@@ -40,10 +40,8 @@ def setup(tmp_path_factory):
             table[utt] = " ".join(str(e) for e in [*range(step, t, step), t])
         bounds[step] = root / f"boundaries{step}"
         write_kaldi_table(bounds[step], table)
-    torch.manual_seed(0)
-    student = build_student("tiny").eval()
-    save_student(student, root / "exp", "model.pth", preset="tiny")
-    return data, bounds, student, root / "exp" / "model.pth", scp
+    student = load_student(tiny_ofa_checkpoint).eval()
+    return data, bounds, student, tiny_ofa_checkpoint, scp
 
 
 def test_alpha_fit_is_the_utterance_mean_of_the_pretraining_losses(setup):

@@ -15,8 +15,7 @@ import corpus_layouts
 from espnet_ofa.data.datadir import read_kaldi_table, validate_data_dir
 from espnet_ofa.recipe import covost2, librispeech, slurp
 
-pytestmark = pytest.mark.skipif(not corpus_layouts.available(),
-                                reason="../shared/data (AN4, FSDD) not found next to the repo")
+pytestmark = pytest.mark.usefixtures("shared_data")
 
 
 @pytest.fixture(scope="module")

@@ -21,11 +21,6 @@ from espnet_ofa.data import (
     write_kaldi_table,
 )
 
-SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
-FSDD = SHARED_DATA / "fsdd" / "recordings"
-needs_fsdd = pytest.mark.skipif(
-    not FSDD.is_dir(), reason=f"FSDD recordings not found at {FSDD} (../shared/data next to the repo)"
-)
 
 
 def write(path: Path, text: str) -> Path:
@@ -225,9 +220,8 @@ def test_fix_data_dir_nothing_left(tmp_path):
 # ------------------------------------------------------------------------------- audio
 
 
-@needs_fsdd
-def test_load_audio_fsdd_resamples_to_16k():
-    path = FSDD / "0_george_0.wav"
+def test_load_audio_fsdd_resamples_to_16k(fsdd_recordings):
+    path = fsdd_recordings / "0_george_0.wav"
     info = soundfile.info(path)
     assert info.samplerate == 8000
     wav, orig_sr = load_audio(path)

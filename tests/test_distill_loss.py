@@ -62,17 +62,18 @@ def test_alpha_losses_clip_boundaries_past_the_utterance():
     assert float(l1) == 0.0 and float(boundary) == 0.0
 
 
-def test_batched_pseudo_alpha_agrees_with_the_segmenter():
-    import numpy as np
-
-    from espnet_ofa.segmentation import pseudo_alpha as segmenter_pseudo_alpha
-
-    ends = [np.array([3, 4, 9, 12]), np.array([1, 7])]
-    padded = torch.tensor([[3, 4, 9, 12], [1, 7, -1, -1]])
-    batched = pseudo_alpha(padded, 12)
-    for b, e in enumerate(ends):
-        expected = torch.from_numpy(segmenter_pseudo_alpha(e, int(e[-1]))).float()
-        torch.testing.assert_close(batched[b, : int(e[-1])], expected)
+def test_pseudo_alpha_fires_cif_exactly_once_per_segment():
+    """With threshold 1, CIF fires where the cumulative sum reaches an integer: at the last
+    frame of each segment and nowhere else."""
+    gen = torch.Generator().manual_seed(0)
+    ends = torch.randint(1, 9, (300,), generator=gen).cumsum(0)
+    counts = pseudo_alpha(ends[None], int(ends[-1]))[0].double().cumsum(0)
+    torch.testing.assert_close(counts[ends - 1], torch.arange(1, 301, dtype=torch.float64),
+                               rtol=0, atol=1e-4)
+    others = torch.ones(len(counts), dtype=torch.bool)
+    others[ends - 1] = False
+    between = counts[others]
+    assert torch.all((between - between.round()).abs() > 1e-3)  # 1/8 from an integer at least
 
 
 def test_alpha_losses_count_in_float32_for_half_precision_predictions():

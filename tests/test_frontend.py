@@ -19,10 +19,8 @@ def frames_at_20ms(wav_lengths: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A tiny random-weight OFA model as ofa_ssl_train writes it (config.yaml beside)."""
-    torch.manual_seed(0)
-    return save_student(build_student("tiny"), tmp_path_factory.mktemp("ofa"), preset="tiny")
+def checkpoint(tiny_ofa_checkpoint) -> Path:
+    return tiny_ofa_checkpoint
 
 
 @pytest.fixture(scope="module")

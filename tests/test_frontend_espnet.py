@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,16 +22,8 @@ import pytest
 import torch
 import yaml
 
-from espnet_ofa.models.pretrained import save_student
-from espnet_ofa.models.student import build_student
-
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "an4_small"
 CONF = REPO / "conf" / "tuning"
-
-pytestmark = pytest.mark.skipif(
-    not (DATA / "train.jsonl").is_file(), reason=f"an4_small not found at {DATA}"
-)
 
 # Intent of each an4_small command (SLU target: "<intent> <words>", ESPnet's SLU format).
 INTENTS = {"yes": "answer", "no": "answer", "stop": "command", "start": "command",
@@ -61,22 +54,21 @@ def write_word_tokens(texts: List[str], path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
+def work(tmp_path_factory, tiny_ofa_checkpoint, an4_small) -> Path:
     """A tiny OFA checkpoint, data dirs (wav.scp, text, text.de, utt2spk) and token lists."""
     root = tmp_path_factory.mktemp("espnet_ofa")
-    torch.manual_seed(0)
-    save_student(build_student("tiny"), root / "exp" / "ofa", preset="tiny")
+    shutil.copytree(tiny_ofa_checkpoint.parent, root / "exp" / "ofa")
 
     texts: Dict[str, List[str]] = {"en": [], "slu": [], "de": []}
     for split in ("train", "test"):
-        rows = [json.loads(line) for line in (DATA / f"{split}.jsonl").read_text().splitlines()]
+        rows = [json.loads(line) for line in (an4_small / f"{split}.jsonl").read_text().splitlines()]
         ids = [f"{split}_{i:03d}" for i in range(len(rows))]
         d = root / "data" / split
         d.mkdir(parents=True)
         en = [r["text"] for r in rows]
         slu = [f"{intent_of(t)} {t}" for t in en]
         de = [" ".join(GERMAN[w] for w in t.split()) for t in en]
-        for name, values in (("wav.scp", [str(DATA / r["audio"]) for r in rows]),
+        for name, values in (("wav.scp", [str(an4_small / r["audio"]) for r in rows]),
                              ("text", en), ("text.slu", slu), ("text.de", de), ("utt2spk", ids)):
             (d / name).write_text("".join(f"{u} {v}\n" for u, v in zip(ids, values)),
                                   encoding="utf-8")
@@ -160,9 +152,58 @@ ASR_COMMON = ["--use_preprocessor", "true", "--token_type", "char",
                          [("wav.scp", "speech", "sound"), ("text", "text", "text")])]
 
 
-def test_asr_train_and_decode(work):
-    log = train_two_steps(work, "asr", CONF / "train_asr_ofa_tiny.yaml", ASR_COMMON,
-                          ["speech_shape", "text_shape"], ["80000", "150"], "asr")
+SLU_COMMON = ["--use_preprocessor", "true", "--token_type", "word",
+              "--token_list", "tokens.slu.txt", "--cleaner", "none", "--g2p", "none",
+              "--non_linguistic_symbols", "none",
+              *data_args("data_path_and_name_and_type",
+                         [("wav.scp", "speech", "sound"), ("text.slu", "text", "text")])]
+ST_COMMON = ["--use_preprocessor", "true", "--token_type", "char",
+             "--token_list", "tokens.de.txt", "--src_token_type", "char",
+             "--src_token_list", "tokens.en.txt", "--cleaner", "none", "--g2p", "none",
+             "--non_linguistic_symbols", "none",
+             *data_args("data_path_and_name_and_type",
+                        [("wav.scp", "speech", "sound"), ("text.de", "text", "text"),
+                         ("text", "src_text", "text")])]
+
+
+@pytest.fixture(scope="module")
+def asr_log(work) -> str:
+    """exp/asr: ESPnet's two steps for ASR; the training log."""
+    return train_two_steps(work, "asr", CONF / "train_asr_ofa_tiny.yaml", ASR_COMMON,
+                           ["speech_shape", "text_shape"], ["80000", "150"], "asr")
+
+
+@pytest.fixture(scope="module")
+def slu_log(work) -> str:
+    return train_two_steps(work, "slu", CONF / "train_slu_ofa_tiny.yaml", SLU_COMMON,
+                           ["speech_shape", "text_shape"], ["80000", "150"], "slu")
+
+
+@pytest.fixture(scope="module")
+def st_log(work) -> str:
+    return train_two_steps(work, "st", CONF / "train_st_ofa_tiny.yaml", ST_COMMON,
+                           ["speech_shape", "text_shape", "src_text_shape"],
+                           ["80000", "150", "150"], "st")
+
+
+@pytest.fixture(scope="module")
+def packed(work, asr_log, slu_log, st_log) -> Path:
+    """packed/{asr,slu,st}.zip: the three models packed for the model zoo (OFA model inside)."""
+    from espnet_ofa.zoo.downstream import pack_downstream
+
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        for task in ("asr", "slu", "st"):
+            pack_downstream(task, f"exp/{task}/config.yaml", f"exp/{task}/valid.loss.best.pth",
+                            f"packed/{task}.zip")
+    finally:
+        os.chdir(cwd)
+    return work / "packed"
+
+
+def test_asr_train_and_decode(work, asr_log):
+    log = asr_log
     assert "frame_period=60.000" in epoch_results(log)
     config = yaml.safe_load((work / "exp/asr/config.yaml").read_text())
     assert config["frontend"] == "ofa" and config["frontend_conf"]["frame_period"] == 60
@@ -170,45 +211,22 @@ def test_asr_train_and_decode(work):
     assert len(hyps) == 10 and all(h.startswith("test_") for h in hyps)
 
 
-def test_asr_learnable_rate_is_trained_logged_and_saved(work):
-    """learnable_rate through ESPnet's real trainer: logged, plotted, saved, decoded with."""
-    log = train_two_steps(
-        work, "asr", CONF / "train_asr_ofa_tiny.yaml", ASR_COMMON,
-        ["speech_shape", "text_shape"], ["80000", "150"], "asr_rate", stats="exp/asr_stats",
-        extra=["--frontend_conf", "learnable_rate=true", "--frontend_conf", "frame_period=50",
-               "--frontend_conf", "rate_cost=0.05", "--max_epoch", "2"],
-    )
-    results = epoch_results(log)
-    assert "frame_period=" in results and "rate_slope=" in results
-    assert (work / "exp/asr_rate/images/frame_period.png").is_file()
-    state = torch.load(work / "exp/asr_rate/valid.loss.best.pth", map_location="cpu")
-    assert "frontend.rate.raw" in state
-    # The raw parameter moved away from its start (50 ms): it was trained.
-    from espnet_ofa.frontend.learnable_rate import LearnableRate
-
-    start = LearnableRate(50.0, 20.0, 90.0)
-    assert float(state["frontend.rate.raw"]) != pytest.approx(float(start.raw.detach()), abs=1e-6)
-    hyps = decode(work, "asr", "asr_rate", ["--ctc_weight", "0.3"])
-    assert len(hyps) == 10
-
-
-def test_asr_ddp_two_cpu_processes_with_learnable_rate(work):
-    """DDP with two CPU processes (gloo), started by torchrun: ESPnet's own launcher only
-    spawns workers for GPUs, so this is its external-launcher mode. Each worker must see
-    ``frontend: ofa`` (the import hook) and the rate hooks must run inside DDP's forward."""
+def test_asr_learnable_rate_in_ddp_is_trained_logged_saved_and_decoded(work, asr_log):
+    """learnable_rate through ESPnet's real trainer under DDP with two CPU processes (gloo),
+    started by torchrun: ESPnet's own launcher only spawns workers for GPUs, so this is its
+    external-launcher mode. Each worker must see ``frontend: ofa`` (the import hook) and the
+    rate hooks must run inside DDP's forward; the rate is logged, plotted, saved and decoded
+    with. (Without DDP, the recipes' learnt-rate experiments train it: test_recipe_*.)"""
     module = "espnet2.bin.asr_train"
-    base = ["--config", str(CONF / "train_asr_ofa_tiny.yaml"),
+    stats = "exp/asr_stats"  # asr_log's
+    args = ["--config", str(CONF / "train_asr_ofa_tiny.yaml"),
             "--frontend_conf", "model=exp/ofa/valid.loss.best.pth", "--ngpu", "0",
-            "--num_workers", "0", *ASR_COMMON]
-    stats = "exp/asr_stats"
-    if not (work / stats / "train" / "feats_stats.npz").is_file():
-        run_espnet(module, [*base, "--collect_stats", "true", "--output_dir", stats,
-                            "--train_shape_file", "data/train/wav.scp",
-                            "--valid_shape_file", "data/test/wav.scp"], work, "ddp_stats.log")
-    args = [*base, "--num_att_plot", "0", "--normalize", "global_mvn",
+            "--num_workers", "0", *ASR_COMMON,
+            "--num_att_plot", "0", "--normalize", "global_mvn",
             "--normalize_conf", f"stats_file={stats}/train/feats_stats.npz",
             "--fold_length", "80000", "--fold_length", "150", "--output_dir", "exp/asr_ddp",
             "--frontend_conf", "learnable_rate=true", "--frontend_conf", "frame_period=50",
+            "--frontend_conf", "rate_cost=0.05",
             "--max_epoch", "2", "--multiprocessing_distributed", "false", "--dist_backend", "gloo"]
     for shape in ("speech_shape", "text_shape"):
         args += ["--train_shape_file", f"{stats}/train/{shape}",
@@ -218,17 +236,20 @@ def test_asr_ddp_two_cpu_processes_with_learnable_rate(work):
     results = epoch_results(log)
     assert results.startswith("[") and ":0/2]" in results  # rank 0 of a world of 2
     assert "frame_period=" in results and "rate_slope=" in results
+    assert (work / "exp/asr_ddp/images/frame_period.png").is_file()
     state = torch.load(work / "exp/asr_ddp/valid.loss.best.pth", map_location="cpu")
+    assert "frontend.rate.raw" in state
+    # The raw parameter moved away from its start (50 ms): it was trained.
     from espnet_ofa.frontend.learnable_rate import LearnableRate
 
     start = LearnableRate(50.0, 20.0, 90.0)
     assert float(state["frontend.rate.raw"]) != pytest.approx(float(start.raw.detach()), abs=1e-6)
+    hyps = decode(work, "asr", "asr_ddp", ["--ctc_weight", "0.3"])
+    assert len(hyps) == 10
 
 
-def test_asr_decoding_rate_override(work):
+def test_asr_decoding_rate_override(work, asr_log):
     """At decoding, ESPNET_OFA_FRAME_PERIOD changes the period of the trained model."""
-    if not (work / "exp/asr/valid.loss.best.pth").exists():
-        pytest.skip("needs test_asr_train_and_decode's model")
     script = (
         "import sys, torch\n"
         "from espnet2.bin.asr_inference import Speech2Text\n"
@@ -249,31 +270,14 @@ def test_asr_decoding_rate_override(work):
     assert line.split()[1:] == [str(round(frames * 20 / 40)), str(round(frames * 20 / 90))]
 
 
-def test_slu_train_and_decode(work):
-    common = ["--use_preprocessor", "true", "--token_type", "word",
-              "--token_list", "tokens.slu.txt", "--cleaner", "none", "--g2p", "none",
-              "--non_linguistic_symbols", "none",
-              *data_args("data_path_and_name_and_type",
-                         [("wav.scp", "speech", "sound"), ("text.slu", "text", "text")])]
-    log = train_two_steps(work, "slu", CONF / "train_slu_ofa_tiny.yaml", common,
-                          ["speech_shape", "text_shape"], ["80000", "150"], "slu")
-    assert "frame_period=80.000" in epoch_results(log)
+def test_slu_train_and_decode(work, slu_log):
+    assert "frame_period=80.000" in epoch_results(slu_log)
     hyps = decode(work, "slu", "slu", ["--ctc_weight", "0.3"])
     assert len(hyps) == 10
 
 
-def test_st_train_and_decode(work):
-    common = ["--use_preprocessor", "true", "--token_type", "char",
-              "--token_list", "tokens.de.txt", "--src_token_type", "char",
-              "--src_token_list", "tokens.en.txt", "--cleaner", "none", "--g2p", "none",
-              "--non_linguistic_symbols", "none",
-              *data_args("data_path_and_name_and_type",
-                         [("wav.scp", "speech", "sound"), ("text.de", "text", "text"),
-                          ("text", "src_text", "text")])]
-    log = train_two_steps(work, "st", CONF / "train_st_ofa_tiny.yaml", common,
-                          ["speech_shape", "text_shape", "src_text_shape"],
-                          ["80000", "150", "150"], "st")
-    assert "frame_period=60.000" in epoch_results(log)
+def test_st_train_and_decode(work, st_log):
+    assert "frame_period=60.000" in epoch_results(st_log)
     hyps = decode(work, "st", "st", [])
     assert len(hyps) == 10
 
@@ -369,22 +373,9 @@ print("RESULT", json.dumps(out))
 """
 
 
-def test_packed_models_decode_like_the_originals(work, tmp_path):
+def test_packed_models_decode_like_the_originals(work, packed, tmp_path):
     """Model zoo round trip: pack (OFA checkpoint inside), unpack elsewhere with ESPnet's
     own unmodified from_pretrained, decode at two periods: same hypotheses."""
-    from espnet_ofa.zoo.downstream import pack_downstream
-
-    for task in ("asr", "slu", "st"):
-        if not (work / f"exp/{task}/valid.loss.best.pth").exists():
-            pytest.skip(f"needs the {task} model of the tests above")
-    cwd = os.getcwd()
-    os.chdir(work)
-    try:
-        for task in ("asr", "slu", "st"):
-            pack_downstream(task, f"exp/{task}/config.yaml", f"exp/{task}/valid.loss.best.pth",
-                            f"packed/{task}.zip")
-    finally:
-        os.chdir(cwd)
     wavs = [line.split()[1] for line in (work / "data/test/wav.scp").read_text().splitlines()[:4]]
     # Another directory and another HOME (espnet_model_zoo's cache): nothing resolves to work/exp.
     env = {**os.environ, "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
@@ -403,11 +394,9 @@ def test_packed_models_decode_like_the_originals(work, tmp_path):
     assert any(p.name.endswith("pth") for p in tmp_path.rglob("*.pth"))  # unpacked under HOME
 
 
-def test_transcribe_cli_resamples_and_reports_rtf(work):
+def test_transcribe_cli_resamples_and_reports_rtf(work, packed, fsdd_recordings):
     """python -m espnet_ofa.bin.transcribe on the packed ASR model: 8 kHz input resampled."""
-    fsdd = DATA.parent / "fsdd" / "recordings" / "3_theo_0.wav"
-    if not (work / "packed/asr.zip").exists() or not fsdd.exists():
-        pytest.skip("needs the packed ASR model and FSDD")
+    fsdd = fsdd_recordings / "3_theo_0.wav"
     an4 = (work / "data/test/wav.scp").read_text().splitlines()[0].split()[1]
     env = {**os.environ, "HOME": str(work / "home"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(

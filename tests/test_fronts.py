@@ -226,7 +226,54 @@ def test_frontend_loads_any_front_and_autocasts_to_float32_features(mel_checkpoi
         frontend(mel_checkpoint, autocast="int8")
 
 
-def test_frontend_compile_option_runs_compiled_or_falls_back(mel_checkpoint, monkeypatch):
+def test_compiled_or_eager_builds_and_runs_inductor_code(monkeypatch):
+    """The real torch.compile path, C++ build included, on a module small enough to build
+    in seconds: no fallback, the output of eager, and a second length without a rebuild
+    that falls back (dynamic shapes)."""
+    import torch._dynamo
+    import torch._inductor.config
+
+    from espnet_ofa.models.student import CompiledOrEager
+
+    monkeypatch.setattr(torch._inductor.config, "compile_threads", 1)  # no worker pool
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    layer = nn.Sequential(nn.Linear(8, 8), nn.ReLU())
+    compiled = CompiledOrEager(layer, "a layer", "inductor")
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager warns
+        for shape in ((3, 5, 8), (2, 7, 8)):
+            x = torch.randn(shape)
+            torch.testing.assert_close(compiled(x), layer(x))
+    assert compiled.compiled is not None
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0
+
+
+def test_frontend_compile_option_compiles_the_student(mel_checkpoint, monkeypatch):
+    """``compile=True`` puts the front, the projection and the Transformer through
+    torch.compile and runs them compiled (dynamo's tracing with its eager backend here: the
+    C++ build is the test above)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    wav, lengths = padded_batch([12000, 7000])
+    with torch.no_grad():
+        ref, _ = frontend(mel_checkpoint)(wav, lengths)
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile",
+                        lambda fn, **kw: real_compile(fn, **{**kw, "backend": "eager"}))
+    compiled = frontend(mel_checkpoint, compile=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback to eager
+        feats, _ = compiled(wav, lengths)
+    parts = compiled.student._compiled
+    assert set(parts) == {"front", "projection", "encode"}
+    assert all(part.compiled is not None for part in parts.values())
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0
+    torch.testing.assert_close(feats, ref)
+
+
+def test_frontend_compile_option_falls_back_to_eager_with_a_warning(mel_checkpoint, monkeypatch):
     wav, lengths = padded_batch([12000, 7000])
     with torch.no_grad():
         ref, _ = frontend(mel_checkpoint)(wav, lengths)

@@ -18,7 +18,6 @@ from espnet_ofa.models.pretrained import load_student
 from espnet_ofa.segmentation.pipeline import SegmentConfig, segment_data_dir
 from espnet_ofa.teachers.torchaudio_checkpoint import save_torchaudio_checkpoint
 
-FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "recordings"
 ITERS_PER_EPOCH = 6
 
 TINY_TEACHER = dict(
@@ -75,13 +74,11 @@ def train(workdir: Path, output_dir: str, *extra: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    if not FSDD.is_dir():
-        pytest.skip(f"FSDD not found at {FSDD} (../shared/data next to the repo)")
+def workdir(tmp_path_factory, fsdd_recordings):
     workdir = tmp_path_factory.mktemp("ofa_ssl")
-    train_files = [FSDD / f"{d}_{s}_{i}.wav" for d in range(10) for s in ("jackson", "theo")
-                   for i in (5, 6)]
-    valid_files = [FSDD / f"{d}_nicolas_0.wav" for d in range(0, 10, 2)]
+    train_files = [fsdd_recordings / f"{d}_{s}_{i}.wav" for d in range(10)
+                   for s in ("jackson", "theo") for i in (5, 6)]
+    valid_files = [fsdd_recordings / f"{d}_nicolas_0.wav" for d in range(0, 10, 2)]
     write_data_dir(workdir, "train", train_files)
     write_data_dir(workdir, "valid", valid_files)
     conf = SegmentConfig(n_clusters=12, min_duration=2)
@@ -140,11 +137,11 @@ def test_resume_continues_where_it_stopped(workdir):
         torch.testing.assert_close(resumed_model[key], value, msg=key)
 
 
-def test_trained_student_loads_without_teacher_and_runs_at_any_period(workdir):
+def test_trained_student_loads_without_teacher_and_runs_at_any_period(workdir, fsdd_recordings):
     checkpoint = workdir / "exp/ofa/valid.loss.best.pth"
     assert not any(k.startswith("teacher") for k in torch.load(checkpoint))  # teacher left out
     student = load_student(checkpoint)
-    wav, _ = load_audio(str(FSDD / "3_yweweler_9.wav"), 16000)
+    wav, _ = load_audio(str(fsdd_recordings / "3_yweweler_9.wav"), 16000)
     frames = (wav.shape[0] - 400) // 320 + 1
     for period in (20.0, 45.0, 90.0):
         with torch.no_grad():

@@ -3,12 +3,9 @@
 import numpy as np
 import pytest
 import soundfile
-import torch
 
 from espnet_ofa.bin.probe import main
 from espnet_ofa.data import DataDirError, write_kaldi_table
-from espnet_ofa.models.pretrained import save_student
-from espnet_ofa.models.student import build_student
 from espnet_ofa.recipe.probe import PooledSet, pool, pool_data_dir, probe_accuracy, word_labels
 
 # Two "words": a low and a high tone, in noise of random level; 8 kHz like FSDD.
@@ -117,11 +114,10 @@ def test_cli_mfcc_separates_the_tones(sets, capsys):
     assert table[2] == "|0|1.000|"
 
 
-def test_cli_ofa_model_gives_every_hidden_state_and_checks_the_rate(sets, capsys, tmp_path):
+def test_cli_ofa_model_gives_every_hidden_state_and_checks_the_rate(sets, capsys,
+                                                                   tiny_ofa_checkpoint):
     _, train, heldout = sets
-    torch.manual_seed(0)
-    save_student(build_student("tiny").eval(), tmp_path / "exp", "model.pth", preset="tiny")
-    model = str(tmp_path / "exp" / "model.pth")
+    model = str(tiny_ofa_checkpoint)
     assert main(["--train_dir", str(train), "--test_dir", str(heldout), "--ofa_model", model,
                  "--frame_period", "60"]) == 0
     rows = capsys.readouterr().out.splitlines()[2:]

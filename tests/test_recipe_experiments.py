@@ -1,8 +1,6 @@
 """Unit tests of the recipe's experiment plan (baselines, seeds, statistics per frontend),
 the paired bootstrap, and the comparison at the top of RESULTS.md."""
 
-import json
-import math
 from pathlib import Path
 
 import numpy as np

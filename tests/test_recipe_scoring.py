@@ -2,14 +2,13 @@
 the split-decoding merge."""
 
 import json
-import zipfile
+import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from espnet_ofa.recipe.decode import merge_splits, rate_tag
-from espnet_ofa.recipe.results import collect, render, write_results
+from espnet_ofa.recipe.results import SMOKE_BANNER, collect, render, write_results
 from espnet_ofa.recipe.scoring import score, score_decode_dir, score_files
 
 
@@ -82,6 +81,26 @@ def test_score_dir_results_md_and_plot(tmp_path):
     assert (tmp_path / "RESULTS.png").stat().st_size > 1000
     with pytest.raises(FileNotFoundError, match="no scored decodings"):
         write_results([tmp_path / "nothing"], out)
+    # The code that made them: the commit, "-dirty" with uncommitted changes.
+    describe = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
+                              text=True, cwd=Path(__file__).parent).stdout.strip()
+    assert describe and f"- git describe: `{describe}`" in text
+    assert SMOKE_BANNER not in text
+
+
+def test_smoke_runs_are_labelled_not_a_result(tmp_path):
+    """Stage 13 of a --smoke true run (s2t.sh passes --smoke true to the results command)."""
+    from espnet_ofa.bin.recipe import main
+
+    exp = _decode_tree(tmp_path)
+    score_decode_dir("asr", exp / "decode_asr", tmp_path / "dump")
+    out = tmp_path / "RESULTS.md"
+    assert main(["results", "--exp_dirs", str(exp), "--out", str(out), "--smoke", "true"]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[1] == "# RESULTS" and lines[3] == SMOKE_BANNER  # on top, before any number
+    assert "not a result" in SMOKE_BANNER
+    assert main(["results", "--exp_dirs", str(exp), "--out", str(out)]) == 0
+    assert SMOKE_BANNER not in out.read_text()
 
 
 def test_render_other_metrics():

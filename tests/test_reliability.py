@@ -10,7 +10,6 @@ import multiprocessing
 import os
 import re
 import stat
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -254,18 +253,11 @@ def test_segment_past_the_end_of_its_audio(tmp_path):
         load_audio(str(d / "rec.wav"), segment=(2.0, 3.0))
 
 
-def _experiment(tmp_path):
-    from espnet_ofa.models.pretrained import save_student
-    from espnet_ofa.models.student import build_student
-
-    return save_student(build_student("tiny"), tmp_path / "exp" / "ofa", preset="tiny")
-
-
-def test_text_file_named_pth_is_not_a_checkpoint(tmp_path):
+def test_text_file_named_pth_is_not_a_checkpoint(tmp_path, tiny_ofa_copy):
     from espnet_ofa.frontend.ofa import OFAFrontend
     from espnet_ofa.models.pretrained import CheckpointError, load_student
 
-    checkpoint = _experiment(tmp_path)
+    checkpoint = tiny_ofa_copy
     checkpoint.write_text("this is a text file, not weights\n")
     for load in (lambda: load_student(checkpoint),
                  lambda: OFAFrontend(fs="16k", model=str(checkpoint), frame_period=40)):
@@ -276,10 +268,10 @@ def test_text_file_named_pth_is_not_a_checkpoint(tmp_path):
         load_student(checkpoint)
 
 
-def test_null_student_conf_is_a_clear_error(tmp_path):
+def test_null_student_conf_is_a_clear_error(tmp_path, tiny_ofa_copy):
     from espnet_ofa.models.pretrained import CheckpointError, load_student
 
-    checkpoint = _experiment(tmp_path)
+    checkpoint = tiny_ofa_copy
     config = checkpoint.parent / "config.yaml"
     conf = yaml.safe_load(config.read_text())
     config.write_text(yaml.safe_dump({**conf, "student_conf": None}))
@@ -290,12 +282,12 @@ def test_null_student_conf_is_a_clear_error(tmp_path):
         load_student(checkpoint)
 
 
-def test_a_folder_given_as_a_model(tmp_path, monkeypatch):
+def test_a_folder_given_as_a_model(tmp_path, monkeypatch, tiny_ofa_copy):
     from espnet_ofa.bin import transcribe
     from espnet_ofa.frontend.ofa import OFAFrontend
     from espnet_ofa.models.pretrained import CheckpointError, load_student
 
-    checkpoint = _experiment(tmp_path)
+    checkpoint = tiny_ofa_copy
     folder = checkpoint.parent
     with pytest.raises(CheckpointError, match="is a directory.*valid.loss.best.pth"):
         load_student(folder)
@@ -421,12 +413,12 @@ def test_transcribe_a_truncated_archive_says_download_again(tmp_path, monkeypatc
     assert "truncated" in err and "download" in err and "BadZipFile" not in err
 
 
-def test_an_ssl_archive_is_not_a_downstream_model(tmp_path, monkeypatch):
+def test_an_ssl_archive_is_not_a_downstream_model(tmp_path, monkeypatch, tiny_ofa_copy):
     from espnet_ofa.inference import load_pretrained
     from espnet_ofa.zoo import pack_ofa_ssl
 
     monkeypatch.chdir(tmp_path)
-    checkpoint = _experiment(tmp_path)
+    checkpoint = tiny_ofa_copy
     archive = pack_ofa_ssl(checkpoint.parent / "config.yaml", checkpoint, tmp_path / "ssl.zip")
     with pytest.raises(ZooError, match="not a asr model.*frontend_conf.model"):
         load_pretrained(str(archive), "asr", cachedir=tmp_path / "cache")

@@ -14,17 +14,11 @@ from espnet_ofa.segmentation import (
     dp_smooth,
     fit_kmeans,
     merge_short_segments,
-    pseudo_alpha,
     read_boundaries,
     segment_ids,
     units_to_boundaries,
 )
 
-SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
-FSDD = SHARED_DATA / "fsdd" / "recordings"
-needs_fsdd = pytest.mark.skipif(
-    not FSDD.is_dir(), reason=f"FSDD recordings not found at {FSDD} (../shared/data next to the repo)"
-)
 
 
 # ------------------------------------------------------------------------------- boundaries
@@ -54,26 +48,10 @@ def test_min_duration_merging_exact():
     assert merge_short_segments([2, 5], 1).tolist() == [2, 5]
 
 
-def test_pseudo_alpha_exact_and_cumsum_hits_integers():
-    alpha = pseudo_alpha([2, 3, 6], 6)
-    np.testing.assert_allclose(alpha, [0.5, 0.5, 1.0, 1 / 3, 1 / 3, 1 / 3])
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(1, 9, size=300)
-    b = np.cumsum(lengths)
-    alpha = pseudo_alpha(b, int(b[-1]))
-    c = np.cumsum(alpha)
-    np.testing.assert_allclose(c[b - 1], np.arange(1, len(b) + 1), rtol=0, atol=1e-9)
-    # Nowhere else does the cumsum reach an integer: CIF fires exactly once per segment.
-    others = np.setdiff1d(np.arange(len(c)), b - 1)
-    frac = c[others] - np.floor(c[others] + 1e-9)
-    assert np.all(frac > 1e-6)
-    assert np.isclose(alpha.sum(), len(b))
-
-
 def test_boundary_checks():
     assert segment_ids([2, 3, 6]).tolist() == [0, 0, 1, 2, 2, 2]
     with pytest.raises(ValueError, match="must equal the number of frames"):
-        pseudo_alpha([2, 3, 6], 7)
+        check_boundaries([2, 3, 6], 7)
     with pytest.raises(ValueError, match="strictly increasing"):
         check_boundaries([2, 2, 6])
     with pytest.raises(ValueError, match=">= 1"):
@@ -186,7 +164,7 @@ def test_teacher_feature_is_lazy():
 # ------------------------------------------------------------------------------- CLI
 
 
-def build_fsdd_dir(root: Path, names) -> Path:
+def build_fsdd_dir(root: Path, names, fsdd: Path) -> Path:
     """A data dir of FSDD takes resampled to 16 kHz (the wavs live in tmp, not the repo)."""
     from espnet_ofa.data import load_audio, write_kaldi_table
 
@@ -196,7 +174,7 @@ def build_fsdd_dir(root: Path, names) -> Path:
     data.mkdir(parents=True, exist_ok=True)
     scp = {}
     for name in names:
-        wav, _ = load_audio(FSDD / f"{name}.wav", target_sr=16000)
+        wav, _ = load_audio(fsdd / f"{name}.wav", target_sr=16000)
         path = wav_dir / f"{name}.wav"
         soundfile.write(path, wav.numpy(), 16000)
         scp[name] = str(path)
@@ -213,12 +191,10 @@ CLI_ARGS = ["--feature", "mfcc", "--n_clusters", "8", "--min_duration", "2", "--
 
 
 @pytest.fixture(scope="module")
-def fsdd_dirs(tmp_path_factory):
-    if not FSDD.is_dir():
-        pytest.skip(f"FSDD recordings not found at {FSDD} (../shared/data next to the repo)")
+def fsdd_dirs(tmp_path_factory, fsdd_recordings):
     root = tmp_path_factory.mktemp("fsdd")
-    full = build_fsdd_dir(root / "full", FSDD_NAMES)
-    half = build_fsdd_dir(root / "half", FSDD_NAMES[::2])
+    full = build_fsdd_dir(root / "full", FSDD_NAMES, fsdd_recordings)
+    half = build_fsdd_dir(root / "half", FSDD_NAMES[::2], fsdd_recordings)
     return full, half
 
 
@@ -226,7 +202,6 @@ def frames_of(wav_path) -> int:
     return (soundfile.info(wav_path).frames - 400) // 320 + 1
 
 
-@needs_fsdd
 @pytest.mark.parametrize("dp", [False, True])
 def test_cli_writes_one_line_per_utterance(fsdd_dirs, tmp_path, dp):
     from espnet_ofa.bin.segment import main
@@ -249,7 +224,6 @@ def test_cli_writes_one_line_per_utterance(fsdd_dirs, tmp_path, dp):
     assert not (out.parent / "boundaries.partial").exists()
 
 
-@needs_fsdd
 def test_cli_resumes_after_interruption(fsdd_dirs, tmp_path, monkeypatch):
     """A run killed after 5 utterances, then rerun, equals one uninterrupted run."""
     from espnet_ofa.segmentation import pipeline
@@ -285,7 +259,6 @@ def test_cli_resumes_after_interruption(fsdd_dirs, tmp_path, monkeypatch):
     assert not partial.exists()
 
 
-@needs_fsdd
 def test_cli_subset_then_full_dir_computes_only_missing(fsdd_dirs, tmp_path):
     """Run on 5 utterances, then on all 10: only the 5 new ones are computed, with the
     same clusters, giving what one full run with those clusters gives."""
@@ -314,7 +287,6 @@ def test_cli_subset_then_full_dir_computes_only_missing(fsdd_dirs, tmp_path):
                                   progress=False)
 
 
-@needs_fsdd
 def test_fit_only_then_parallel_parts_equal_one_run(fsdd_dirs, tmp_path):
     """--fit_only writes the units alone; the data dir segmented in two parts with them
     (as ssl.sh's parallel jobs do) gives one run's boundaries exactly."""

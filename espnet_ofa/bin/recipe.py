@@ -147,6 +147,8 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", default=None, help="PNG to write (metric vs period and MACs)")
     s.add_argument("--title", default=None)
     s.add_argument("--notes", default=None, help="a Markdown file whose text goes on top")
+    s.add_argument("--smoke", default="false", choices=("true", "false"),
+                   help="true: a --smoke true recipe run, labelled as not a result")
 
     s = sub.add_parser("plan", help="stages 10-15: the experiments (one tab-separated line "
                        "each: exp dir, config, stats key, SSL model, extra options)")
@@ -263,7 +265,7 @@ def _run(args: argparse.Namespace) -> int:
         from espnet_ofa.recipe.results import write_results
 
         write_results(args.exp_dirs, args.out, plot=args.plot, title=args.title,
-                      notes=args.notes)
+                      notes=args.notes, smoke=args.smoke == "true")
         print(f"progress: wrote {args.out}" + (f" and {args.plot}" if args.plot else ""),
               flush=True)
     elif args.cmd == "plan":

@@ -1,4 +1,4 @@
-"""Segment boundaries: the convention, conversions, and pseudo-alpha targets for CIF.
+"""Segment boundaries: the convention and conversions.
 
 Convention (used everywhere in this package and in the boundary files):
     An utterance of T frames is cut into K contiguous segments. Its boundaries are the
@@ -11,7 +11,8 @@ Convention (used everywhere in this package and in the boundary files):
 
 This is exactly what CIF needs: with beta = 1, an output frame fires when cumsum(alpha)
 crosses an integer, so the k-th output should fire at the end of the k-th segment, i.e.
-``cumsum(alpha)[b[k] - 1] == k + 1`` (see :func:`pseudo_alpha`).
+``cumsum(alpha)[b[k] - 1] == k + 1`` (the targets of
+:func:`espnet_ofa.models.distill_loss.pseudo_alpha`).
 """
 
 from __future__ import annotations
@@ -135,26 +136,6 @@ def units_to_boundaries(units: np.ndarray, min_duration: int = 1) -> np.ndarray:
     ends = np.nonzero(u[1:] != u[:-1])[0] + 1
     b = np.append(ends, u.size).astype(np.int64)
     return merge_short_segments(b, min_duration)
-
-
-def pseudo_alpha(boundaries: np.ndarray, num_frames: int, dtype=np.float64) -> np.ndarray:
-    """Frame-level CIF weight targets from segment boundaries.
-
-    Each frame of a segment of length L gets 1 / L, so each segment contributes exactly 1
-    and ``cumsum(alpha)[b[k] - 1] == k + 1`` (up to rounding): CIF with threshold 1 fires
-    once per segment, at its last frame, and ``sum(alpha) == K``.
-
-    Args:
-        boundaries: (K,) boundaries (module convention), last == num_frames.
-        num_frames: T.
-        dtype: output dtype (float64 keeps the cumsum within ~1e-12 of the integers).
-
-    Returns:
-        (T,) array of weights in (0, 1].
-    """
-    b = check_boundaries(boundaries, num_frames)
-    lengths = segment_lengths(b)
-    return np.repeat(1.0 / lengths, lengths).astype(dtype, copy=False)
 
 
 def format_boundaries(boundaries: np.ndarray) -> str:

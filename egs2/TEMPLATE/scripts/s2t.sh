@@ -99,6 +99,7 @@ inference_model=valid.loss.best.pth
 inference_tag=""        # decoding directory name (default from the config and model)
 frame_periods="20 40 60 80"  # ms; a model with a learnt rate is decoded at that rate
 results_md=RESULTS.md   # written by stage 13 (with RESULTS.png beside it)
+smoke=false             # true: run.sh --smoke true; RESULTS.md says it is not a result
 
 [ "${1:-}" != --task ] || task=${2:-}
 # shellcheck disable=SC2034  # read by parse_options.sh
@@ -428,7 +429,7 @@ if want_stage 13; then
     _notes=()
     [ ! -f data/README.txt ] || _notes=(--notes data/README.txt)
     ${python} -m espnet_ofa.bin.recipe results --exp_dirs "${exp_dirs[@]}" --out "${results_md}" \
-        --plot "${results_md%.md}.png" "${_notes[@]}"
+        --plot "${results_md%.md}.png" --smoke "${smoke}" "${_notes[@]}"
     log "  results:"
     sed -n '/^|/p' "${results_md}" >&2
     stage_end

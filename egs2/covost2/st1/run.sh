@@ -21,6 +21,7 @@ done
 
 if [ "${smoke}" = true ]; then
     ./st.sh \
+        --smoke true \
         --src_lang en --tgt_lang de \
         --src_token_type bpe --src_nbpe 30 --token_type bpe --nbpe 30 --nbpe_fit_data true \
         --train_set train --valid_set dev --test_sets test \

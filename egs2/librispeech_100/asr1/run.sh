@@ -36,6 +36,7 @@ if [ "${smoke}" = true ]; then
     # The small test corpus has no *-other parts.
     test_sets="test_clean"
     ./asr.sh \
+        --smoke true \
         --lang en --token_type char \
         --train_set "${train_set}" --valid_set dev_clean --test_sets "${test_sets}" \
         --local_data_opts "--set train_clean_100=train-clean-100 --set dev_clean=dev-clean --set test_clean=test-clean" \

@@ -22,6 +22,7 @@ done
 
 if [ "${smoke}" = true ]; then
     ./slu.sh \
+        --smoke true \
         --lang en --token_type word \
         --train_set train --valid_set devel --test_sets test \
         --ofa_model ../../fsdd/ssl1/exp/ssl_train_ofa_tiny/valid.loss.best.pth \

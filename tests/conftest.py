@@ -1,0 +1,183 @@
+"""Fixtures shared by the test files: each expensive thing is built once per test run.
+
+Reuse them in new test files (pytest finds them by name, no import needed):
+
+``shared_data`` (session)
+    ``../shared/data`` next to the repository (real speech: FSDD, an4_small). Missing, it
+    skips the tests that use it, or fails them when ``CI=true``: in CI nothing may pass by
+    being skipped. ``fsdd_recordings`` and ``an4_small`` are its two corpora.
+``tiny_ofa_checkpoint`` (session)
+    A tiny random-weight OFA student (``build_student("tiny")``, seed 0) written as
+    ``ofa_ssl_train`` writes it: ``<dir>/valid.loss.best.pth`` with ``config.yaml`` beside.
+    Shared by every test: read it, never write to it; ``tiny_ofa_copy`` (function scope) is
+    a copy in the test's ``tmp_path`` (``exp/ofa/valid.loss.best.pth``) to change or break.
+``fsdd_recipes`` (session, once per run even under pytest-xdist)
+    Copies of ``egs2/fsdd/{ssl1,asr1,slu1,st1}`` under a temporary ``egs2/`` whose TEMPLATE
+    links to the repository's, after ``asr1/run.sh`` stages 1-10 on a small FSDD subset
+    (``FSDD_ASR_OPTS``): stage 10 finds no OFA model and runs ``../ssl1/run.sh`` (tiny
+    HuBERT teacher, pseudo boundaries, OFA pretraining and a fixed-rate student at 80 ms,
+    pack). A `RecipeRun`; the OFA model is ``fsdd_ofa_model``. Only
+    ``test_recipe_integration.py`` runs further stages in it; others read its models.
+``fsdd_ofa_model`` (session)
+    ``ssl1/exp/ssl_train_ofa_tiny/valid.loss.best.pth`` of ``fsdd_recipes``: a trained
+    tiny OFA model, for a recipe's ``--ofa_model``.
+
+Scheduling: the slow files (``SLOW_FILES``, marked ``slow``) are collected first, so that
+``tools/test.sh`` (``-n 2 --dist loadfile --no-loadscope-reorder``) starts them at once on
+the two workers; ``-m "not slow"`` leaves them out for a quick run (CI runs everything).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+from filelock import FileLock
+
+import corpus_layouts
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = corpus_layouts.SHARED_DATA
+
+# Slowest first: the order in which the two workers take them (minutes of a 2-core run).
+SLOW_FILES = ("test_recipe_integration.py", "test_frontend_espnet.py", "test_recipe_scale.py")
+
+# The small FSDD subset of the end-to-end runs: 3 takes per speaker and digit to train on.
+FSDD_DATA_OPTS = "--train_takes 3 --dev_takes 1 --test_takes 1 --heldout_takes 1"
+FSDD_SSL_OPTS = (f"--local_data_opts '{FSDD_DATA_OPTS}' --n_units 20 "
+                 "--teacher_args '--max_epoch 1' --ssl_args '--max_epoch 1'")
+FSDD_ASR_OPTS = (f'--local_data_opts "{FSDD_DATA_OPTS}" --ssl_recipe_opts "{FSDD_SSL_OPTS}" '
+                 '--asr_args "--max_epoch 1" --frame_periods "20 80" '
+                 '--train_frame_periods "20 80" --fixed_rate_periods 80')
+# Where a recipe's stages 1-10 and 11-13 meet (stage 10 runs ../ssl1 when its model is missing).
+FSDD_FIRST_STOP_STAGE = 10
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    for item in items:
+        if item.path.name in rank:
+            item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
+
+
+def require_shared(path: Path, what: str) -> Path:
+    """``path`` if it exists; else a skip, or under ``CI=true`` a failure, naming it."""
+    if not path.exists():
+        message = (f"{what} not found at {path}: the tests need ../shared/data next to the "
+                   "repository (see its README.md)")
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message}; under CI=true that is an error, not a skip", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    require_shared(corpus_layouts.FSDD, "FSDD recordings")
+    require_shared(corpus_layouts.AN4 / "train.jsonl", "an4_small")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def fsdd_recordings(shared_data) -> Path:
+    """The FSDD wav files (8 kHz, ``<digit>_<speaker>_<take>.wav``)."""
+    return corpus_layouts.FSDD
+
+
+@pytest.fixture(scope="session")
+def an4_small(shared_data) -> Path:
+    """40 AN4 utterances at 16 kHz: ``train.jsonl``/``test.jsonl`` (audio, text)."""
+    return corpus_layouts.AN4
+
+
+@pytest.fixture(scope="session")
+def tiny_ofa_checkpoint(tmp_path_factory) -> Path:
+    from espnet_ofa.models.pretrained import save_student
+    from espnet_ofa.models.student import build_student
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        student = build_student("tiny")
+    return save_student(student, tmp_path_factory.mktemp("tiny_ofa"), preset="tiny")
+
+
+@pytest.fixture
+def tiny_ofa_copy(tmp_path, tiny_ofa_checkpoint) -> Path:
+    exp = shutil.copytree(tiny_ofa_checkpoint.parent, tmp_path / "exp" / "ofa")
+    return exp / tiny_ofa_checkpoint.name
+
+
+def once_per_run(tmp_path_factory, worker_id: str, name: str, build: Callable[[Path], dict]) -> dict:
+    """``build(directory)`` once per test run, whichever xdist worker asks first; the others
+    wait for it and get the same JSON-able result. ``directory`` is shared by all workers."""
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent  # the run's directory, above each worker's own
+    directory = root / name
+    done = root / f"{name}.json"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.is_file():
+            directory.mkdir(exist_ok=True)
+            done.write_text(json.dumps(build(directory)))
+    return json.loads(done.read_text())
+
+
+def recipe_env(**paths: Path) -> dict:
+    """The environment of a recipe run: this interpreter's tools first, corpus variables."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            **{k: str(v) for k, v in paths.items()}}
+
+
+def copy_recipes(egs2: Path, names) -> None:
+    """Copy ``egs2/<name>`` (e.g. ``fsdd/asr1``) without outputs; TEMPLATE is a link."""
+    if not (egs2 / "TEMPLATE").exists():
+        egs2.mkdir(parents=True, exist_ok=True)
+        (egs2 / "TEMPLATE").symlink_to(REPO / "egs2" / "TEMPLATE")
+    skip = shutil.ignore_patterns("data", "dump", "exp", "downloads", "RESULTS.*")
+    for name in names:
+        shutil.copytree(REPO / "egs2" / name, egs2 / name, symlinks=True, ignore=skip)
+
+
+@dataclass
+class RecipeRun:
+    """A finished ``run.sh``: where its recipes are, and what it printed."""
+
+    recipes: Path  # egs2/<corpus>
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def check(self) -> "RecipeRun":
+        assert self.returncode == 0, (self.stdout[-3000:], self.stderr[-5000:])
+        return self
+
+
+@pytest.fixture(scope="session")
+def fsdd_recipes(tmp_path_factory, worker_id, fsdd_recordings) -> RecipeRun:
+    def build(directory: Path) -> dict:
+        egs = directory / "egs2"
+        copy_recipes(egs, [f"fsdd/{name}" for name in ("ssl1", "asr1", "slu1", "st1")])
+        r = subprocess.run(["bash", "-c", f"./run.sh --stop_stage {FSDD_FIRST_STOP_STAGE} "
+                            f"{FSDD_ASR_OPTS}"], cwd=egs / "fsdd" / "asr1", capture_output=True,
+                           text=True, env=recipe_env(FSDD=fsdd_recordings.parent), timeout=1800)
+        return {"recipes": str(egs / "fsdd"), "returncode": r.returncode, "stdout": r.stdout,
+                "stderr": r.stderr}
+
+    run = once_per_run(tmp_path_factory, worker_id, "fsdd_recipes", build)
+    return RecipeRun(Path(run["recipes"]), run["returncode"], run["stdout"], run["stderr"])
+
+
+@pytest.fixture(scope="session")
+def fsdd_ofa_model(fsdd_recipes) -> Path:
+    model = fsdd_recipes.check().recipes / "ssl1/exp/ssl_train_ofa_tiny/valid.loss.best.pth"
+    assert model.is_file(), f"the FSDD ssl1 run left no {model}"
+    return model
