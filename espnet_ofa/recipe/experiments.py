@@ -1,4 +1,5 @@
-"""The experiments of a downstream recipe (stages 10-15 of ``s2t.sh``), planned in one place.
+"""The experiments of a downstream recipe (stages 10-15 of ``s2t.sh``) and the students
+they run on (stage 10 of ``ssl.sh``: `plan_students`), planned in one place.
 
 From the training configs and the recipe options this lists every experiment to train:
 
