@@ -289,3 +289,15 @@ def test_a_measured_config_can_be_trained_again():
     assert student.config.mean_alpha is None  # not measured yet for this run
     with pytest.raises(ValueError, match="disagrees with rate_conf"):
         OFASSLTask.build_student(args({"frame_period_range": [20.0, 50.0]}), sampler)
+
+
+def test_bleu_comparison_says_it_has_no_intervals():
+    from espnet_ofa.recipe.results import comparison
+
+    rows = [_row("exp/st_p40", 40.0, [0] * 4, metric="BLEU"),
+            _row("exp/st_cif40", 40.0, [0] * 4, ssl_range=(40.0, 40.0), metric="BLEU")]
+    for r in rows:
+        del r["per_utt"]
+    text = "\n".join(comparison(rows))
+    assert "No intervals: the metric has no per-utterance errors" in text
+    assert "|test|40|0.00|0.00|-|-|-|-|" in text  # the CIF student, no interval, no floor

@@ -190,6 +190,8 @@ def coverage_note(ms: Sequence[Model], labels: Dict[str, str]) -> str:
     def counts(values) -> str:
         return "/".join(str(v) for v in sorted(set(values)))
 
+    if not any(r.get("per_utt") for m in ms for r in m.rows):
+        return "No intervals: the metric has no per-utterance errors (BLEU is a corpus score)."
     parts, pretraining_runs = [], [1]
     for k, label in labels.items():
         mine = [m for m in ms if m.kind == k]
