@@ -8,18 +8,18 @@ import pytest
 import yaml
 
 from espnet_ofa.bin.recipe import main as recipe_main
-from espnet_ofa.recipe.bootstrap import average_errors, paired_bootstrap
+from espnet_ofa.recipe.bootstrap import paired_bootstrap
 from espnet_ofa.recipe.experiments import (
     FIXED_RATE,
     LEARNED,
     OFA,
     OTHER,
-    fixed_rate_exp,
-    fixed_rate_model,
     model_id,
     plan_experiments,
     seed_of,
     stats_groups,
+    student_exp,
+    student_model,
 )
 from espnet_ofa.recipe.results import comparison, render
 from espnet_ofa.recipe.scoring import score
@@ -56,20 +56,21 @@ def test_plan_has_baselines_seeds_and_stats_per_frontend(tmp_path):
     assert "--frontend_conf frame_period=80" in fixed80.extra and fixed80.frame_period == 80
     assert plan[1].extra == [f"--frontend_conf model={OFA_MODEL}", "--frontend_conf frame_period=20"]
     assert plan[7].extra[-1] == "--seed 1" and plan[7].seed == 1
-    # Statistics: one per feature extractor, shared by the OFA periods and the learnt rate.
+    # Statistics: one per SSL model and period; the learnt rate shares its starting period's.
     groups = stats_groups(plan)
-    assert list(groups) == ["ofa_ssl_train_ofa_tiny", "ofa_ssl_train_ofa_tiny_fixed40",
-                            "ofa_ssl_train_ofa_tiny_fixed80", plan[5].stats_key]
+    assert list(groups) == ["ofa_ssl_train_ofa_tiny_p40", "ofa_ssl_train_ofa_tiny_p20",
+                            "ofa_ssl_train_ofa_tiny_fixed40_p40",
+                            "ofa_ssl_train_ofa_tiny_fixed80_p80", plan[5].stats_key]
     assert plan[5].stats_key.startswith("default_") and plan[5].ssl_model is None
-    assert groups["ofa_ssl_train_ofa_tiny"].exp_dir == "exp/asr_train_learned"
+    assert groups["ofa_ssl_train_ofa_tiny_p40"].exp_dir == "exp/asr_train_learned"
 
 
 def test_plan_without_periods_and_errors(tmp_path):
     cfgs = _configs(tmp_path)
     plan = plan_experiments("asr", cfgs[1:2], "exp")
     assert [(e.exp_dir, e.extra, e.stats_key) for e in plan] == [
-        ("exp/asr_train_ofa", [], "ofa_x")]  # the config's own model and period
-    with pytest.raises(ValueError, match="needs --ofa_model"):
+        ("exp/asr_train_ofa", [], "ofa_x_p40")]  # the config's own model and period
+    with pytest.raises(ValueError, match="need --ofa_model"):
         plan_experiments("asr", cfgs, "exp", fixed_rate_periods=[40])
     with pytest.raises(ValueError, match="seeds must be >= 1"):
         plan_experiments("asr", cfgs, "exp", seeds=0)
@@ -83,15 +84,15 @@ def test_plan_cli_prints_tab_separated_lines(tmp_path, capsys):
                         "--fixed_rate_periods", "40"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [ln.split("\t")[:3] for ln in lines] == [
-        ["exp/asr_train_ofa", cfgs[1], "ofa_ssl_train_ofa_tiny"],
-        ["exp/asr_train_ofa_fixed40", cfgs[1], "ofa_ssl_train_ofa_tiny_fixed40"]]
+        ["exp/asr_train_ofa", cfgs[1], "ofa_ssl_train_ofa_tiny_p40"],
+        ["exp/asr_train_ofa_fixed40", cfgs[1], "ofa_ssl_train_ofa_tiny_fixed40_p40"]]
     assert recipe_main(["plan", "--task", "asr", "--configs", "missing.yaml"]) == 1
     assert "missing.yaml not found" in capsys.readouterr().err
 
 
 def test_fixed_rate_names_and_seeds():
-    assert fixed_rate_exp("exp/ssl_a", 40.0) == Path("exp/ssl_a_fixed40")
-    assert fixed_rate_model("exp/ssl_a/m.pth", 62.5) == Path("exp/ssl_a_fixed62.5/m.pth")
+    assert student_exp("exp/ssl_a", FIXED_RATE, 40.0) == Path("exp/ssl_a_fixed40")
+    assert student_model("exp/ssl_a/m.pth", FIXED_RATE, 62.5) == Path("exp/ssl_a_fixed62.5/m.pth")
     assert seed_of("exp/asr_p40_seed2") == 2 and seed_of("exp/asr_p40") == 0
     assert model_id("exp/asr_p40_seed2") == "asr_p40" == model_id("exp/asr_p40")
 
@@ -122,10 +123,6 @@ def test_paired_bootstrap():
     assert paired_bootstrap(a, noisy, seed=1).diff == d.diff  # the estimate is not random
     with pytest.raises(ValueError, match="different utterances"):
         paired_bootstrap(a, {"x": (0, 1)})
-    avg = average_errors([{"u": [1, 3]}, {"u": [2, 3]}])
-    assert avg == {"u": (1.5, 3.0)}
-    with pytest.raises(ValueError, match="different utterances"):
-        average_errors([{"u": [1, 3]}, {"v": [2, 3]}])
 
 
 def _row(exp, period, value, per_utt, train=None, **extra):
@@ -158,7 +155,8 @@ def test_comparison_table_with_baselines_and_seeds(tmp_path):
     # 40 ms: OFA mean 8 +- 2.83 over two seeds; fixed-rate 20: +12 points, +150%.
     assert "|test|40|8.00 ± 2.83|20.00 ± 0.00|+12.00 [" in text and "|+150%|" in text
     assert "|test|80|8.00|-|-|-|30.00|+22.00 [" in text  # no fixed-rate student at 80 ms
-    assert "log-mel" in text and "2 seeds" in text
+    assert "log-mel" in text and "up to 2" in text
+    assert "do not cover the pretraining run" in text  # one pretraining seed per student
     assert "|test|44.0|4.00|40 ms|8.00 ± 2.83|-4.00 [" in text  # the learnt rate vs 40 ms
     full = render(rows, env={"date": "now"})
     assert full.index("OFA against the baselines") < full.index("## exp/asr_p40")

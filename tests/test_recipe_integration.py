@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import FSDD_ASR_OPTS, FSDD_DATA_OPTS, FSDD_FIRST_STOP_STAGE, recipe_env
 
@@ -85,6 +86,9 @@ def test_asr1_runs_ssl1_first_and_leaves_results(egs, asr_run):
     fixed_conf = (ssl / "exp/ssl_train_ofa_tiny_fixed80/config.yaml").read_text()
     assert "compression: fixed" in fixed_conf  # the fixed-rate student, beside the OFA one
     assert (ssl / "exp/ssl_train_ofa_tiny_fixed80/valid.loss.best.pth").is_file()
+    cif_conf = yaml.safe_load((ssl / "exp/ssl_train_ofa_tiny_cif80/config.yaml").read_text())
+    assert cif_conf["student_conf"]["compression"] == "cif"  # the single-period CIF student
+    assert cif_conf["student_conf"]["frame_period_range"] == [80.0, 80.0]
     assert "running ../ssl1/run.sh" in r.stderr
     for stage in range(1, 14):
         assert re.search(rf"\(asr.sh\) Stage {stage}[: ]", r.stderr), stage
@@ -93,39 +97,43 @@ def test_asr1_runs_ssl1_first_and_leaves_results(egs, asr_run):
     assert "progress: decoded test at p20" in r.stdout  # progress reaches the terminal
     asr = egs / "asr1"
     assert (asr / "data/train_sp/wav.scp").is_file()  # speed perturbation on
-    # Statistics per frontend: 64-d OFA features (OFA and fixed-rate students), 80 log-mels.
+    # Statistics per SSL model and period (64-d OFA features), 80 log-mels.
     stats = {d.name: d for d in (asr / "exp/asr_stats_raw_en_word").iterdir() if d.is_dir()}
-    assert set(stats) - {"logdir"} >= {"ofa_ssl_train_ofa_tiny", "ofa_ssl_train_ofa_tiny_fixed80"}
+    assert set(stats) - {"logdir"} >= {
+        "ofa_ssl_train_ofa_tiny_p20", "ofa_ssl_train_ofa_tiny_p80",
+        "ofa_ssl_train_ofa_tiny_fixed80_p80", "ofa_ssl_train_ofa_tiny_cif80_p80"}
     dims = {name: np.load(d / "train/feats_stats.npz")["sum"].shape[0]
             for name, d in stats.items() if (d / "train/feats_stats.npz").is_file()}
     logmel = [n for n in dims if n.startswith("default_")]
-    assert len(logmel) == 1 and dims[logmel[0]] == 80 and dims["ofa_ssl_train_ofa_tiny"] == 64
+    assert len(logmel) == 1 and dims[logmel[0]] == 80 and dims["ofa_ssl_train_ofa_tiny_p20"] == 64
     # Baselines are decoded as trained: the fixed-rate student at 80 ms, log-mel once.
     def rates(exp):
         return {d.name for d in (asr / "exp" / exp).glob("decode_*/*") if d.name != "logdir"}
 
     assert rates("asr_train_asr_ofa_fixed80") == {"p80"} and rates("asr_train_asr_logmel") == {"native"}
+    assert rates("asr_train_asr_ofa_cif80") == {"p80"}
     text = (asr / "RESULTS.md").read_text()
     assert "## Summary: a model per frame period" in text
     assert "## Summary: OFA against the baselines" in text
     for exp in ("asr_train_asr_ofa_p20", "asr_train_asr_ofa_p80", "asr_train_asr_ofa_learned_rate",
-                "asr_train_asr_ofa_fixed80", "asr_train_asr_logmel"):
+                "asr_train_asr_ofa_fixed80", "asr_train_asr_ofa_cif80", "asr_train_asr_logmel"):
         assert f"## exp/{exp}" in text
     rows = result_rows(asr / "RESULTS.md")
-    compare = {(c[0], c[1]): c for c in rows if len(c) == 8}  # OFA vs baselines, per period
+    compare = {(c[0], c[1]): c for c in rows if len(c) == 11}  # OFA vs baselines, per period
     assert set(compare) == {(s, p) for s in ("test", "test_theo") for p in ("20", "80")}
     for (dset, period), cells in compare.items():
-        assert float(cells[6]) >= 0 and "[" in cells[7]  # the log-mel floor, with an interval
-        assert ("[" in cells[4]) == (period == "80")  # a fixed-rate student at 80 ms only
+        assert float(cells[9]) >= 0 and "[" in cells[10]  # the log-mel floor, with an interval
+        # the fixed-rate and single-period CIF students at 80 ms only
+        assert ("[" in cells[4]) == ("[" in cells[7]) == (period == "80")
     summary = [c for c in rows if len(c) == 10]  # the summary names each row's experiment
     assert {(c[0], c[1], c[9]) for c in summary if c[1] in ("20", "80")} == {
         (s, p, f"asr_train_asr_ofa_{m}") for s in ("test", "test_theo")
-        for p, m in (("20", "p20"), ("80", "p80"), ("80", "fixed80"))}
+        for p, m in (("20", "p20"), ("80", "p80"), ("80", "fixed80"), ("80", "cif80"))}
     rows = [c for c in rows if len(c) == 9]
     fixed = [(c[0], c[1]) for c in rows if c[1] in ("20", "80")]
     assert sorted(fixed) == sorted([(s, p) for s in ("test", "test_theo") for p in ("20", "80")
                                     for _model in ("p20", "p80")] +
-                                   [(s, "80") for s in ("test", "test_theo")])
+                                   [(s, "80") for s in ("test", "test_theo")] * 2)
     learned = [c for c in rows if c[1].startswith("learned")]
     assert {c[0] for c in learned} == {"test", "test_theo"}
     for cells in rows:
@@ -157,7 +165,7 @@ def test_asr1_rerun_keeps_finished_work(egs, asr_run, fsdd):
     assert len(before) == 4
     r = run(asr, '--stage 11 --stop_stage 13 --asr_configs conf/train_asr_ofa.yaml '
                  '--asr_args "--max_epoch 1" --frame_periods "20 80" --train_frame_periods 20 '
-                 '--fixed_rate_periods "" --seeds 2 --inference_nj 2', fsdd)
+                 '--fixed_rate_periods "" --single_rate_periods "" --seeds 2 --inference_nj 2', fsdd)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (exp / "valid.loss.best.pth").stat().st_mtime_ns == model  # resumed: nothing to do
     assert "--seed 1" in (asr / "exp/asr_train_asr_ofa_p20_seed1/train.log").read_text()
@@ -166,7 +174,8 @@ def test_asr1_rerun_keeps_finished_work(egs, asr_run, fsdd):
     # The same scores (GMACs/s and RTF, the last columns, are measured on other utterances).
     assert [row[:7] for row in before] == [row[:7] for row in after]
     text = (asr / "RESULTS.md").read_text()
-    assert "mean ± standard deviation over 2 seeds" in text
+    assert "mean ± standard deviation over the runs (up to 2)" in text
+    assert "do not cover the pretraining run" in text  # one pretraining seed
     compare = [c for c in result_rows(asr / "RESULTS.md") if len(c) == 8]
     assert {c[0] for c in compare} == {"test", "test_theo"} and all(" ± " in c[2] for c in compare)
 

@@ -66,6 +66,10 @@ ssl_tag=""              # experiment name (default: from the config)
 packed_model=""         # stage 11 output (default: <exp>/packed.zip)
 fixed_rate_periods=""   # ms; also pretrain a fixed-rate student (compression: fixed, average
                         # pooling) at each period, same data and budget: <exp>_fixed<P>
+single_rate_periods=""  # ms; also pretrain a single-period CIF student (the OFA config with
+                        # its rate held at that period) at each: <exp>_cif<P>
+ssl_seeds=1             # pretrain every student (OFA and baselines) with seeds 0..N-1 from
+                        # the same teacher and boundaries (exp suffix _seed<s> for s > 0)
 max_parallel_exps=2     # stage 10: students trained at the same time on the CPU
 
 # shellcheck disable=SC2034  # read by parse_options.sh
@@ -258,14 +262,20 @@ if want_stage 9; then
 fi
 if want_stage 10; then
     [ -n "${ssl_config}" ] || die "--ssl_config is required"
-    # The OFA student, then one fixed-rate student per period: the same config, data and
-    # steps, with average pooling at that period instead of CIF over a sampled rate.
-    _exps=("${ssl_exp}")
-    _extras=("")
-    for _p in ${fixed_rate_periods}; do
-        _exps+=("$(${python} -m espnet_ofa.bin.recipe fixed_rate_exp --ssl_exp "${ssl_exp}" --period "${_p}")")
-        _extras+=("--student_conf compression=fixed --student_conf default_frame_period=${_p} --rate_conf low=${_p} --rate_conf high=${_p}")
-    done
+    # Per pretraining seed, the OFA student and the baselines at each of their periods:
+    # the same config, data, boundaries and steps (espnet_ofa.recipe.experiments plans them).
+    _plan="${expdir}/plan.ssl.tsv"
+    mkdir -p "${expdir}"
+    ${python} -m espnet_ofa.bin.recipe ssl_plan --ssl_exp "${ssl_exp}" --ssl_seeds "${ssl_seeds}" \
+        --fixed_rate_periods ${fixed_rate_periods} --single_rate_periods ${single_rate_periods} \
+        > "${_plan}.tmp" || die "could not plan the students (see above)"
+    mv "${_plan}.tmp" "${_plan}"
+    _exps=()
+    _extras=()
+    while IFS=$'\t' read -r _d _x; do
+        _exps+=("${_d}")
+        _extras+=("${_x}")
+    done < "${_plan}"
     # Several nodes: Slurm starts one process per node (run_slurm.sh --num_nodes) and
     # ESPnet's launcher spawns one worker per GPU there, ranks from Slurm's variables.
     _dist=""
@@ -287,6 +297,13 @@ if want_stage 10; then
             --fold_length 80000 --resume true --output_dir "${_exps[_i]}" ${_extras[_i]} ${ssl_args}
     done
     bg_wait
+    # The periods each student serves: in the lam modes measured from its predictor's mean
+    # alpha on the valid set, written into its config.yaml (the frontend reads it there).
+    for _d in "${_exps[@]}"; do
+        ${train_cmd} --num_threads "${num_threads}" "${_d}/trained_range.log" \
+            ${python} -m espnet_ofa.bin.recipe trained_range --exp_dir "${_d}" \
+            --data_dir "${data_feats}/${valid_set}"
+    done
     stage_end
 fi
 if want_stage 11; then

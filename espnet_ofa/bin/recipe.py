@@ -13,7 +13,8 @@
     python -m espnet_ofa.bin.recipe score --task asr --ref data/test/text --hyp exp/.../text --out result.json
     python -m espnet_ofa.bin.recipe results --exp_dirs exp/asr_a exp/asr_b --out RESULTS.md --plot
     python -m espnet_ofa.bin.recipe plan --task asr --configs conf/a.yaml --ofa_model M --seeds 3
-    python -m espnet_ofa.bin.recipe fixed_rate_exp --ssl_exp exp/ssl_train_ofa_tiny --period 40
+    python -m espnet_ofa.bin.recipe ssl_plan --ssl_exp exp/ssl_train_ofa_tiny --fixed_rate_periods 40
+    python -m espnet_ofa.bin.recipe trained_range --exp_dir exp/ssl_train_ofa_tiny --data_dir dump/raw/dev
     python -m espnet_ofa.bin.recipe resume_check --exp_dir exp/asr_x
 
 Each prints ``error: <message>`` and exits 1 on bad input (a message that names the file,
@@ -159,10 +160,22 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--fixed_rate_periods", type=float, nargs="*", default=[])
     s.add_argument("--ofa_model", default=None)
     s.add_argument("--seeds", type=int, default=1)
+    s.add_argument("--single_rate_periods", type=float, nargs="*", default=[])
+    s.add_argument("--ssl_seeds", type=int, default=1)
 
-    s = sub.add_parser("fixed_rate_exp", help="ssl.sh: the fixed-rate student's experiment dir")
-    s.add_argument("--ssl_exp", required=True, help="the OFA experiment dir")
-    s.add_argument("--period", type=float, required=True, help="ms")
+    s = sub.add_parser("ssl_plan", help="ssl.sh stage 10: the students to pretrain (one "
+                       "tab-separated line each: exp dir, extra options)")
+    s.add_argument("--ssl_exp", required=True, help="the OFA experiment dir (seed 0)")
+    s.add_argument("--fixed_rate_periods", type=float, nargs="*", default=[])
+    s.add_argument("--single_rate_periods", type=float, nargs="*", default=[])
+    s.add_argument("--ssl_seeds", type=int, default=1)
+
+    s = sub.add_parser("trained_range", help="ssl.sh stage 10: in the lam modes, measure a "
+                       "student's mean alpha and record the periods it serves in config.yaml")
+    s.add_argument("--exp_dir", required=True, help="the student's experiment dir")
+    s.add_argument("--data_dir", required=True, help="16 kHz data to measure on (dump/raw/dev)")
+    s.add_argument("--model_file", default="valid.loss.best.pth")
+    s.add_argument("--max_utts", type=int, default=None)
 
     s = sub.add_parser("resume_check", help="before --resume true: set a damaged checkpoint aside")
     s.add_argument("--exp_dir", required=True, help="the training's output dir")
@@ -272,12 +285,25 @@ def _run(args: argparse.Namespace) -> int:
         from espnet_ofa.recipe.experiments import plan_experiments
 
         for e in plan_experiments(args.task, args.configs, args.expdir, args.train_frame_periods,
-                                  args.fixed_rate_periods, args.ofa_model, args.seeds):
+                                  args.fixed_rate_periods, args.ofa_model, args.seeds,
+                                  args.single_rate_periods, args.ssl_seeds):
             print(e.line())
-    elif args.cmd == "fixed_rate_exp":
-        from espnet_ofa.recipe.experiments import fixed_rate_exp
+    elif args.cmd == "ssl_plan":
+        from espnet_ofa.recipe.experiments import plan_students
 
-        print(fixed_rate_exp(args.ssl_exp, args.period))
+        for student in plan_students(args.ssl_exp, args.fixed_rate_periods,
+                                     args.single_rate_periods, args.ssl_seeds):
+            print(student.line())
+    elif args.cmd == "trained_range":
+        from espnet_ofa.models.trained_range import record_trained_range
+
+        measured = record_trained_range(args.exp_dir, args.data_dir, args.model_file,
+                                        args.max_utts)
+        print(f"progress: {args.exp_dir}: " + (
+            "trained over the periods it sampled" if measured is None else
+            "mean alpha {mean_alpha:.4f} over {frames} frames: serves {lo:.1f}-{hi:.1f} ms".format(
+                lo=measured["frame_period_range"][0], hi=measured["frame_period_range"][1],
+                **measured)), flush=True)
     elif args.cmd == "resume_check":
         from espnet_ofa.recipe.resume import set_aside_damaged_checkpoints
 

@@ -401,17 +401,31 @@ class RateSampler:
 
     @property
     def frame_period_range(self) -> Tuple[float, float]:
+        """(low, high) ms this sampler trains a model for, before its predictor is measured:
+        `period_range` with the port's assumed mean alpha (what a student is built with)."""
+        return self.period_range()
+
+    def period_range(self, mean_alpha: Optional[float] = None) -> Tuple[float, float]:
         """(low, high) ms this sampler trains a model for: what its checkpoint records.
 
-        The periods themselves in the period modes; in the lam modes the periods that the
-        lambda range gives a predictor firing the port's 2/9 times per frame on average
-        (`lam_to_period`), since lambda has no period of its own: [0, 1] -> 20-90 ms,
-        lam_beyond's (1, 2 - 1e-5) -> 90 ms to 9e6 ms.
+        The periods themselves in ``"frame_period"`` mode. Lambda has no period of its own:
+        in the lam modes the periods are those the lambda range gives a predictor whose
+        weights average ``mean_alpha`` per input frame (`lam_to_period`). ``mean_alpha``
+        is measured at the end of pretraining (`espnet_ofa.models.trained_range`); None
+        assumes the port's 2/9, under which ``"lam_from_period"`` trains exactly its
+        periods, lam [0, 1] gives 20-90 ms and lam_beyond's (1, 2 - 1e-5) 90 ms to 9e6 ms.
         """
-        if self.mode in ("frame_period", "lam_from_period"):
+        if self.mode == "frame_period" or (self.mode == "lam_from_period" and mean_alpha is None):
             return self.low, self.high
+        if mean_alpha is None:
+            mean_alpha = PORT_MEAN_ALPHA
+        mean_alpha = _number(mean_alpha, "mean_alpha", "the predictor's mean weight in (0, 1]")
+        if not 0.0 < mean_alpha <= 1.0:
+            raise ValueError(
+                f"mean_alpha must be in (0, 1] (the predictor's mean weight per input frame), "
+                f"got {mean_alpha}; a predictor that never fires serves no period")
         low, high = self.lam_range
-        return lam_to_period(low), lam_to_period(high)
+        return lam_to_period(low, mean_alpha), lam_to_period(high, mean_alpha)
 
     def valid_rate(self) -> Rate:
         """The fixed rate of validation batches (comparable across epochs): mid-range."""

@@ -70,8 +70,12 @@ class StudentConfig:
     predictor_kernel_size: int = 5
     # "cif": variable-length compression at any period; "fixed": average pooling baseline.
     compression: str = "cif"
-    # Periods (ms) the model was trained for; ofa_ssl_train derives it from rate_conf.
+    # Periods (ms) the model was trained for; ofa_ssl_train derives it from rate_conf (in
+    # the lam modes with the predictor's mean alpha measured after training, below).
     frame_period_range: Tuple[float, float] = DEFAULT_PERIOD_RANGE_MS
+    # The alpha predictor's mean weight per 20 ms frame, measured on data at the end of
+    # pretraining (espnet_ofa.models.trained_range); None where it was not measured.
+    mean_alpha: Optional[float] = None
     # Period used when forward gets neither frame_period nor lam in "fixed" mode.
     default_frame_period: float = 40.0
     target_layers: Sequence[int] = DISTILLED_LAYERS
@@ -99,6 +103,11 @@ class StudentConfig:
                 f"mel_bins and mel_channels must be positive, got {self.mel_bins}, {self.mel_channels}")
         if self.compression not in ("cif", "fixed"):
             raise ValueError(f"compression must be 'cif' or 'fixed', got {self.compression!r}")
+        if self.mean_alpha is not None:
+            self.mean_alpha = float(self.mean_alpha)
+            if not 0.0 < self.mean_alpha <= 1.0:
+                raise ValueError(f"mean_alpha must be in (0, 1] (a measured mean of the "
+                                 f"predictor's weights) or null, got {self.mean_alpha}")
         low, high = self.frame_period_range
         if not (INPUT_PERIOD_MS <= low <= high and math.isfinite(high)):
             raise ValueError(

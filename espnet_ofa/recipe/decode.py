@@ -138,12 +138,14 @@ def decode_rates(
     periods: Sequence[float], learned: Union[bool, str] = "auto", *, native: bool = False,
     compression: Optional[str] = "cif", has_rate: bool = False,
     trained_at: Optional[float] = None, name: str = "the model",
+    ssl_period_range: Optional[Sequence[float]] = None,
 ) -> List[Optional[float]]:
     """The rates to decode a model at (None: its learnt period, or once for ``native``).
 
-    Baselines are decoded as they were trained: a fixed-rate student (``compression:
-    fixed``) only at its own period ``trained_at`` (pooling it at another is not a model
-    anyone trained), a model without the OFA frontend (``native``) once, whatever
+    Baselines are decoded as they were trained: a student pretrained at one period (a
+    fixed-rate student, ``compression: fixed``, or a CIF student whose ``ssl_period_range``
+    is one point) only at its own period ``trained_at`` (running it at another is not a
+    model anyone trained), a model without the OFA frontend (``native``) once, whatever
     ``periods`` asks. ``learned``: see :func:`decode_periods`.
     """
     if isinstance(learned, str) and learned not in ("auto", "true", "false"):
@@ -154,13 +156,15 @@ def decode_rates(
                          "learnable_rate: true); decode it at --frame_periods instead")
     if native:
         return [None]
-    if compression == "fixed":
+    one_period = ssl_period_range is not None and float(ssl_period_range[0]) == float(
+        ssl_period_range[1])
+    if compression == "fixed" or one_period:
         if trained_at is None:
-            raise ValueError(f"{name}: a fixed-rate student without a frame_period in its "
-                             "config; set frontend_conf.frame_period")
+            raise ValueError(f"{name}: a student pretrained at one period without a "
+                             "frame_period in its config; set frontend_conf.frame_period")
         if [float(p) for p in periods] not in ([], [trained_at]):
-            logger.info("%s: a fixed-rate student: decoded at its own %g ms only", name,
-                        trained_at)
+            logger.info("%s: a student pretrained at one period: decoded at its own %g ms "
+                        "only", name, trained_at)
         return [float(trained_at)]
     if learned == "auto":
         rates: List[Optional[float]] = [] if has_rate else [float(p) for p in periods]
@@ -216,10 +220,12 @@ def decode_periods(
     model.eval()
     frontend = find_ofa_frontend(model)
     compression = frontend.student.config.compression if frontend is not None else None
+    ssl_range = list(frontend.student.config.frame_period_range) if frontend is not None else None
     native = frontend is None
     rates = decode_rates(periods, learned, native=native, compression=compression,
                          has_rate=frontend is not None and frontend.rate is not None,
-                         trained_at=trained_at, name=str(model_file))
+                         trained_at=trained_at, name=str(model_file),
+                         ssl_period_range=ssl_range)
     learned_period = (float(frontend.rate.value)
                       if not native and None in rates else None)
 
@@ -231,7 +237,8 @@ def decode_periods(
     # Any ESPnet frontend returns (feats, lengths): the achieved period of log-mel too.
     counted = frontend if frontend is not None else getattr(model, "frontend", None)
     hook = counted.register_forward_hook(count_frames) if counted is not None else None
-    described = {**model_description(train_config), "compression": compression}
+    described = {**model_description(train_config), "compression": compression,
+                 "ssl_period_range": ssl_range}
     results = []
     try:
         for period in rates:

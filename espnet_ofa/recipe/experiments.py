@@ -1,22 +1,29 @@
-"""The experiments of a downstream recipe (stages 10-15 of ``s2t.sh``), planned in one place.
+"""The experiments of a downstream recipe (stages 10-15 of ``s2t.sh``) and the students
+they run on (stage 10 of ``ssl.sh``: `plan_students`), planned in one place.
 
 From the training configs and the recipe options this lists every experiment to train:
 
 - a fixed-rate OFA config (``frontend: ofa`` without ``learnable_rate``): once per
   ``train_frame_periods`` (``<exp>_p40``; the config's own period when none are given);
-- the same config on each *fixed-rate student* (``compression: fixed``, pretrained by
-  ``ssl.sh --fixed_rate_periods``) at its own period (``<exp>_fixed40``): the baseline that
-  OFA must match;
+- the same config on each of the two *single-period baselines* at its own period, the
+  students ``ssl.sh`` pretrains at that period only: the *fixed-rate* student (average
+  pooling, ``--fixed_rate_periods``; ``<exp>_fixed40``) and the *single-period CIF* student
+  (the OFA model's alpha predictor, boundaries and config, its rate held at one period,
+  ``--single_rate_periods``; ``<exp>_cif40``): the models OFA must match;
 - a config that learns its period, or one without the OFA frontend (e.g. ESPnet's default
   log-mel frontend, the no-SSL floor): once;
-- each of these for every seed (``--seeds N``: seed 0 keeps the plain name, seed k > 0
-  gets ``_seed<k>``, so adding seeds reuses the finished seed-0 experiments).
+- each SSL-based one on every pretraining seed (``--ssl_seeds N``: the students of
+  `plan_students`; pretraining seed s > 0 adds ``_sslseed<s>``), and everything for every
+  downstream seed (``--seeds N``: seed k > 0 adds ``_seed<k>``). Seed 0 keeps the plain
+  name, so adding seeds reuses the finished seed-0 experiments.
 
-Each experiment also gets a *statistics key*: global MVN statistics belong to a feature
-extractor (an OFA checkpoint, or a frontend and its options), not to the recipe, so stage 10
-collects them once per key into ``<stats dir>/<key>`` and stage 11 normalises each model
-with its own. The OFA models at different periods share their checkpoint's statistics: the
-period only changes how the same features are averaged.
+Each experiment also gets a *statistics key*: global MVN statistics belong to the features
+a downstream model sees, so stage 10 collects them once per key into ``<stats dir>/<key>``
+and stage 11 normalises each model with its own. For the OFA frontend the key is the SSL
+checkpoint *and* the period (``ofa_<checkpoint's experiment>_p40``): features at 80 ms are
+averages over other spans than at 20 ms, and each student (OFA, baselines, every pretraining
+seed) is another model. A learnt rate starts at its configured period and shares the
+statistics taken there. Other frontends are keyed by their options.
 
 No torch or ESPnet import: the shell calls this through ``python -m espnet_ofa.bin.recipe``.
 """
@@ -36,32 +43,102 @@ from espnet_ofa.fileio import PathLike
 
 
 # Experiment kinds (the results summary compares them).
-OFA, LEARNED, FIXED_RATE, OTHER = "ofa", "learned", "fixed_rate", "other"
-_SEED_SUFFIX = re.compile(r"_seed(\d+)$")
+OFA, LEARNED, FIXED_RATE, SINGLE_RATE, OTHER = (
+    "ofa", "learned", "fixed_rate", "single_rate", "other")
+# Pretraining arms: the OFA student and the two single-period baselines, and the name
+# suffix of each baseline's experiment (``exp/ssl_x_fixed40``, ``exp/ssl_x_cif40``).
+BASELINE_SUFFIX = {FIXED_RATE: "fixed", SINGLE_RATE: "cif"}
+_SEED_SUFFIX = re.compile(r"(?:_sslseed(\d+))?(?:_seed(\d+))?$")
 
 
-def fixed_rate_exp(ssl_exp: PathLike, period: float) -> Path:
-    """The experiment directory of the fixed-rate student at ``period`` ms that ``ssl.sh``
-    trains beside the OFA experiment ``ssl_exp`` (``exp/ssl_x`` -> ``exp/ssl_x_fixed40``)."""
+def _seed_suffix(ssl_seed: int = 0, seed: int = 0) -> str:
+    return (f"_sslseed{ssl_seed}" if ssl_seed else "") + (f"_seed{seed}" if seed else "")
+
+
+def student_exp(ssl_exp: PathLike, arm: str = OFA, period: Optional[float] = None,
+                ssl_seed: int = 0) -> Path:
+    """The experiment directory ``ssl.sh`` pretrains a student of ``arm`` in.
+
+    ``exp/ssl_x`` is the OFA student of pretraining seed 0; ``exp/ssl_x_fixed40`` the
+    fixed-rate and ``exp/ssl_x_cif40`` the single-period CIF student at 40 ms;
+    ``_seed<s>`` marks pretraining seed s > 0 (``exp/ssl_x_cif40_seed2``).
+    """
     ssl_exp = Path(ssl_exp)
-    return ssl_exp.with_name(f"{ssl_exp.name}_fixed{period:g}")
+    name = ssl_exp.name
+    if arm != OFA:
+        if arm not in BASELINE_SUFFIX or period is None:
+            raise ValueError(f"a baseline student needs an arm in {sorted(BASELINE_SUFFIX)} "
+                             f"and a period, got {arm!r}, {period!r}")
+        name += f"_{BASELINE_SUFFIX[arm]}{float(period):g}"
+    return ssl_exp.with_name(name + (f"_seed{ssl_seed}" if ssl_seed else ""))
 
 
-def fixed_rate_model(ofa_model: PathLike, period: float) -> Path:
-    """The checkpoint of the fixed-rate student matching the OFA checkpoint ``ofa_model``
-    (the same file name in :func:`fixed_rate_exp` of its directory)."""
+def student_model(ofa_model: PathLike, arm: str = OFA, period: Optional[float] = None,
+                  ssl_seed: int = 0) -> Path:
+    """The checkpoint of a student beside the OFA checkpoint ``ofa_model`` (seed 0): the
+    same file name in :func:`student_exp` of its directory."""
     ofa_model = Path(ofa_model)
-    return fixed_rate_exp(ofa_model.parent, period) / ofa_model.name
+    return student_exp(ofa_model.parent, arm, period, ssl_seed) / ofa_model.name
+
+
+@dataclass
+class Student:
+    """One pretraining run of ``ssl.sh`` stage 10: ``ofa_ssl_train <extra>`` into ``exp_dir``."""
+
+    exp_dir: str
+    arm: str
+    period: Optional[float]
+    ssl_seed: int
+    extra: List[str]
+
+    def line(self) -> str:
+        """Tab-separated: exp_dir, extra options."""
+        return "\t".join([self.exp_dir, " ".join(self.extra)])
+
+
+def plan_students(ssl_exp: PathLike, fixed_rate_periods: Sequence[float] = (),
+                  single_rate_periods: Sequence[float] = (), ssl_seeds: int = 1) -> List[Student]:
+    """The students ``ssl.sh`` pretrains from one teacher and one set of boundaries, seed-major.
+
+    Per pretraining seed: the OFA student (the config as given), a fixed-rate student per
+    ``fixed_rate_periods`` (average pooling at that period) and a single-period CIF student
+    per ``single_rate_periods`` (the same predictor and losses, the rate sampler held at that
+    period). Seed s > 0 runs with ``--seed s``, which also seeds the rate sampler.
+    """
+    if ssl_seeds < 1:
+        raise ValueError(f"--ssl_seeds must be >= 1, got {ssl_seeds}")
+    plan = []
+    for seed in range(ssl_seeds):
+        seed_opt = [f"--seed {seed}"] if seed else []
+        plan.append(Student(str(student_exp(ssl_exp, OFA, None, seed)), OFA, None, seed,
+                            seed_opt))
+        for arm, periods in ((FIXED_RATE, fixed_rate_periods), (SINGLE_RATE, single_rate_periods)):
+            for p in periods:
+                p = float(p)
+                held = [f"--rate_conf mode=frame_period --rate_conf low={p:g} "
+                        f"--rate_conf high={p:g} --model_conf valid_frame_period={p:g}"]
+                if arm == FIXED_RATE:
+                    held.append(f"--student_conf compression=fixed "
+                                f"--student_conf default_frame_period={p:g}")
+                plan.append(Student(str(student_exp(ssl_exp, arm, p, seed)), arm, p, seed,
+                                    held + seed_opt))
+    return plan
 
 
 def seed_of(exp_dir: PathLike) -> int:
-    """The seed an experiment directory was named for (0 without a ``_seed<k>`` suffix)."""
+    """The downstream seed an experiment directory was named for (0 without ``_seed<k>``)."""
     m = _SEED_SUFFIX.search(Path(exp_dir).name)
-    return int(m.group(1)) if m else 0
+    return int(m.group(2)) if m and m.group(2) else 0
+
+
+def ssl_seed_of(exp_dir: PathLike) -> int:
+    """The pretraining seed of the SSL model under a downstream experiment (``_sslseed<s>``)."""
+    m = _SEED_SUFFIX.search(Path(exp_dir).name)
+    return int(m.group(1)) if m and m.group(1) else 0
 
 
 def model_id(exp_dir: PathLike) -> str:
-    """The experiment's name without its seed suffix: the runs of one model share it."""
+    """The experiment's name without its seed suffixes: the runs of one model share it."""
     return _SEED_SUFFIX.sub("", Path(exp_dir).name)
 
 
@@ -74,7 +151,7 @@ class Experiment:
     kind: str
     stats_key: str
     frame_period: Optional[float] = None  # fixed-rate kinds: the period trained at
-    seed: int = 0
+    seed: int = 0  # the downstream seed (the pretraining seed is in ssl_model's name)
     ssl_model: Optional[str] = None  # the OFA/fixed-rate checkpoint under it
     extra: List[str] = field(default_factory=list)
 
@@ -100,11 +177,13 @@ def _tag(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "model"
 
 
-def stats_key(conf: dict, ssl_model: Optional[str] = None) -> str:
+def stats_key(conf: dict, ssl_model: Optional[str] = None,
+              frame_period: Optional[float] = None) -> str:
     """Name of the statistics a config's features need (see the module docstring).
 
-    ``ofa_<checkpoint's experiment>`` for the OFA frontend, ``<frontend>_<hash of its
-    options>`` for any other (``default_...`` for ESPnet's log-mel).
+    ``ofa_<checkpoint's experiment>_p<period>`` for the OFA frontend (``frame_period``, else
+    the config's; ``_lam<lam>``, ``_learned`` (from mid-range) or ``_default`` without one),
+    ``<frontend>_<hash of its options>`` for any other (``default_...`` for ESPnet's log-mel).
     """
     frontend = conf.get("frontend") or "default"
     fconf = dict(conf.get("frontend_conf") or {})
@@ -112,7 +191,14 @@ def stats_key(conf: dict, ssl_model: Optional[str] = None) -> str:
         model = ssl_model or fconf.get("model")
         if not model:
             raise ValueError("frontend: ofa needs frontend_conf.model (or --ofa_model)")
-        return f"ofa_{_tag(str(model))}"
+        period = fconf.get("frame_period") if frame_period is None else frame_period
+        if period is not None:
+            rate = f"p{float(period):g}"
+        elif fconf.get("lam") is not None:
+            rate = f"lam{float(fconf['lam']):g}"
+        else:  # a learnt rate from mid-range, or the model's own rate
+            rate = "learned" if fconf.get("learnable_rate") else "default"
+        return f"ofa_{_tag(str(model))}_{rate}"
     digest = hashlib.sha1(json.dumps(fconf, sort_keys=True, default=str).encode()).hexdigest()
     return f"{frontend}_{digest[:8]}"
 
@@ -125,50 +211,67 @@ def plan_experiments(
     fixed_rate_periods: Sequence[float] = (),
     ofa_model: Optional[PathLike] = None,
     seeds: int = 1,
+    single_rate_periods: Sequence[float] = (),
+    ssl_seeds: int = 1,
 ) -> List[Experiment]:
-    """Every experiment of the recipe, in training order (seed-major: all models of seed 0
-    first, so a partial run has one complete comparison)."""
+    """Every experiment of the recipe, in training order (seed-major: all models of
+    downstream seed 0 and pretraining seed 0 first, so a partial run has one complete
+    comparison)."""
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
-    if fixed_rate_periods and not ofa_model:
-        raise ValueError("--fixed_rate_periods needs --ofa_model (the fixed-rate students "
-                         "live beside the OFA checkpoint)")
-    base: List[Experiment] = []
-    for config in configs:
-        conf = read_config(config)
-        name = f"{task}_{Path(config).stem}"
-        root = str(Path(expdir) / name)
-        fconf = conf.get("frontend_conf") or {}
-        if conf.get("frontend") != "ofa":
-            base.append(Experiment(root, str(config), OTHER, stats_key(conf)))
-            continue
-        model = str(ofa_model) if ofa_model else fconf.get("model")
-        key = stats_key(conf, model)
-        override = [f"--frontend_conf model={ofa_model}"] if ofa_model else []
-        if fconf.get("learnable_rate"):
-            base.append(Experiment(root, str(config), LEARNED, key, ssl_model=model,
-                                   extra=override))
-            continue
-        periods = list(train_frame_periods)
-        for p in periods or [fconf.get("frame_period")]:
-            p = None if p is None else float(p)
-            base.append(Experiment(
-                f"{root}_p{p:g}" if periods else root, str(config), OFA, key, p,
-                ssl_model=model,
-                extra=override + ([f"--frontend_conf frame_period={p:g}"] if periods else [])))
-        for p in fixed_rate_periods:
-            student = str(fixed_rate_model(ofa_model, float(p)))
-            base.append(Experiment(
-                f"{root}_fixed{float(p):g}", str(config), FIXED_RATE, stats_key(conf, student),
-                float(p), ssl_model=student,
-                extra=[f"--frontend_conf model={student}", f"--frontend_conf frame_period={p:g}"]))
+    if ssl_seeds < 1:
+        raise ValueError(f"--ssl_seeds must be >= 1, got {ssl_seeds}")
+    if (fixed_rate_periods or single_rate_periods or ssl_seeds > 1) and not ofa_model:
+        raise ValueError("--fixed_rate_periods, --single_rate_periods and --ssl_seeds need "
+                         "--ofa_model (the other students live beside the OFA checkpoint)")
+    # Per pretraining seed, the experiments on that seed's students; the models without SSL
+    # (OTHER) once, on seed 0.
+    by_ssl_seed: List[List[Experiment]] = []
+    for ssl_seed in range(ssl_seeds):
+        base: List[Experiment] = []
+        for config in configs:
+            conf = read_config(config)
+            name = f"{task}_{Path(config).stem}"
+            root = str(Path(expdir) / name)
+            fconf = conf.get("frontend_conf") or {}
+            if conf.get("frontend") != "ofa":
+                if ssl_seed == 0:
+                    base.append(Experiment(root, str(config), OTHER, stats_key(conf)))
+                continue
+            model = (str(student_model(ofa_model, OFA, None, ssl_seed)) if ofa_model
+                     else fconf.get("model"))
+            suffix = _seed_suffix(ssl_seed)
+            override = [f"--frontend_conf model={model}"] if ofa_model else []
+            if fconf.get("learnable_rate"):
+                base.append(Experiment(root + suffix, str(config), LEARNED,
+                                       stats_key(conf, model), ssl_model=model, extra=override))
+                continue
+            periods = list(train_frame_periods)
+            for p in periods or [fconf.get("frame_period")]:
+                p = None if p is None else float(p)
+                base.append(Experiment(
+                    (f"{root}_p{p:g}" if periods else root) + suffix, str(config), OFA,
+                    stats_key(conf, model, p), p, ssl_model=model,
+                    extra=override + ([f"--frontend_conf frame_period={p:g}"] if periods else [])))
+            for arm, arm_periods in ((FIXED_RATE, fixed_rate_periods),
+                                     (SINGLE_RATE, single_rate_periods)):
+                for p in arm_periods:
+                    p = float(p)
+                    student = str(student_model(ofa_model, arm, p, ssl_seed))
+                    base.append(Experiment(
+                        f"{root}_{BASELINE_SUFFIX[arm]}{p:g}{suffix}", str(config), arm,
+                        stats_key(conf, student, p), p, ssl_model=student,
+                        extra=[f"--frontend_conf model={student}",
+                               f"--frontend_conf frame_period={p:g}"]))
+        by_ssl_seed.append(base)
     plan = []
     for seed in range(seeds):
-        for e in base:
-            plan.append(Experiment(
-                e.exp_dir + (f"_seed{seed}" if seed else ""), e.config, e.kind, e.stats_key,
-                e.frame_period, seed, e.ssl_model,
-                e.extra + ([f"--seed {seed}"] if seed else [])))
+        for base in by_ssl_seed:
+            for e in base:
+                plan.append(Experiment(
+                    e.exp_dir + _seed_suffix(0, seed), e.config, e.kind, e.stats_key,
+                    e.frame_period, seed, e.ssl_model,
+                    e.extra + ([f"--seed {seed}"] if seed else [])))
     return plan
 
 

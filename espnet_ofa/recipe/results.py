@@ -5,31 +5,42 @@ Reads the ``result.json`` files that scoring wrote under each experiment directo
 rate, with the metric, the requested and achieved frame period, the MACs per second of
 audio (frontend + encoder) and the real-time factor of decoding.
 
-With baselines (fixed-rate students, a model without the OFA frontend such as ESPnet's
-log-mel) or several seeds, RESULTS.md starts with a comparison per test set and period: the
-OFA model, the fixed-rate student trained at that period and the relative difference, the
-log-mel floor, each difference against the OFA model with a 95% paired-bootstrap interval
-over utterances (:mod:`espnet_ofa.recipe.bootstrap`), and the learnt rate; with several
-seeds every value is the mean +- the standard deviation over them.
+With baselines (fixed-rate and single-period CIF students, a model without the OFA frontend
+such as ESPnet's log-mel) or several seeds, RESULTS.md starts with a comparison per test set
+and period: the OFA model, each student pretrained at that period only and the relative
+difference, the log-mel floor, each difference against the OFA model with a 95% interval of
+a hierarchical bootstrap over pretraining seeds x downstream seeds x utterances
+(:mod:`espnet_ofa.recipe.bootstrap`; the text says how many of each), and the learnt rate;
+with several runs every value is the mean +- the standard deviation over them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from espnet_ofa.data.datadir import atomic_write_text
 from espnet_ofa.fileio import PathLike
-from espnet_ofa.recipe.bootstrap import Difference, average_errors, paired_bootstrap
-from espnet_ofa.recipe.experiments import FIXED_RATE, LEARNED, OFA, OTHER, model_id, seed_of
+from espnet_ofa.recipe.bootstrap import Difference, Runs, hierarchical_bootstrap
+from espnet_ofa.recipe.experiments import (
+    FIXED_RATE,
+    LEARNED,
+    OFA,
+    OTHER,
+    SINGLE_RATE,
+    model_id,
+    seed_of,
+    ssl_seed_of,
+)
 
 
 # Extra columns per metric: (key in result.json, header, format)
@@ -57,13 +68,17 @@ def collect(exp_dirs: Sequence[PathLike]) -> List[dict]:
 
 
 def kind(r: dict) -> str:
-    """What a result row's model is: OFA, learnt rate, fixed-rate student, or other (no
+    """What a result row's model is: OFA, learnt rate, a student pretrained at one period
+    (fixed-rate pooling, or CIF: its SSL model's period range is one point), or other (no
     OFA frontend: a log-mel floor)."""
     if r.get("learned"):
         return LEARNED
     if r.get("frontend", "ofa") != "ofa" or r.get("rate") == "native":
         return OTHER
-    return FIXED_RATE if r.get("compression") == "fixed" else OFA
+    if r.get("compression") == "fixed":
+        return FIXED_RATE
+    trained = r.get("ssl_period_range")
+    return SINGLE_RATE if trained and float(trained[0]) == float(trained[1]) else OFA
 
 
 def other_label(r: dict) -> str:
@@ -98,9 +113,20 @@ class Model:
             return f"{self.mean:.2f}"
         return f"{self.mean:.2f} ± {float(np.std(self.values, ddof=1)):.2f}"
 
-    def errors(self) -> Optional[Dict[str, tuple]]:
-        runs = [r["per_utt"] for r in self.rows if r.get("per_utt")]
-        return average_errors(runs) if len(runs) == len(self.rows) else None
+    def runs(self) -> Optional[Runs]:
+        """Per-utterance errors by pretraining seed and downstream seed (None without them)."""
+        if not all(r.get("per_utt") for r in self.rows):
+            return None
+        runs: Dict[int, Dict[int, dict]] = {}
+        for r in self.rows:
+            runs.setdefault(ssl_seed_of(r["exp"]), {})[seed_of(r["exp"])] = r["per_utt"]
+        return runs
+
+    @property
+    def num_runs(self) -> Tuple[int, int]:
+        """(pretraining seeds, downstream seeds) of this model's runs."""
+        return (len({ssl_seed_of(r["exp"]) for r in self.rows}),
+                len({seed_of(r["exp"]) for r in self.rows}))
 
 
 def models(rows: List[dict]) -> List[Model]:
@@ -110,25 +136,32 @@ def models(rows: List[dict]) -> List[Model]:
         key = (model_id(r["exp"]), r["decode"], r.get("rate"), r["test_set"])
         groups.setdefault(key, []).append(r)
     return [Model(k[0], kind(g[0]), k[3], str(k[2]),
-                  sorted(g, key=lambda r: seed_of(r["exp"]))) for k, g in groups.items()]
+                  sorted(g, key=lambda r: (ssl_seed_of(r["exp"]), seed_of(r["exp"]))))
+            for k, g in groups.items()]
 
 
 def has_comparison(rows: List[dict]) -> bool:
     """Whether there is something to compare the OFA models with: baselines or seeds."""
-    return any(kind(r) in (FIXED_RATE, OTHER) for r in rows) or any(
-        seed_of(r["exp"]) for r in rows)
+    return any(kind(r) in (FIXED_RATE, SINGLE_RATE, OTHER) for r in rows) or any(
+        seed_of(r["exp"]) or ssl_seed_of(r["exp"]) for r in rows)
 
 
 def compare(a: Model, b: Model, metric: str) -> Optional[Difference]:
-    """b - a with its bootstrap interval (None without per-utterance errors, e.g. BLEU).
-    For an accuracy the difference is of the accuracy (the error difference negated)."""
-    ea, eb = a.errors(), b.errors()
-    if ea is None or eb is None or set(ea) != set(eb):
+    """b - a with its hierarchical bootstrap interval (None without per-utterance errors,
+    e.g. BLEU). For an accuracy the difference is of the accuracy (the error difference
+    negated)."""
+    ra, rb = a.runs(), b.runs()
+    if ra is None or rb is None:
         return None
-    d = paired_bootstrap(ea, eb)
+    try:
+        d = hierarchical_bootstrap(ra, rb)
+    except ValueError as err:  # e.g. different test utterances: no paired comparison
+        logging.getLogger(__name__).warning("%s vs %s on %s: no interval (%s)", a.model,
+                                            b.model, a.test_set, err)
+        return None
     if metric == "accuracy":
         rel = -d.diff / a.mean if a.mean else float("nan")
-        return Difference(-d.diff, -d.high, -d.low, rel, d.num_utts)
+        return Difference(-d.diff, -d.high, -d.low, rel, d.num_utts, d.coverage)
     return d
 
 
@@ -142,49 +175,92 @@ def _rel_cell(d: Optional[Difference]) -> str:
     return "-" if d is None or d.relative != d.relative else f"{100.0 * d.relative:+.0f}%"
 
 
+# The single-period baselines of the comparison: kind -> (column name, what it is).
+BASELINES = {
+    FIXED_RATE: ("fixed-rate", "a student pretrained at that period only by average pooling "
+                               "(no alpha predictor)"),
+    SINGLE_RATE: ("single-period CIF", "a student pretrained at that period only with the OFA "
+                                       "model's alpha predictor, boundaries and config"),
+}
+
+
+def coverage_note(ms: Sequence[Model], labels: Dict[str, str]) -> str:
+    """What the intervals resample, per kind of model (pretraining seeds x downstream seeds
+    x utterances), and what they leave out."""
+    def counts(values) -> str:
+        return "/".join(str(v) for v in sorted(set(values)))
+
+    if not any(r.get("per_utt") for m in ms for r in m.rows):
+        return "No intervals: the metric has no per-utterance errors (BLEU is a corpus score)."
+    parts, pretraining_runs = [], [1]
+    for k, label in labels.items():
+        mine = [m for m in ms if m.kind == k]
+        if not mine:
+            continue
+        if k != OTHER:
+            pretraining_runs += [m.num_runs[0] for m in mine]
+        parts.append(f"{label} {counts(m.num_runs[0] for m in mine)} × "
+                     f"{counts(m.num_runs[1] for m in mine)} × "
+                     f"{counts(len(m.rows[0].get('per_utt') or {}) for m in mine)}"
+                     + (" (no pretraining)" if k == OTHER else ""))
+    note = ("Intervals: 95% percentiles of a hierarchical bootstrap that resamples, for each "
+            "model, its pretraining seeds and, within each, its downstream seeds, and the "
+            "test utterances (the same draw for both models); they cover pretraining seeds "
+            "× downstream seeds × utterances, here " + ", ".join(parts) + ".")
+    if max(pretraining_runs) == 1:
+        note += (" With one pretraining run per student they do not cover the pretraining "
+                 "run: another pretraining seed may land outside them (--ssl_seeds N).")
+    return note
+
+
 def comparison(rows: List[dict]) -> List[str]:
-    """The comparison tables (Markdown lines): OFA vs fixed-rate students and the floor per
-    period, and the learnt rates against the OFA model nearest to their period."""
+    """The comparison tables (Markdown lines): OFA vs the single-period students and the
+    floor per period, and the learnt rates against the OFA model nearest to their period."""
     metric = rows[0].get("metric", "WER")
     ms = models(rows)
     ofa = {(m.test_set, m.period): m for m in ms if m.kind == OFA
            and m.period is not None and m.rows[0].get("train_frame_period") == m.period}
-    fixed = {(m.test_set, m.period): m for m in ms if m.kind == FIXED_RATE}
+    baselines = {k: {(m.test_set, m.period): m for m in ms if m.kind == k} for k in BASELINES}
     floors = {m.test_set: m for m in ms if m.kind == OTHER}
     learnt = [m for m in ms if m.kind == LEARNED]
     if not ofa:  # e.g. decoded only at periods no OFA model was trained at
         return []
-    seeds = max(len(m.rows) for m in ms)
+    shown = [k for k in BASELINES if baselines[k]] or [FIXED_RATE]
+    runs = max(len(m.rows) for m in ms)
     floor_name = other_label(next(iter(floors.values())).rows[0]) if floors else "floor"
+    labels = {OFA: "OFA", **{k: BASELINES[k][0] for k in shown}, LEARNED: "learnt rate",
+              OTHER: floor_name}
     lines = ["## Summary: OFA against the baselines, each model at the period it was trained at",
              ""]
     lines.append(
         f"{metric} per test set and frame period: *OFA* = the downstream model on the one "
-        "OFA model, trained and decoded at that period; *fixed-rate* = the same downstream "
-        "on a student pretrained at that period only (average pooling, same data and "
-        f"budget); *{floor_name}* = the same downstream on {floor_name} features (no SSL). "
-        "Differences are against the OFA model in percentage points, with the 95% interval "
-        "of a paired bootstrap over utterances"
-        + (f"; values are the mean ± standard deviation over {seeds} seeds (per-utterance "
-           "errors averaged over the seeds for the bootstrap, which therefore covers the "
-           "choice of utterances, not of seeds)" if seeds > 1 else
-           " (one training run each: the interval covers the choice of test utterances, "
-           "not the training run)")
-        + ". Relative = difference / OFA.")
+        "OFA model, trained and decoded at that period; "
+        + "; ".join(f"*{BASELINES[k][0]}* = the same downstream on {BASELINES[k][1]} (same "
+                    "teacher, data and budget)" for k in shown)
+        + f"; *{floor_name}* = the same downstream on {floor_name} features (no SSL). "
+        "Differences are against the OFA model in percentage points. "
+        + coverage_note(ms, labels)
+        + (f" Values are the mean ± standard deviation over the runs (up to {runs})."
+           if runs > 1 else "")
+        + " Relative = difference / OFA.")
     lines.append("")
-    header = ["dataset", "period (ms)", f"OFA {metric}", f"fixed-rate {metric}",
-              "fixed − OFA [95% CI]", "relative", f"{floor_name} {metric}",
-              f"{floor_name} − OFA [95% CI]"]
+    header = ["dataset", "period (ms)", f"OFA {metric}"]
+    for k in shown:
+        name = BASELINES[k][0]
+        header += [f"{name} {metric}", f"{name} − OFA [95% CI]", "relative"]
+    header += [f"{floor_name} {metric}", f"{floor_name} − OFA [95% CI]"]
     lines += ["|" + "|".join(header) + "|", "|" + "|".join(["---"] * len(header)) + "|"]
     for dset, period in sorted(ofa):
         o = ofa[(dset, period)]
-        f = fixed.get((dset, period))
+        cells = [dset, f"{period:g}", o.cell()]
+        for k in shown:
+            b = baselines[k].get((dset, period))
+            d = compare(o, b, metric) if b else None
+            cells += [b.cell() if b else "-", _diff_cell(d), _rel_cell(d)]
         fl = floors.get(dset)
-        df = compare(o, f, metric) if f else None
         dl = compare(o, fl, metric) if fl else None
-        lines.append("|" + "|".join([
-            dset, f"{period:g}", o.cell(), f.cell() if f else "-", _diff_cell(df),
-            _rel_cell(df), fl.cell() if fl else "-", _diff_cell(dl)]) + "|")
+        cells += [fl.cell() if fl else "-", _diff_cell(dl)]
+        lines.append("|" + "|".join(cells) + "|")
     lines.append("")
     if learnt and ofa:
         lines += ["Learnt rates, against the OFA model trained at the nearest period:", ""]
@@ -329,6 +405,8 @@ def render(rows: List[dict], title: Optional[str] = None, notes: Optional[str] =
         how = ("learns its frame period" if k == LEARNED else
                f"{other_label(group[0])} features (no OFA frontend)" if k == OTHER else
                f"on a fixed-rate student, trained at {trained:g} ms" if k == FIXED_RATE else
+               f"on a single-period CIF student, trained at {trained:g} ms"
+               if k == SINGLE_RATE else
                f"trained at {trained:g} ms" if trained is not None else "")
         lines += [f"## {exp}", f"### {metric}: {decode}", ""]
         if how:
@@ -341,7 +419,7 @@ def _switch_exp(rows: List[dict]) -> Optional[str]:
     """The fixed-rate experiment whose run-time period switching is plotted (nearest 40 ms)."""
     fixed = {r["exp"]: r["train_frame_period"] for r in rows
              if kind(r) == OFA and r.get("train_frame_period") is not None
-             and not seed_of(r["exp"])}
+             and not seed_of(r["exp"]) and not ssl_seed_of(r["exp"])}
     return min(fixed, key=lambda e: abs(fixed[e] - 40.0)) if fixed else None
 
 
@@ -350,7 +428,8 @@ def plot_results(rows: List[dict], out: PathLike) -> None:
 
     Per test set (one colour): with one OFA model per period, those models at their own
     periods (solid, error bars = standard deviation over seeds) and one of them switched
-    to every period at run time (dashed); fixed-rate students (squares, dotted); learnt
+    to every period at run time (dashed); fixed-rate students (squares, dotted) and
+    single-period CIF students (diamonds, dashed); learnt
     rates (stars); a model without the OFA frontend as a horizontal line (the floor).
     Otherwise one line per OFA experiment.
     """
@@ -388,6 +467,10 @@ def plot_results(rows: List[dict], out: PathLike) -> None:
         series.append((f"{dset}: fixed-rate students", [m for m in mine if m.kind == FIXED_RATE],
                        dict(color=color, marker="s", markersize=8, linestyle=":",
                             markeredgecolor="black")))
+        series.append((f"{dset}: single-period CIF students",
+                       [m for m in mine if m.kind == SINGLE_RATE],
+                       dict(color=color, marker="D", markersize=7, linestyle="--",
+                            markeredgecolor="black")))
         series.append((f"{dset}: learnt rate", [m for m in mine if m.kind == LEARNED],
                        dict(color=color, marker="*", markersize=15, linestyle="none",
                             markeredgecolor="black")))
@@ -418,7 +501,7 @@ def plot_results(rows: List[dict], out: PathLike) -> None:
         ax.set_ylabel(f"{metric}{unit}")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6.5)
-    fig.suptitle(f"{metric} vs frame period and compute: OFA, fixed-rate students, floor")
+    fig.suptitle(f"{metric} vs frame period and compute: OFA, single-period students, floor")
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

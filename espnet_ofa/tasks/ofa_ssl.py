@@ -104,11 +104,17 @@ class OFASSLTask(AbsTask):
         the one ``rate_sampler`` trains (see `RateSampler.frame_period_range`).
 
         The range is written once, in rate_conf: a student_conf.frame_period_range that
-        disagrees would make the checkpoint claim periods it was never trained at.
+        disagrees would make the checkpoint claim periods it was never trained at. A range
+        that a previous run measured (with its ``mean_alpha``; the config.yaml of a trained
+        lam-mode student) is accepted and dropped: this run is measured again at its end.
         """
         conf = dict(args.student_conf)
         trained = tuple(float(v) for v in rate_sampler.frame_period_range)
         given = conf.get("frame_period_range")
+        measured = conf.pop("mean_alpha", None)
+        if measured is not None and given is not None and _same_range(
+                given, rate_sampler.period_range(measured)):
+            given = None
         if given is not None and not _same_range(given, trained):
             raise ValueError(
                 f"student_conf.frame_period_range {list(given)} disagrees with rate_conf, "

@@ -74,13 +74,17 @@ ssl_recipe=""           # recipe directory whose run.sh makes ofa_model when it 
 ssl_recipe_opts=""      # options for that run.sh (shell syntax: quote values with spaces)
 fixed_rate_periods=""   # ms; also train each fixed-rate OFA config on the fixed-rate student
                         # pretrained at each period (ssl.sh --fixed_rate_periods; exp suffix _fixed<P>)
+single_rate_periods=""  # ms; ... and on the single-period CIF student pretrained at each
+                        # period (ssl.sh --single_rate_periods; exp suffix _cif<P>)
+ssl_seeds=1             # pretraining seeds of every SSL student (ssl.sh --ssl_seeds; exp
+                        # suffix _sslseed<s> for s > 0): intervals then cover pretraining
 # Training (the <task>_* variables are read indirectly, by the task name)
 # shellcheck disable=SC2034
 {
 asr_config=""           # the training config (slu_config, st_config for those tasks)
 asr_configs=""          # several configs, one experiment each (overrides asr_config)
 asr_args=""             # extra options of espnet2.bin.asr_train
-asr_stats_dir=""        # statistics, one subdir per frontend (default exp/asr_stats_raw_<lang>_<token_type>)
+asr_stats_dir=""        # statistics, one subdir per SSL model and period (default exp/asr_stats_raw_<lang>_<token_type>)
 slu_config=""
 slu_configs=""
 slu_args=""
@@ -175,7 +179,8 @@ skip_stages=""
 
 # The experiments (espnet_ofa.recipe.experiments plans them): exp_dirs[i] is trained from
 # exp_configs[i] with the options exp_extra[i], on the SSL checkpoint exp_models[i] ("-": none),
-# normalised with the statistics in ${stats_dir}/exp_stats[i] (one per frontend).
+# normalised with the statistics in ${stats_dir}/exp_stats[i] (one per SSL model and period,
+# or per frontend without SSL).
 exp_dirs=()
 exp_configs=()
 exp_stats=()
@@ -186,7 +191,8 @@ plan_experiments() {
     # The option strings are lists of words (configs, periods):
     # shellcheck disable=SC2206
     local -a a=(--task "${task}" --configs ${configs} --expdir "${expdir}" --seeds "${seeds}"
-        --train_frame_periods ${train_frame_periods} --fixed_rate_periods ${fixed_rate_periods})
+        --train_frame_periods ${train_frame_periods} --fixed_rate_periods ${fixed_rate_periods}
+        --single_rate_periods ${single_rate_periods} --ssl_seeds "${ssl_seeds}")
     [ -z "${ofa_model}" ] || a+=(--ofa_model "${ofa_model}")
     mkdir -p "${expdir}"
     ${python} -m espnet_ofa.bin.recipe plan "${a[@]}" > "${plan}.tmp" || die "could not plan the experiments (see above)"
@@ -200,8 +206,8 @@ plan_experiments() {
     done < "${plan}"
 }
 
-# ensure_ofa_model: make the SSL checkpoints of the experiments (--ofa_model and the
-# fixed-rate students) with --ssl_recipe when one is missing.
+# ensure_ofa_model: make the SSL checkpoints of the experiments (--ofa_model, the
+# single-period students and every pretraining seed) with --ssl_recipe when one is missing.
 ensure_ofa_model() {
     local m missing=""
     for m in "${exp_models[@]}"; do
@@ -211,9 +217,9 @@ ensure_ofa_model() {
     [ -n "${ssl_recipe}" ] || die "SSL model(s)${missing} not found; train them (e.g. with ../ssl1/run.sh) or set --ssl_recipe"
     log "SSL model(s)${missing} not found: running ${ssl_recipe}/run.sh ${ssl_recipe_opts} first"
     # eval: the options may quote values with spaces, e.g. --local_data_opts '--train_takes 5'
-    (cd "${ssl_recipe}" && eval "./run.sh --ngpu ${ngpu} --fixed_rate_periods '${fixed_rate_periods}' ${ssl_recipe_opts}")
+    (cd "${ssl_recipe}" && eval "./run.sh --ngpu ${ngpu} --fixed_rate_periods '${fixed_rate_periods}' --single_rate_periods '${single_rate_periods}' --ssl_seeds ${ssl_seeds} ${ssl_recipe_opts}")
     for m in ${missing}; do
-        [ -f "${m}" ] || die "${ssl_recipe}/run.sh finished but ${m} does not exist; check --ofa_model and --fixed_rate_periods"
+        [ -f "${m}" ] || die "${ssl_recipe}/run.sh finished but ${m} does not exist; check --ofa_model, --fixed_rate_periods, --single_rate_periods and --ssl_seeds"
     done
     log "SSL model(s) ready:${missing}"
 }

@@ -4,15 +4,19 @@
 # trained at each of 20, 40, 60 and 80 ms, plus one that learns its period; each is
 # decoded at 20-80 ms (the period set at run time) and the learnt one at its own period,
 # on two test sets: the usual FSDD test takes, and a speaker never heard in training.
-# The baselines, trained the same way: the downstream on the fixed-rate students of
-# ../ssl1 (pretrained at 40 and 80 ms only) and on log-mel features (no SSL, the floor).
+# The baselines, trained the same way: the downstream on the students of ../ssl1
+# pretrained at 40 and 80 ms only (fixed-rate pooling, and CIF with the OFA model's alpha
+# predictor) and on log-mel features (no SSL, the floor).
 # Training data: connected digits and single takes (local/data.sh), speed perturbation
 # 0.9/1.0/1.1, SpecAugment (in the configs).
-# Results: RESULTS.md (OFA against the baselines per period, with 95% bootstrap intervals,
-# then each model at its own period) and RESULTS.png.
+# Results: RESULTS.md (OFA against the baselines per period, with 95% bootstrap intervals
+# that cover pretraining seeds x downstream seeds x test utterances, then each model at its
+# own period) and RESULTS.png. With one pretraining seed (the default) the intervals do not
+# cover pretraining; --ssl_seeds 3 pretrains every student 3 times (docs/evidence.md).
 #
 #   ./run.sh                                            # everything (stages 1-13)
 #   ./run.sh --seeds 3                                  # 3 downstream seeds: mean and spread
+#   ./run.sh --ssl_seeds 3 --seeds 2                    # 3 pretraining x 2 downstream seeds
 #   ./run.sh --train_frame_periods ""                   # one model at the config's 40 ms
 #   ./run.sh --stage 12 --frame_periods "30 50 70 90"   # decode again at other periods
 #   ./run.sh --local_data_opts "--train_takes 10"       # less data, faster
@@ -38,6 +42,7 @@ inference_config=conf/decode_asr.yaml
     --asr_configs "${asr_configs}" \
     --train_frame_periods "20 40 60 80" \
     --fixed_rate_periods "40 80" \
+    --single_rate_periods "40 80" \
     --speed_perturb_factors "0.9 1.0 1.1" \
     --inference_config "${inference_config}" \
     --frame_periods "20 40 60 80" \
