@@ -14,6 +14,7 @@
     python -m espnet_ofa.bin.recipe results --exp_dirs exp/asr_a exp/asr_b --out RESULTS.md --plot
     python -m espnet_ofa.bin.recipe plan --task asr --configs conf/a.yaml --ofa_model M --seeds 3
     python -m espnet_ofa.bin.recipe fixed_rate_exp --ssl_exp exp/ssl_train_ofa_tiny --period 40
+    python -m espnet_ofa.bin.recipe fill_learnt_period --extra "OPTIONS" --model valid.loss.best.pth
 
 Each prints ``error: <message>`` and exits 1 on bad input (a message that names the file,
 and the line where there is one), so that shell stages stop with the reason.
@@ -150,6 +151,17 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--fixed_rate_periods", type=float, nargs="*", default=[])
     s.add_argument("--ofa_model", default=None)
     s.add_argument("--seeds", type=int, default=1)
+    s.add_argument("--pooled_periods", type=float, nargs="*", default=[],
+                   help="ms: also train each fixed-rate OFA config on the OFA model at 20 ms "
+                        "with its features average-pooled to each period")
+    s.add_argument("--jitter_control", choices=("true", "false"), default="false",
+                   help="also train each learnt-rate model's jitter control")
+
+    s = sub.add_parser("fill_learnt_period", help="stage 11: an experiment's options with "
+                       "{learnt_period:<exp dir>} replaced by that experiment's learnt period")
+    s.add_argument("--extra", required=True, help="the options (one string)")
+    s.add_argument("--model", default="valid.loss.best.pth",
+                   help="the learnt-rate experiment's model file name")
 
     s = sub.add_parser("fixed_rate_exp", help="ssl.sh: the fixed-rate student's experiment dir")
     s.add_argument("--ssl_exp", required=True, help="the OFA experiment dir")
@@ -263,8 +275,17 @@ def _run(args: argparse.Namespace) -> int:
         from espnet_ofa.recipe.experiments import plan_experiments
 
         for e in plan_experiments(args.task, args.configs, args.expdir, args.train_frame_periods,
-                                  args.fixed_rate_periods, args.ofa_model, args.seeds):
+                                  args.fixed_rate_periods, args.ofa_model, args.seeds,
+                                  args.pooled_periods, args.jitter_control == "true"):
             print(e.line())
+    elif args.cmd == "fill_learnt_period":
+        from pathlib import Path
+
+        from espnet_ofa.frontend.ofa import learnt_period
+        from espnet_ofa.recipe.experiments import fill_learnt_period
+
+        print(fill_learnt_period(args.extra, lambda exp: learnt_period(
+            Path(exp) / "config.yaml", Path(exp) / args.model)))
     elif args.cmd == "fixed_rate_exp":
         from espnet_ofa.recipe.experiments import fixed_rate_exp
 

@@ -7,8 +7,16 @@ From the training configs and the recipe options this lists every experiment to 
 - the same config on each *fixed-rate student* (``compression: fixed``, pretrained by
   ``ssl.sh --fixed_rate_periods``) at its own period (``<exp>_fixed40``): the baseline that
   OFA must match;
-- a config that learns its period, or one without the OFA frontend (e.g. ESPnet's default
-  log-mel frontend, the no-SSL floor): once;
+- the same config on the OFA model run at 20 ms, its features average-pooled to each
+  ``pooled_periods`` (``<exp>_pooled40``): the pooled rival, which pays the whole SSL model
+  at 20 ms (see `espnet_ofa.frontend.pooling`);
+- a config that learns its period, one that samples its period per batch
+  (``rate_sampling``: one model for every period), or one without the OFA frontend (e.g.
+  ESPnet's default log-mel frontend, the no-SSL floor): once;
+- with ``jitter_control``, for each learnt-rate run, its control (``<exp>_jitter``): the same
+  config at the learnt period held fixed, with the same probe jitter. Its period is known
+  only once the learnt-rate run has finished, so its options name it as
+  ``{learnt_period:<exp dir>}``, which stage 11 fills in (`fill_learnt_period`);
 - each of these for every seed (``--seeds N``: seed 0 keeps the plain name, seed k > 0
   gets ``_seed<k>``, so adding seeds reuses the finished seed-0 experiments).
 
@@ -37,7 +45,21 @@ PathLike = Union[str, os.PathLike]
 
 # Experiment kinds (the results summary compares them).
 OFA, LEARNED, FIXED_RATE, OTHER = "ofa", "learned", "fixed_rate", "other"
+POOLED, SAMPLED, JITTER = "pooled", "sampled", "jitter_control"
 _SEED_SUFFIX = re.compile(r"_seed(\d+)$")
+# A placeholder in an experiment's options: the learnt period of another experiment.
+_LEARNT_PERIOD = re.compile(r"\{learnt_period:([^}]+)\}")
+
+
+def learnt_period_placeholder(exp_dir: PathLike) -> str:
+    """The option value that stands for the period ``exp_dir``'s model learnt."""
+    return "{learnt_period:" + str(exp_dir) + "}"
+
+
+def fill_learnt_period(extra: str, period_of) -> str:
+    """``extra`` with each ``{learnt_period:<exp dir>}`` replaced by ``period_of(exp dir)``
+    (ms, printed with 6 significant digits)."""
+    return _LEARNT_PERIOD.sub(lambda m: f"{float(period_of(m.group(1))):.6g}", extra)
 
 
 def fixed_rate_exp(ssl_exp: PathLike, period: float) -> Path:
@@ -125,9 +147,12 @@ def plan_experiments(
     fixed_rate_periods: Sequence[float] = (),
     ofa_model: Optional[PathLike] = None,
     seeds: int = 1,
+    pooled_periods: Sequence[float] = (),
+    jitter_control: bool = False,
 ) -> List[Experiment]:
     """Every experiment of the recipe, in training order (seed-major: all models of seed 0
-    first, so a partial run has one complete comparison)."""
+    first, so a partial run has one complete comparison; the jitter controls last, as they
+    wait for their learnt-rate runs)."""
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     if fixed_rate_periods and not ofa_model:
@@ -149,6 +174,10 @@ def plan_experiments(
             base.append(Experiment(root, str(config), LEARNED, key, ssl_model=model,
                                    extra=override))
             continue
+        if fconf.get("rate_sampling"):
+            base.append(Experiment(root, str(config), SAMPLED, key, ssl_model=model,
+                                   extra=override))
+            continue
         periods = list(train_frame_periods)
         for p in periods or [fconf.get("frame_period")]:
             p = None if p is None else float(p)
@@ -162,6 +191,13 @@ def plan_experiments(
                 f"{root}_fixed{float(p):g}", str(config), FIXED_RATE, stats_key(conf, student),
                 float(p), ssl_model=student,
                 extra=[f"--frontend_conf model={student}", f"--frontend_conf frame_period={p:g}"]))
+        for p in pooled_periods:
+            # frame_period null: the OFA model runs at its finest period, then the pool.
+            base.append(Experiment(
+                f"{root}_pooled{float(p):g}", str(config), POOLED, f"{key}_pooled{float(p):g}",
+                float(p), ssl_model=model,
+                extra=override + ["--frontend_conf frame_period=null",
+                                  f"--frontend_conf pooled_period={float(p):g}"]))
     plan = []
     for seed in range(seeds):
         for e in base:
@@ -169,6 +205,15 @@ def plan_experiments(
                 e.exp_dir + (f"_seed{seed}" if seed else ""), e.config, e.kind, e.stats_key,
                 e.frame_period, seed, e.ssl_model,
                 e.extra + ([f"--seed {seed}"] if seed else [])))
+    if jitter_control:
+        for e in [e for e in plan if e.kind == LEARNED]:
+            root = _SEED_SUFFIX.sub("", e.exp_dir)
+            plan.append(Experiment(
+                f"{root}_jitter" + (f"_seed{e.seed}" if e.seed else ""), e.config, JITTER,
+                e.stats_key, None, e.seed, e.ssl_model,
+                e.extra + ["--frontend_conf learnable_rate=false", "--frontend_conf rate_cost=0",
+                           "--frontend_conf probe_jitter=true",
+                           f"--frontend_conf frame_period={learnt_period_placeholder(e.exp_dir)}"]))
     return plan
 
 
