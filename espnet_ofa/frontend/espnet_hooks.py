@@ -13,8 +13,9 @@ the model (ESPnet's CTC uses one, with ``reduction="none"``) records the per-utt
 and how many input frames each utterance lacks for `ctc_min_input_lengths`. An utterance
 that CTC cannot emit at a probe (ESPnet's ``zero_infinity`` counts it as 0 loss, which
 would make the longer probe look better) has its CTC term at that probe replaced, in the
-comparison of the probes only, by `infeasible_ctc_value`: its loss at the other probe (if
-feasible there) plus a penalty per missing frame. Its coefficient in the total loss (e.g.
+comparison of the probes only, by `infeasible_ctc_value`: at least its loss at the other
+probe (if feasible there) and what a model that knows nothing of it would pay, plus a
+penalty per missing frame. Its coefficient in the total loss (e.g.
 ``ctc_weight / B``) comes from autograd, so any mix of CTC, intermediate CTC and attention
 losses is handled. The model still trains on the losses ESPnet computed. The fraction of
 utterances infeasible at a probe is reported as ``rate_infeasible``. CTC implementations that do not go through `torch.nn.CTCLoss` (ESPnet's
@@ -90,10 +91,11 @@ class _NotComparable(Exception):
 
 @dataclass
 class _CTCCall:
-    """One `torch.nn.CTCLoss` call: (B,) losses with their graph, (B,) frames missing
-    (0: feasible), and the output size."""
+    """One `torch.nn.CTCLoss` call: (B,) losses with their graph, (B,) fewest frames CTC
+    needs and (B,) frames missing (0: feasible), and the output size."""
 
     losses: torch.Tensor
+    need: torch.Tensor
     deficit: torch.Tensor
     vocab_size: int
 
@@ -124,7 +126,7 @@ class _CTCRecorder:
             return
         need = ctc_min_input_lengths(named["targets"], named["target_lengths"])
         deficit = (need - named["input_lengths"].to(need.device).long()).clamp_min(0)
-        self.calls.append(_CTCCall(output, deficit, int(named["log_probs"].shape[-1])))
+        self.calls.append(_CTCCall(output, need, deficit, int(named["log_probs"].shape[-1])))
 
     def take(self) -> List[_CTCCall]:
         calls, self.calls = self.calls, []
@@ -181,10 +183,10 @@ def _feasible_comparison(
                                 torch.where(a.feasible, a_loss, torch.zeros_like(a_loss)))
         value_plus = value_plus + _replaced_terms(
             loss_plus, a, ~a.feasible,
-            infeasible_ctc_value(reference, a.deficit, a.vocab_size))
+            infeasible_ctc_value(reference, a.need, a.deficit, a.vocab_size))
         value_minus = value_minus + _replaced_terms(
             loss_minus, b, ~b.feasible,
-            infeasible_ctc_value(reference, b.deficit, b.vocab_size))
+            infeasible_ctc_value(reference, b.need, b.deficit, b.vocab_size))
     fraction = infeasible_count / total if total else 0.0
     return ((value_plus, value_minus) if infeasible_count else None), fraction
 

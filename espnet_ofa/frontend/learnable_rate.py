@@ -146,21 +146,27 @@ def ctc_min_input_lengths(targets: torch.Tensor, target_lengths: torch.Tensor) -
     return target_lengths + repeats
 
 
-def infeasible_ctc_value(reference: torch.Tensor, deficit: torch.Tensor,
+def infeasible_ctc_value(reference: torch.Tensor, need: torch.Tensor, deficit: torch.Tensor,
                          vocab_size: int) -> torch.Tensor:
     """The value compared in place of a CTC loss that is infinite (too few frames).
 
-    ``reference + deficit * log(vocab_size)``: each missing frame forces at least one label
-    to be dropped, charged as much as guessing one label uniformly at random. Finite, and
-    growing with the deficit, so a period that leaves more frames missing compares worse.
+    ``max(reference, need * log V) + deficit * log V``: at the feasibility limit a CTC
+    model whose outputs are uniform over the ``V`` labels has one path, of loss
+    ``need * log V`` (it knows nothing of the utterance); each missing frame adds what one
+    more uniform frame costs. Finite, at least what the utterance costs where it is
+    feasible, and growing with the deficit: a period that leaves more frames missing
+    compares worse, and losing an utterance costs as much as not knowing it.
 
     Args:
         reference: (B,) the same utterance's loss where it is feasible (the other probe), or
-            0 where it is feasible at neither (a common value cancels in the difference).
-        deficit: (B,) frames missing: ``max(0, ctc_min_input_lengths - input_lengths)``.
-        vocab_size: the CTC output size (blank included).
+            0 where it is feasible at neither.
+        need: (B,) `ctc_min_input_lengths` of the targets.
+        deficit: (B,) frames missing: ``max(0, need - input_lengths)``.
+        vocab_size: the CTC output size ``V`` (blank included).
     """
-    return reference + deficit.to(reference.dtype) * math.log(max(int(vocab_size), 2))
+    log_v = math.log(max(int(vocab_size), 2))
+    floor = need.to(reference.dtype) * log_v
+    return torch.maximum(reference, floor) + deficit.to(reference.dtype) * log_v
 
 
 def relative_compute(period: torch.Tensor | float) -> torch.Tensor | float:
