@@ -236,8 +236,9 @@ def test_ctc_utterances_infeasible_at_a_probe_do_not_pull_the_rate_longer(checkp
 
     Utterance 0 (20 letters) can be emitted at 45 ms only: ESPnet's CTC counts it as 0 loss
     at 55 ms, which would make 55 ms look better. Utterance 2 (25 letters) fits neither.
-    The rate must compare the probes on utterances 1 (16 letters, 2 repeats: needs exactly
-    18 frames) and 3, as if the others were not in the batch.
+    Utterances 1 (16 letters, 2 repeats: needs exactly 18 frames) and 3 are compared as
+    they are; 0 and 2 by `infeasible_ctc_value` where infeasible (2 and 7 frames missing at
+    55 ms, 3 at 45 ms): a finite value that makes the longer probe look worse.
     """
     monkeypatch.delenv("ESPNET_OFA_FRAME_PERIOD", raising=False)
     monkeypatch.delenv("ESPNET_OFA_LAM", raising=False)
@@ -259,9 +260,20 @@ def test_ctc_utterances_infeasible_at_a_probe_do_not_pull_the_rate_longer(checkp
 
     model, loss, stats = slope_and_stats([0, 1, 2, 3])
     _, _, stats_kept = slope_and_stats([1, 3])
-    # ESPnet's CTC loss is a sum over utterances / B: same terms, 4 against 2 utterances.
+    model.eval()
+    model.frontend.set_rate(frame_period=45.0)
+    with torch.no_grad():  # utterance 0 alone at 45 ms: its CTC loss (ESPnet's / B = 1)
+        loss_0 = float(model(speech[[0]], lengths[[0]], text[[0]], text_lengths[[0]])[0])
+    model.frontend.set_rate()
+    model.train()
+    # ESPnet's CTC loss is a sum over utterances / B (4 and 2); differences over 10 ms.
+    log_v = math.log(vocab)
+    replaced = (max(loss_0, 20 * log_v) + 2 * log_v - loss_0  # utterance 0 at 55 ms only
+                + (25 + 7) * log_v - (25 + 3) * log_v)  # utterance 2 at both
     slope = float(stats["rate_slope"])
-    assert slope * 4 == pytest.approx(float(stats_kept["rate_slope"]) * 2, rel=1e-4)
+    expected = (float(stats_kept["rate_slope"]) * 2 * 10 + replaced) / (4 * 10)
+    assert slope == pytest.approx(expected, rel=1e-4)
+    assert slope > float(stats_kept["rate_slope"]) * 2 / 4  # the deficits point shorter
     assert float(stats["rate_infeasible"]) == pytest.approx(0.5)
     assert float(stats_kept["rate_infeasible"]) == 0.0
 
@@ -305,7 +317,8 @@ class CTCOnFrontend(nn.Module):
 
 
 def test_ctc_rule_takes_out_only_the_ctc_share_of_a_mixed_loss(checkpoint, monkeypatch):
-    """loss = 0.3 * CTC / B + 0.7 * other: an infeasible utterance loses 0.3 * its CTC / B."""
+    """loss = 0.3 * CTC / B + 0.7 * other: only the CTC share of an infeasible utterance,
+    0.3 * its CTC / B, is replaced (by 0.3 * `infeasible_ctc_value` / B)."""
     from espnet_ofa.frontend.espnet_hooks import attach_rate_learning
     from espnet_ofa.frontend.ofa import OFAFrontend
 
@@ -330,8 +343,9 @@ def test_ctc_rule_takes_out_only_the_ctc_share_of_a_mixed_loss(checkpoint, monke
             loss_at[period] = float(model(speech, lengths, text, text_lengths)[0])
             ctc_at[period] = model.last_ctc
     assert float(ctc_at[55.0][0]) == 0.0 and float(ctc_at[45.0][0]) > 0  # zero_infinity
-    share = 0.3 * float(ctc_at[45.0][0]) / 2
-    expected = (loss_at[55.0] - (loss_at[45.0] - share)) / 10.0
+    loss_0, log_v = float(ctc_at[45.0][0]), math.log(8)
+    replaced = 0.3 * (max(loss_0, 20 * log_v) + 2 * log_v) / 2  # 18 frames of 20 at 55 ms
+    expected = (loss_at[55.0] + replaced - loss_at[45.0]) / 10.0
     assert float(stats["rate_slope"]) == pytest.approx(expected, rel=1e-4)
     assert float(stats["rate_infeasible"]) == pytest.approx(0.5)
 

@@ -2,14 +2,15 @@
 
 ``egs2/fsdd/asr1/run.sh`` stages 1-13 on a small subset: stages 1-10 are the session
 fixture ``fsdd_recipes`` (conftest.py; stage 10 runs ``../ssl1`` first: tiny HuBERT teacher,
-pseudo boundaries, OFA pretraining and a fixed-rate student at 80 ms, pack), whose OFA model
-the scale smokes reuse; stages 11-13 here train the OFA downstream at 20 and 80 ms, with a
-learnt rate, on the fixed-rate student and on log-mel (speed perturbation, single takes and
-SpecAugment on, as in the recipe); a rerun adding a second seed; then slu1 and st1 (side by
-side) through their statistics on the same OFA model (their training, decoding and scoring
-run end to end in ``test_recipe_scale.py``'s SLURP and CoVoST 2 smokes). The recipes run in
-a copy of their directories under a temporary ``egs2/`` whose TEMPLATE links to the
-repository's.
+pseudo boundaries, OFA pretraining, a fixed-rate and a single-period CIF student at 80 ms,
+pack), whose OFA model the scale smokes reuse; stages 11-13 here train the OFA downstream
+at 20 and 80 ms, with a learnt rate (and its jitter control, after it), with the period
+sampled per batch, on the fixed-rate and single-period CIF students, on the OFA model at
+20 ms pooled to 80 ms, and on log-mel (speed perturbation, single takes and SpecAugment on,
+as in the recipe); a rerun adding a second seed; then slu1 and st1 (side by side) through
+their statistics on the same OFA model (their training, decoding and scoring run end to end
+in ``test_recipe_scale.py``'s SLURP and CoVoST 2 smokes). The recipes run in a copy of their
+directories under a temporary ``egs2/`` whose TEMPLATE links to the repository's.
 
 Set ESPNET_OFA_SKIP_RECIPE_E2E=1 to skip this module.
 """
@@ -112,12 +113,31 @@ def test_asr1_runs_ssl1_first_and_leaves_results(egs, asr_run):
 
     assert rates("asr_train_asr_ofa_fixed80") == {"p80"} and rates("asr_train_asr_logmel") == {"native"}
     assert rates("asr_train_asr_ofa_cif80") == {"p80"}
+    assert rates("asr_train_asr_ofa_pooled80") == {"p80"}  # pooled: its own period only
+    assert rates("asr_train_asr_ofa_sampled") == {"p20", "p80"}  # one model, every period
+    jitter = (asr / "exp/asr_train_asr_ofa_learned_rate_jitter/config.yaml").read_text()
+    learnt = yaml.safe_load(jitter)["frontend_conf"]
+    assert learnt["probe_jitter"] is True and not learnt["learnable_rate"]
+    assert rates("asr_train_asr_ofa_learned_rate_jitter") == {f"p{learnt['frame_period']:g}"}
     text = (asr / "RESULTS.md").read_text()
     assert "## Summary: a model per frame period" in text
     assert "## Summary: OFA against the baselines" in text
     for exp in ("asr_train_asr_ofa_p20", "asr_train_asr_ofa_p80", "asr_train_asr_ofa_learned_rate",
-                "asr_train_asr_ofa_fixed80", "asr_train_asr_ofa_cif80", "asr_train_asr_logmel"):
+                "asr_train_asr_ofa_fixed80", "asr_train_asr_ofa_cif80", "asr_train_asr_logmel",
+                "asr_train_asr_ofa_pooled80", "asr_train_asr_ofa_sampled",
+                "asr_train_asr_ofa_learned_rate_jitter"):
         assert f"## exp/{exp}" in text
+    pooled = result_rows(asr / "RESULTS.md", "The pooled rival: the OFA model at 20 ms, its "
+                         "features average-pooled")
+    assert {(c[0], c[1]) for c in pooled} == {("test", "80"), ("test_theo", "80")}
+    for cells in pooled:  # OFA cheaper than the pooled rival, which pays the SSL at 20 ms
+        assert float(cells[3]) < float(cells[5]) and "[" in cells[6]
+    sampled = result_rows(asr / "RESULTS.md", "One model for every period: the period sampled "
+                          "per training batch")
+    assert {(c[0], c[1]) for c in sampled} == {(s, p) for s in ("test", "test_theo")
+                                               for p in ("20", "80")}
+    assert len(result_rows(asr / "RESULTS.md",
+                           "The learnt rate against its jitter control")) == 2
     rows = result_rows(asr / "RESULTS.md")
     compare = {(c[0], c[1]): c for c in rows if len(c) == 11}  # OFA vs baselines, per period
     assert set(compare) == {(s, p) for s in ("test", "test_theo") for p in ("20", "80")}
@@ -128,12 +148,14 @@ def test_asr1_runs_ssl1_first_and_leaves_results(egs, asr_run):
     summary = [c for c in rows if len(c) == 10]  # the summary names each row's experiment
     assert {(c[0], c[1], c[9]) for c in summary if c[1] in ("20", "80")} == {
         (s, p, f"asr_train_asr_ofa_{m}") for s in ("test", "test_theo")
-        for p, m in (("20", "p20"), ("80", "p80"), ("80", "fixed80"), ("80", "cif80"))}
+        for p, m in (("20", "p20"), ("80", "p80"), ("80", "fixed80"), ("80", "cif80"),
+                     ("80", "pooled80"))}
     rows = [c for c in rows if len(c) == 9]
     fixed = [(c[0], c[1]) for c in rows if c[1] in ("20", "80")]
     assert sorted(fixed) == sorted([(s, p) for s in ("test", "test_theo") for p in ("20", "80")
-                                    for _model in ("p20", "p80")] +
-                                   [(s, "80") for s in ("test", "test_theo")] * 2)
+                                    for _model in ("p20", "p80", "sampled")] +
+                                   [(s, "80") for s in ("test", "test_theo")
+                                    for _model in ("fixed80", "cif80", "pooled80")])
     learned = [c for c in rows if c[1].startswith("learned")]
     assert {c[0] for c in learned} == {"test", "test_theo"}
     for cells in rows:
@@ -142,7 +164,7 @@ def test_asr1_runs_ssl1_first_and_leaves_results(egs, asr_run):
         if cells[1] in ("20", "80"):  # achieved ~ asked (fixed-rate pooling rounds per utterance)
             assert abs(float(cells[2]) / float(cells[1]) - 1.0) < 0.05
     for cells in summary:
-        if cells[1] in ("20", "80") and "fixed" not in cells[9]:
+        if cells[1] in ("20", "80") and "fixed" not in cells[9] and "pooled" not in cells[9]:
             assert abs(float(cells[2]) - float(cells[1])) < 1.0  # OFA: exactly the period
     macs = {c[1]: float(c[7]) for c in rows if c[0] == "test" and c[1] in ("20", "80")}
     assert macs["80"] < macs["20"]  # a longer period costs less
@@ -165,7 +187,7 @@ def test_asr1_rerun_keeps_finished_work(egs, asr_run, fsdd):
     assert len(before) == 4
     r = run(asr, '--stage 11 --stop_stage 13 --asr_configs conf/train_asr_ofa.yaml '
                  '--asr_args "--max_epoch 1" --frame_periods "20 80" --train_frame_periods 20 '
-                 '--fixed_rate_periods "" --single_rate_periods "" --seeds 2 --inference_nj 2', fsdd)
+                 '--fixed_rate_periods "" --single_rate_periods "" --pooled_periods "" --seeds 2 --inference_nj 2', fsdd)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (exp / "valid.loss.best.pth").stat().st_mtime_ns == model  # resumed: nothing to do
     assert "--seed 1" in (asr / "exp/asr_train_asr_ofa_p20_seed1/train.log").read_text()

@@ -16,6 +16,7 @@
     python -m espnet_ofa.bin.recipe ssl_plan --ssl_exp exp/ssl_train_ofa_tiny --fixed_rate_periods 40
     python -m espnet_ofa.bin.recipe trained_range --exp_dir exp/ssl_train_ofa_tiny --data_dir dump/raw/dev
     python -m espnet_ofa.bin.recipe resume_check --exp_dir exp/asr_x
+    python -m espnet_ofa.bin.recipe fill_learnt_period --extra "OPTIONS" --model valid.loss.best.pth
 
 Each prints ``error: <message>`` and exits 1 on bad input (a message that names the file,
 and the line where there is one), so that shell stages stop with the reason.
@@ -162,6 +163,17 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, default=1)
     s.add_argument("--single_rate_periods", type=float, nargs="*", default=[])
     s.add_argument("--ssl_seeds", type=int, default=1)
+    s.add_argument("--pooled_periods", type=float, nargs="*", default=[],
+                   help="ms: also train each fixed-rate OFA config on the OFA model at 20 ms "
+                        "with its features average-pooled to each period")
+    s.add_argument("--jitter_control", choices=("true", "false"), default="false",
+                   help="also train each learnt-rate model's jitter control")
+
+    s = sub.add_parser("fill_learnt_period", help="stage 11: an experiment's options with "
+                       "{learnt_period:<exp dir>} replaced by that experiment's learnt period")
+    s.add_argument("--extra", required=True, help="the options (one string)")
+    s.add_argument("--model", default="valid.loss.best.pth",
+                   help="the learnt-rate experiment's model file name")
 
     s = sub.add_parser("ssl_plan", help="ssl.sh stage 10: the students to pretrain (one "
                        "tab-separated line each: exp dir, extra options)")
@@ -286,8 +298,17 @@ def _run(args: argparse.Namespace) -> int:
 
         for e in plan_experiments(args.task, args.configs, args.expdir, args.train_frame_periods,
                                   args.fixed_rate_periods, args.ofa_model, args.seeds,
-                                  args.single_rate_periods, args.ssl_seeds):
+                                  args.single_rate_periods, args.ssl_seeds,
+                                  args.pooled_periods, args.jitter_control == "true"):
             print(e.line())
+    elif args.cmd == "fill_learnt_period":
+        from pathlib import Path
+
+        from espnet_ofa.frontend.ofa import learnt_period
+        from espnet_ofa.recipe.experiments import fill_learnt_period
+
+        print(fill_learnt_period(args.extra, lambda exp: learnt_period(
+            Path(exp) / "config.yaml", Path(exp) / args.model)))
     elif args.cmd == "ssl_plan":
         from espnet_ofa.recipe.experiments import plan_students
 

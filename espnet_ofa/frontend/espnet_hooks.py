@@ -10,13 +10,15 @@ A frontend only sees waveforms; two things need the whole model's ``forward``:
 
 CTC feasibility: while the two probes run, a forward hook on each `torch.nn.CTCLoss` of
 the model (ESPnet's CTC uses one, with ``reduction="none"``) records the per-utterance losses
-and whether each utterance has at least `ctc_min_input_lengths` input frames. Utterances
-that CTC cannot emit at either probe (ESPnet's ``zero_infinity`` counts them as 0 loss, which
-would make the longer probe look better) have their CTC terms taken out of both losses before
-the probes are compared; their coefficient in the total loss (e.g. ``ctc_weight / B``) comes
-from autograd, so any mix of CTC, intermediate CTC and attention losses is handled. The model
-still trains on the losses ESPnet computed. The fraction excluded is reported as
-``rate_infeasible``. CTC implementations that do not go through `torch.nn.CTCLoss` (ESPnet's
+and how many input frames each utterance lacks for `ctc_min_input_lengths`. An utterance
+that CTC cannot emit at a probe (ESPnet's ``zero_infinity`` counts it as 0 loss, which
+would make the longer probe look better) has its CTC term at that probe replaced, in the
+comparison of the probes only, by `infeasible_ctc_value`: at least its loss at the other
+probe (if feasible there) and what a model that knows nothing of it would pay, plus a
+penalty per missing frame. Its coefficient in the total loss (e.g.
+``ctc_weight / B``) comes from autograd, so any mix of CTC, intermediate CTC and attention
+losses is handled. The model still trains on the losses ESPnet computed. The fraction of
+utterances infeasible at a probe is reported as ``rate_infeasible``. CTC implementations that do not go through `torch.nn.CTCLoss` (ESPnet's
 ``gtnctc``, ``brctc``) are not seen.
 
 They are PyTorch forward hooks on the model (not a wrapper class), so the model keeps its
@@ -35,7 +37,12 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from espnet_ofa.frontend.learnable_rate import RateStep, RngSnapshot, ctc_min_input_lengths
+from espnet_ofa.frontend.learnable_rate import (
+    RateStep,
+    RngSnapshot,
+    ctc_min_input_lengths,
+    infeasible_ctc_value,
+)
 from espnet_ofa.frontend.lookup import find_ofa_frontend
 
 _ATTACHED = "_espnet_ofa_hooks"
@@ -84,10 +91,17 @@ class _NotComparable(Exception):
 
 @dataclass
 class _CTCCall:
-    """One `torch.nn.CTCLoss` call: (B,) losses with their graph, (B,) feasibility."""
+    """One `torch.nn.CTCLoss` call: (B,) losses with their graph, (B,) fewest frames CTC
+    needs and (B,) frames missing (0: feasible), and the output size."""
 
     losses: torch.Tensor
-    feasible: torch.Tensor
+    need: torch.Tensor
+    deficit: torch.Tensor
+    vocab_size: int
+
+    @property
+    def feasible(self) -> torch.Tensor:
+        return self.deficit == 0
 
 
 _CTC_ARGS = ("log_probs", "targets", "input_lengths", "target_lengths")
@@ -111,8 +125,8 @@ class _CTCRecorder:
             self.unusable = True
             return
         need = ctc_min_input_lengths(named["targets"], named["target_lengths"])
-        feasible = named["input_lengths"].to(need.device).long() >= need
-        self.calls.append(_CTCCall(output, feasible))
+        deficit = (need - named["input_lengths"].to(need.device).long()).clamp_min(0)
+        self.calls.append(_CTCCall(output, need, deficit, int(named["log_probs"].shape[-1])))
 
     def take(self) -> List[_CTCCall]:
         calls, self.calls = self.calls, []
@@ -124,8 +138,10 @@ class _CTCRecorder:
         self.handles = []
 
 
-def _excluded_terms(loss: torch.Tensor, call: _CTCCall, excluded: torch.Tensor) -> torch.Tensor:
-    """0-dim: what the ``excluded`` utterances of ``call`` add to ``loss``'s value."""
+def _replaced_terms(loss: torch.Tensor, call: _CTCCall, replaced: torch.Tensor,
+                    values: torch.Tensor) -> torch.Tensor:
+    """0-dim: what replacing the CTC losses of the ``replaced`` utterances of ``call`` by
+    ``values`` changes in ``loss``'s value."""
     if not (loss.requires_grad and call.losses.requires_grad):
         raise _NotComparable("the CTC losses have no graph to find their weight in the loss")
     # The weight of each utterance's CTC loss in the total (ctc_weight / B for ESPnet's CTC,
@@ -134,8 +150,9 @@ def _excluded_terms(loss: torch.Tensor, call: _CTCCall, excluded: torch.Tensor) 
                                     allow_unused=True)
     if weight is None:
         return loss.new_zeros(())
-    terms = (weight * call.losses.detach()).masked_fill(~excluded, 0.0)
-    return terms.nan_to_num(0.0, 0.0, 0.0).sum()
+    old = (weight * call.losses.detach()).nan_to_num(0.0, 0.0, 0.0)
+    new = weight * values.to(weight.dtype)
+    return (new - old).masked_fill(~replaced, 0.0).sum()
 
 
 def _feasible_comparison(
@@ -144,26 +161,34 @@ def _feasible_comparison(
     calls_plus: List[_CTCCall],
     calls_minus: List[_CTCCall],
 ) -> Tuple[Optional[Tuple[torch.Tensor, torch.Tensor]], float]:
-    """The two losses without the CTC terms of utterances infeasible at either probe.
+    """The two losses with the CTC terms of utterances infeasible at a probe replaced by
+    `infeasible_ctc_value` (the reference: the loss at the probe where it is feasible).
 
-    Returns ``((value_plus, value_minus), excluded_fraction)``, or ``(None, 0)`` when there
-    is nothing to exclude.
+    Returns ``((value_plus, value_minus), infeasible_fraction)``, or ``(None, 0)`` when
+    every utterance is feasible at both probes.
     """
     if len(calls_plus) != len(calls_minus) or any(
             a.losses.shape != b.losses.shape for a, b in zip(calls_plus, calls_minus)):
         raise _NotComparable("the two probes made different CTC calls")
     value_plus, value_minus = loss_plus.detach().sum(), loss_minus.detach().sum()
-    excluded_count, total = 0, 0
+    infeasible_count, total = 0, 0
     for a, b in zip(calls_plus, calls_minus):
-        excluded = ~(a.feasible & b.feasible)
-        total += excluded.numel()
-        if not excluded.any():
+        infeasible = ~(a.feasible & b.feasible)
+        total += infeasible.numel()
+        if not infeasible.any():
             continue
-        excluded_count += int(excluded.sum())
-        value_plus = value_plus - _excluded_terms(loss_plus, a, excluded)
-        value_minus = value_minus - _excluded_terms(loss_minus, b, excluded)
-    fraction = excluded_count / total if total else 0.0
-    return ((value_plus, value_minus) if excluded_count else None), fraction
+        infeasible_count += int(infeasible.sum())
+        a_loss, b_loss = a.losses.detach(), b.losses.detach()
+        reference = torch.where(b.feasible, b_loss,
+                                torch.where(a.feasible, a_loss, torch.zeros_like(a_loss)))
+        value_plus = value_plus + _replaced_terms(
+            loss_plus, a, ~a.feasible,
+            infeasible_ctc_value(reference, a.need, a.deficit, a.vocab_size))
+        value_minus = value_minus + _replaced_terms(
+            loss_minus, b, ~b.feasible,
+            infeasible_ctc_value(reference, b.need, b.deficit, b.vocab_size))
+    fraction = infeasible_count / total if total else 0.0
+    return ((value_plus, value_minus) if infeasible_count else None), fraction
 
 
 def _pre_hook(model: nn.Module, args: tuple, kwargs: dict) -> None:

@@ -31,8 +31,14 @@ CTC feasibility: CTC can only emit a target from at least ``ctc_min_input_length
 (its length plus a blank between equal neighbours). With fewer, the loss is infinite, and
 ESPnet's CTC (``zero_infinity=True``) counts it as 0, so an utterance that becomes
 infeasible at the longer probe would make that probe look *better*. The ESPnet hooks
-therefore compare the probes without the CTC terms of utterances infeasible at either probe
-(``combine(..., compared=...)``); see `espnet_ofa.frontend.espnet_hooks`.
+therefore compare the probes with the CTC term of such an utterance replaced by a finite
+penalty that grows with its frame deficit (`infeasible_ctc_value`): the signal "this
+period is too long for this utterance" is kept, and pushes the rate back to feasible
+periods (``combine(..., compared=...)``); see `espnet_ofa.frontend.espnet_hooks`.
+
+The jitter control (``learn=False``): the same two probes and the same training on their
+mean, at a period that is never learnt. It separates what the learnt rate gains from the
+period it found from what the +-``delta`` jitter of its probes gains on its own.
 """
 
 from __future__ import annotations
@@ -158,6 +164,29 @@ def check_rate_range(rate_range: Sequence[float],
     return low, high
 
 
+def infeasible_ctc_value(reference: torch.Tensor, need: torch.Tensor, deficit: torch.Tensor,
+                         vocab_size: int) -> torch.Tensor:
+    """The value compared in place of a CTC loss that is infinite (too few frames).
+
+    ``max(reference, need * log V) + deficit * log V``: at the feasibility limit a CTC
+    model whose outputs are uniform over the ``V`` labels has one path, of loss
+    ``need * log V`` (it knows nothing of the utterance); each missing frame adds what one
+    more uniform frame costs. Finite, at least what the utterance costs where it is
+    feasible, and growing with the deficit: a period that leaves more frames missing
+    compares worse, and losing an utterance costs as much as not knowing it.
+
+    Args:
+        reference: (B,) the same utterance's loss where it is feasible (the other probe), or
+            0 where it is feasible at neither.
+        need: (B,) `ctc_min_input_lengths` of the targets.
+        deficit: (B,) frames missing: ``max(0, need - input_lengths)``.
+        vocab_size: the CTC output size ``V`` (blank included).
+    """
+    log_v = math.log(max(int(vocab_size), 2))
+    floor = need.to(reference.dtype) * log_v
+    return torch.maximum(reference, floor) + deficit.to(reference.dtype) * log_v
+
+
 def relative_compute(period: torch.Tensor | float) -> torch.Tensor | float:
     """Transformer frames relative to 20 ms frames: ``20 / period`` (1 at 20 ms)."""
     return INPUT_PERIOD_MS / period
@@ -174,6 +203,8 @@ class LearnableRate(nn.Module):
             clamped into them); defaults to ``(low, high)``.
         delta: relative step of the central difference.
         gain: scale of the raw parameter (see ``DEFAULT_GAIN``).
+        learn: False for the jitter control (see the module docstring): the probes and
+            the mean objective run, the period stays at ``init_period``.
 
     State: ``raw`` (a 0-dim parameter) is what is learnt; the buffers ``grad_sq`` and
     ``num_steps`` hold the running RMS of its gradient (saved too, so a resumed run goes on
@@ -189,8 +220,10 @@ class LearnableRate(nn.Module):
         limits: Optional[Tuple[float, float]] = None,
         delta: float = DEFAULT_DELTA,
         gain: float = DEFAULT_GAIN,
+        learn: bool = True,
     ) -> None:
         super().__init__()
+        self.learn = bool(learn)
         self.low, self.high = check_rate_range((low, high), limits)
         if not (math.isfinite(cost) and cost >= 0):
             raise ValueError(f"rate_cost must be a finite number >= 0, got {cost}")
@@ -200,7 +233,7 @@ class LearnableRate(nn.Module):
         self.limits = (float(limits[0]), float(limits[1])) if limits else (self.low, self.high)
         self.delta = float(delta)
         self.gain = float(gain)
-        self.raw = nn.Parameter(torch.zeros(()))
+        self.raw = nn.Parameter(torch.zeros(()), requires_grad=self.learn)
         self.register_buffer("grad_sq", torch.zeros(()))
         self.register_buffer("num_steps", torch.zeros((), dtype=torch.long))
         self.init_period = float(init_period)
@@ -208,7 +241,8 @@ class LearnableRate(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"period={self.value:.2f} ms, range=[{self.low:g}, {self.high:g}], "
-                f"cost={self.cost:g}, delta={self.delta:g}, gain={self.gain:g}")
+                f"cost={self.cost:g}, delta={self.delta:g}, gain={self.gain:g}"
+                + ("" if self.learn else ", fixed (jitter control)"))
 
     @torch.no_grad()
     def reset(self, period: Optional[float] = None) -> None:
@@ -285,9 +319,15 @@ class LearnableRate(nn.Module):
         value_plus, value_minus = compared if compared is not None else (loss_plus, loss_minus)
         task_slope = (value_plus.detach().sum() - value_minus.detach().sum()) / (plus - minus)
         slope = task_slope - self.cost * relative_compute(period) / period
+        cost = self.cost_term().detach()
+        if not self.learn:  # the jitter control: the probes' mean, no step of the period
+            objective = 0.5 * (loss_plus + loss_minus) + cost
+            return objective, RateStep(period=period, plus=plus, minus=minus,
+                                       loss_plus=loss_plus.detach(),
+                                       loss_minus=loss_minus.detach(), slope=slope,
+                                       grad=torch.zeros(()), cost=cost)
         grad = self._normalise(slope * self._period_per_raw())
         surrogate = grad * (self.raw - self.raw.detach())  # value 0, d/draw = grad
-        cost = self.cost_term().detach()
         objective = 0.5 * (loss_plus + loss_minus) + cost + surrogate
         step = RateStep(
             period=period, plus=plus, minus=minus,

@@ -31,9 +31,11 @@ import torch
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from torch import nn
 
-from espnet_ofa.compression import Rate
+from espnet_ofa.compression import INPUT_PERIOD_MS, Rate
 from espnet_ofa.frontend.layers import WeightedLayerSum, check_layer
-from espnet_ofa.frontend.learnable_rate import LearnableRate, check_rate_range
+from espnet_ofa.frontend.learnable_rate import DEFAULT_DELTA, LearnableRate, check_rate_range
+from espnet_ofa.frontend.pooling import average_pool, pool_factor
+from espnet_ofa.frontend.rate_sampling import SampledRate, build_sampled_rate
 from espnet_ofa.models.pretrained import CheckpointError, load_student
 from espnet_ofa.models.student import SAMPLE_RATE, OFAStudent
 
@@ -189,6 +191,16 @@ class OFAFrontend(AbsFrontend):
             where compiling is unavailable). See `OFAStudent.enable_compile`.
         autocast: run the OFA model under ``torch.autocast`` in this dtype ("bfloat16"
             for GPUs; "float16"); its features are returned in float32. None: off.
+        pooled_period: the pooled baseline: run the OFA model at ``frame_period`` (20 ms)
+            and average-pool its features to this period, an integer multiple of it (see
+            `espnet_ofa.frontend.pooling`). The period is then fixed: no ``set_rate``.
+        rate_sampling: ``{low, high[, seed]}``: train at a period drawn per batch in
+            [low, high] ms (see `espnet_ofa.frontend.rate_sampling`); validation and
+            decoding run at ``frame_period`` unless set otherwise. ``seed`` defaults to
+            torch's initial seed (ESPnet's ``--seed``).
+        probe_jitter: the learnt rate's control: train at the fixed ``frame_period`` with
+            the learnt rate's two probes ``frame_period * (1 +- probe_jitter)`` per step and
+            their mean loss, without learning the period.
 
     Shapes: ``forward((B, N) waveforms, (B,) lengths) -> ((B, T', D), (B,) lengths)``.
     """
@@ -206,9 +218,14 @@ class OFAFrontend(AbsFrontend):
         freeze: bool = True,
         compile: bool = False,
         autocast: Optional[str] = None,
+        pooled_period: Optional[float] = None,
+        rate_sampling: Optional[Dict] = None,
+        probe_jitter: Optional[float] = None,
     ) -> None:
         super().__init__()
         self.fs = parse_fs(fs)
+        if pooled_period is not None and frame_period is None and lam is None:
+            frame_period = INPUT_PERIOD_MS  # the pooled rival: the SSL model at its own period
         checkpoint = resolve_model(model)
         self.model_path = str(checkpoint)
         student = load_student(checkpoint)
@@ -233,6 +250,7 @@ class OFAFrontend(AbsFrontend):
                     "learnable_rate: true or remove rate_cost"
                 )
             self._configured = self._checked_rate(frame_period, lam, "frontend_conf")
+        self._build_rate_variants(pooled_period, rate_sampling, probe_jitter, learnable_rate)
         # set_rate()'s choice, and the environment's: both only change the rate the model
         # runs at, never what it has learnt or what its config says.
         self._override: Optional[Rate] = None
@@ -287,6 +305,47 @@ class OFAFrontend(AbsFrontend):
             )
         return LearnableRate(init, low, high, cost=float(rate_cost), limits=trained)
 
+    def _build_rate_variants(self, pooled_period, rate_sampling, probe_jitter,
+                             learnable_rate: bool) -> None:
+        """The pooled baseline, the sampled period and the jitter control (one at most)."""
+        chosen = [name for name, value in (("pooled_period", pooled_period),
+                                           ("rate_sampling", rate_sampling),
+                                           ("probe_jitter", probe_jitter),
+                                           ("learnable_rate", learnable_rate or None))
+                  if value is not None]
+        if len(chosen) > 1:
+            raise ValueError(f"frontend_conf: {' and '.join(chosen)} exclude each other; "
+                             "set one of them (the others null/false)")
+        self.pool: Optional[int] = None
+        self.pooled_period: Optional[float] = None
+        self.sampling: Optional[SampledRate] = None
+        if chosen and self._configured is not None and self._configured.frame_period is None:
+            raise ValueError(f"frontend_conf.{chosen[0]} needs frame_period (ms), not lam")
+        period = self._configured.frame_period if self._configured is not None else None
+        if pooled_period is not None:
+            self.pool = pool_factor(pooled_period, period)
+            self.pooled_period = float(pooled_period)
+            if _DECODING_BUILD.get() and rate_from_env() is not None:
+                logger.warning("OFA frontend: %s/%s ignored: a pooled baseline runs at its "
+                               "fixed %g ms", ENV_FRAME_PERIOD, ENV_LAM, self.pooled_period)
+        elif rate_sampling is not None:
+            self.sampling = build_sampled_rate(rate_sampling,
+                                               self.student.config.frame_period_range,
+                                               default_seed=torch.initial_seed())
+        elif probe_jitter is not None:
+            # true: the learnt rate's own jitter (its central difference's step)
+            jitter = DEFAULT_DELTA if probe_jitter is True else probe_jitter
+            if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not (
+                    0.0 < jitter < 0.5):
+                raise ValueError(f"probe_jitter must be true (the learnt rate's +-"
+                                 f"{DEFAULT_DELTA:g}) or a number in (0, 0.5), got "
+                                 f"{probe_jitter!r}")
+            jitter = float(jitter)
+            limits = self.student.config.frame_period_range
+            self.rate = LearnableRate(period, limits[0], limits[1], limits=limits,
+                                      delta=jitter, learn=False)
+            self._configured = None
+
     def _apply_freeze(self) -> None:
         for p in self.student.parameters():
             p.requires_grad_(not self.freeze)
@@ -325,10 +384,17 @@ class OFAFrontend(AbsFrontend):
         if frame_period is None and lam is None:
             self._override = None
             return
+        if self.pool is not None:
+            raise ValueError(
+                f"a pooled baseline runs its OFA model at {self._configured.frame_period:g} ms "
+                f"and pools to {self.pooled_period:g} ms: its period is fixed (train another "
+                "one with another pooled_period)")
         self._override = self._checked_rate(frame_period, lam, "set_rate")
 
     def current_rate(self) -> Rate:
         """The rate the next forward runs at."""
+        if self.pool is not None:
+            return self._configured  # the SSL model's; the pool's period is fixed
         if self.rate is not None:
             if self.training:
                 if self._probe is not None:
@@ -348,6 +414,10 @@ class OFAFrontend(AbsFrontend):
 
     def extra_stats(self) -> Dict[str, float]:
         """Values to report each step: the frame period (or lam) in use."""
+        if self.pool is not None:
+            return {"frame_period": self.pooled_period}
+        if self.sampling is not None and self.training and self.sampling.last is not None:
+            return {"frame_period": self.sampling.last}
         if self.rate is not None and self.training:
             return {"frame_period": self.rate.value}
         rate = self.current_rate()
@@ -375,6 +445,8 @@ class OFAFrontend(AbsFrontend):
                 RuntimeWarning, stacklevel=2,
             )
         rate = self.current_rate()
+        if self.sampling is not None and self.training and torch.is_grad_enabled():
+            rate = self.sampling.draw()
         # A frozen model needs no graph: the rate's gradient comes from loss values.
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
             with torch.autocast(input.device.type, dtype=self.autocast_dtype or torch.float32,
@@ -389,4 +461,38 @@ class OFAFrontend(AbsFrontend):
             feats = out.hidden[self.layer]
         valid = torch.arange(feats.shape[1], device=feats.device)[None, :] < out.lengths[:, None]
         feats = feats.masked_fill(~valid[..., None], 0.0)
+        if self.pool is not None:
+            return average_pool(feats, out.lengths, self.pool)
         return feats, out.lengths
+
+
+def learnt_period(train_config: Union[str, os.PathLike],
+                  model_file: Union[str, os.PathLike]) -> float:
+    """The frame period (ms) that a trained ``learnable_rate`` model learnt.
+
+    Rebuilds the experiment's frontend from its ``config.yaml`` (so the rate's range is
+    the one it trained with) and loads the learnt rate from ``model_file``.
+
+    Raises:
+        FileNotFoundError: no config or model file.
+        ValueError: the experiment does not learn its period.
+    """
+    import yaml
+
+    for path in (train_config, model_file):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path} not found: train the learnt-rate model first")
+    conf = yaml.safe_load(Path(train_config).read_text(encoding="utf-8")) or {}
+    fconf = dict(conf.get("frontend_conf") or {})
+    if conf.get("frontend") != "ofa" or not fconf.get("learnable_rate"):
+        raise ValueError(f"{train_config}: not a learnt-rate model (frontend: ofa with "
+                         "learnable_rate: true)")
+    frontend = OFAFrontend(**fconf)
+    prefix = "frontend.rate."
+    state = torch.load(model_file, map_location="cpu", weights_only=True)
+    rate_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not rate_state:
+        raise ValueError(f"{model_file} holds no learnt rate ({prefix}*); is it the model "
+                         f"of {train_config}?")
+    frontend.rate.load_state_dict(rate_state)
+    return frontend.rate.value

@@ -7,8 +7,11 @@ loaded once with ESPnet's own inference classes (``Speech2Text`` for asr/st,
 (``frontend.set_rate(frame_period=p)``) switches the period between passes; a model that
 learnt its rate (``learnable_rate: true``) is decoded at its learnt period. Baselines are
 decoded as they were trained: a model on a fixed-rate student (``compression: fixed``) at
-its own period only, a model without the OFA frontend (e.g. ESPnet's log-mel) once, at its
-features' own period (rate tag ``native``).
+its own period only, and so are the pooled rival (``pooled_period``: its SSL model runs at
+20 ms whatever the period) and the jitter control (``probe_jitter``, at the period it
+copied); a model without the OFA frontend (e.g. ESPnet's log-mel) once, at its
+features' own period (rate tag ``native``). A model trained with ``rate_sampling`` is
+decoded at every period asked for.
 
 Per rate and test set it writes ``<out_dir>/<rate tag>/<test set>/``:
 
@@ -41,6 +44,7 @@ from espnet_ofa.data.audio import num_frames
 from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table, validate_data_dir
 from espnet_ofa.espnet_tasks import get_task
 from espnet_ofa.fileio import PathLike
+from espnet_ofa.recipe.experiments import JITTER, POOLED, SAMPLED
 from espnet_ofa.frontend.lookup import find_ofa_frontend
 
 logger = logging.getLogger(__name__)
@@ -120,16 +124,34 @@ def model_description(train_config: PathLike) -> dict:
     fconf = conf.get("frontend_conf") or {}
     return {"frontend": conf.get("frontend") or "default",
             "ssl_model": fconf.get("model") if conf.get("frontend") == "ofa" else None,
-            "seed": conf.get("seed", 0)}
+            "seed": conf.get("seed", 0), "variant": variant(conf)}
+
+
+def variant(conf: dict) -> Optional[str]:
+    """Which downstream variant a training config is: the pooled rival, a sampled period,
+    a jitter control (the kinds of `espnet_ofa.recipe.experiments`), or None."""
+    fconf = conf.get("frontend_conf") or {}
+    if conf.get("frontend") != "ofa":
+        return None
+    if fconf.get("pooled_period") is not None:
+        return POOLED
+    if fconf.get("rate_sampling"):
+        return SAMPLED
+    if fconf.get("probe_jitter") and not fconf.get("learnable_rate"):
+        return JITTER
+    return None
 
 
 def train_frame_period(train_config: PathLike) -> Optional[float]:
     """The fixed frame period an experiment was trained at (its config.yaml's
-    ``frontend_conf.frame_period``); None for a learnt rate or a non-OFA frontend."""
+    ``frontend_conf.frame_period``, or ``pooled_period`` for the pooled rival); None for a
+    learnt or sampled rate or a non-OFA frontend."""
     conf = yaml.safe_load(Path(train_config).read_text(encoding="utf-8")) or {}
     fconf = conf.get("frontend_conf") or {}
-    if conf.get("frontend") != "ofa" or fconf.get("learnable_rate"):
+    if conf.get("frontend") != "ofa" or fconf.get("learnable_rate") or fconf.get("rate_sampling"):
         return None
+    if fconf.get("pooled_period") is not None:
+        return float(fconf["pooled_period"])
     period = fconf.get("frame_period")
     return None if period is None else float(period)
 
@@ -138,7 +160,7 @@ def decode_rates(
     periods: Sequence[float], learned: Union[bool, str] = "auto", *, native: bool = False,
     compression: Optional[str] = "cif", has_rate: bool = False,
     trained_at: Optional[float] = None, name: str = "the model",
-    ssl_period_range: Optional[Sequence[float]] = None,
+    ssl_period_range: Optional[Sequence[float]] = None, own_period_only: bool = False,
 ) -> List[Optional[float]]:
     """The rates to decode a model at (None: its learnt period, or once for ``native``).
 
@@ -146,7 +168,8 @@ def decode_rates(
     fixed-rate student, ``compression: fixed``, or a CIF student whose ``ssl_period_range``
     is one point) only at its own period ``trained_at`` (running it at another is not a
     model anyone trained), a model without the OFA frontend (``native``) once, whatever
-    ``periods`` asks. ``learned``: see :func:`decode_periods`.
+    ``periods`` asks; ``own_period_only`` (the pooled rival, a jitter control) like a
+    student pretrained at one period. ``learned``: see :func:`decode_periods`.
     """
     if isinstance(learned, str) and learned not in ("auto", "true", "false"):
         raise ValueError(f"learned must be auto, true or false, got {learned!r}")
@@ -158,7 +181,7 @@ def decode_rates(
         return [None]
     one_period = ssl_period_range is not None and float(ssl_period_range[0]) == float(
         ssl_period_range[1])
-    if compression == "fixed" or one_period:
+    if compression == "fixed" or one_period or own_period_only:
         if trained_at is None:
             raise ValueError(f"{name}: a student pretrained at one period without a "
                              "frame_period in its config; set frontend_conf.frame_period")
@@ -222,10 +245,15 @@ def decode_periods(
     compression = frontend.student.config.compression if frontend is not None else None
     ssl_range = list(frontend.student.config.frame_period_range) if frontend is not None else None
     native = frontend is None
+    described = {**model_description(train_config), "compression": compression,
+                 "ssl_period_range": ssl_range}
+    pooled = described["variant"] == POOLED
     rates = decode_rates(periods, learned, native=native, compression=compression,
-                         has_rate=frontend is not None and frontend.rate is not None,
+                         has_rate=(frontend is not None and frontend.rate is not None
+                                   and frontend.rate.learn),
                          trained_at=trained_at, name=str(model_file),
-                         ssl_period_range=ssl_range)
+                         ssl_period_range=ssl_range,
+                         own_period_only=described["variant"] in (POOLED, JITTER))
     learned_period = (float(frontend.rate.value)
                       if not native and None in rates else None)
 
@@ -237,12 +265,10 @@ def decode_periods(
     # Any ESPnet frontend returns (feats, lengths): the achieved period of log-mel too.
     counted = frontend if frontend is not None else getattr(model, "frontend", None)
     hook = counted.register_forward_hook(count_frames) if counted is not None else None
-    described = {**model_description(train_config), "compression": compression,
-                 "ssl_period_range": ssl_range}
     results = []
     try:
         for period in rates:
-            if frontend is not None:
+            if frontend is not None and not pooled:  # the pool's period is fixed
                 frontend.set_rate(frame_period=period) if period is not None else frontend.set_rate()
             tag = rate_tag(period, native)
             for data_dir in data_dirs:

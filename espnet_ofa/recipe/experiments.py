@@ -10,8 +10,16 @@ From the training configs and the recipe options this lists every experiment to 
   pooling, ``--fixed_rate_periods``; ``<exp>_fixed40``) and the *single-period CIF* student
   (the OFA model's alpha predictor, boundaries and config, its rate held at one period,
   ``--single_rate_periods``; ``<exp>_cif40``): the models OFA must match;
-- a config that learns its period, or one without the OFA frontend (e.g. ESPnet's default
-  log-mel frontend, the no-SSL floor): once;
+- the same config on the OFA model run at 20 ms, its features average-pooled to each
+  ``pooled_periods`` (``<exp>_pooled40``): the pooled rival, which pays the whole SSL model
+  at 20 ms (see `espnet_ofa.frontend.pooling`);
+- a config that learns its period, one that samples its period per batch
+  (``rate_sampling``: one model for every period), or one without the OFA frontend (e.g.
+  ESPnet's default log-mel frontend, the no-SSL floor): once;
+- with ``jitter_control``, for each learnt-rate run, its control (``<exp>_jitter``): the same
+  config at the learnt period held fixed, with the same probe jitter. Its period is known
+  only once the learnt-rate run has finished, so its options name it as
+  ``{learnt_period:<exp dir>}``, which stage 11 fills in (`fill_learnt_period`);
 - each SSL-based one on every pretraining seed (``--ssl_seeds N``: the students of
   `plan_students`; pretraining seed s > 0 adds ``_sslseed<s>``), and everything for every
   downstream seed (``--seeds N``: seed k > 0 adds ``_seed<k>``). Seed 0 keeps the plain
@@ -39,6 +47,7 @@ from typing import Dict, List, Optional, Sequence
 
 import yaml
 
+from espnet_ofa.constants import INPUT_PERIOD_MS
 from espnet_ofa.fileio import PathLike
 
 
@@ -49,6 +58,20 @@ OFA, LEARNED, FIXED_RATE, SINGLE_RATE, OTHER = (
 # suffix of each baseline's experiment (``exp/ssl_x_fixed40``, ``exp/ssl_x_cif40``).
 BASELINE_SUFFIX = {FIXED_RATE: "fixed", SINGLE_RATE: "cif"}
 _SEED_SUFFIX = re.compile(r"(?:_sslseed(\d+))?(?:_seed(\d+))?$")
+POOLED, SAMPLED, JITTER = "pooled", "sampled", "jitter_control"
+# A placeholder in an experiment's options: the learnt period of another experiment.
+_LEARNT_PERIOD = re.compile(r"\{learnt_period:([^}]+)\}")
+
+
+def learnt_period_placeholder(exp_dir: PathLike) -> str:
+    """The option value that stands for the period ``exp_dir``'s model learnt."""
+    return "{learnt_period:" + str(exp_dir) + "}"
+
+
+def fill_learnt_period(extra: str, period_of) -> str:
+    """``extra`` with each ``{learnt_period:<exp dir>}`` replaced by ``period_of(exp dir)``
+    (ms, printed with 6 significant digits)."""
+    return _LEARNT_PERIOD.sub(lambda m: f"{float(period_of(m.group(1))):.6g}", extra)
 
 
 def _seed_suffix(ssl_seed: int = 0, seed: int = 0) -> str:
@@ -137,6 +160,11 @@ def ssl_seed_of(exp_dir: PathLike) -> int:
     return int(m.group(1)) if m and m.group(1) else 0
 
 
+def model_root(exp_dir: PathLike) -> str:
+    """``exp_dir`` without its seed suffixes (``exp/asr_x_sslseed1_seed2`` -> ``exp/asr_x``)."""
+    return str(Path(exp_dir).with_name(model_id(exp_dir)))
+
+
 def model_id(exp_dir: PathLike) -> str:
     """The experiment's name without its seed suffixes: the runs of one model share it."""
     return _SEED_SUFFIX.sub("", Path(exp_dir).name)
@@ -192,7 +220,9 @@ def stats_key(conf: dict, ssl_model: Optional[str] = None,
         if not model:
             raise ValueError("frontend: ofa needs frontend_conf.model (or --ofa_model)")
         period = fconf.get("frame_period") if frame_period is None else frame_period
-        if period is not None:
+        if fconf.get("rate_sampling") and frame_period is None:  # every period of the range
+            rate = "sampled"
+        elif period is not None:
             rate = f"p{float(period):g}"
         elif fconf.get("lam") is not None:
             rate = f"lam{float(fconf['lam']):g}"
@@ -213,10 +243,12 @@ def plan_experiments(
     seeds: int = 1,
     single_rate_periods: Sequence[float] = (),
     ssl_seeds: int = 1,
+    pooled_periods: Sequence[float] = (),
+    jitter_control: bool = False,
 ) -> List[Experiment]:
     """Every experiment of the recipe, in training order (seed-major: all models of
     downstream seed 0 and pretraining seed 0 first, so a partial run has one complete
-    comparison)."""
+    comparison; the jitter controls last, as they wait for their learnt-rate runs)."""
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     if ssl_seeds < 1:
@@ -246,6 +278,10 @@ def plan_experiments(
                 base.append(Experiment(root + suffix, str(config), LEARNED,
                                        stats_key(conf, model), ssl_model=model, extra=override))
                 continue
+            if fconf.get("rate_sampling"):
+                base.append(Experiment(root + suffix, str(config), SAMPLED,
+                                       stats_key(conf, model), ssl_model=model, extra=override))
+                continue
             periods = list(train_frame_periods)
             for p in periods or [fconf.get("frame_period")]:
                 p = None if p is None else float(p)
@@ -263,6 +299,16 @@ def plan_experiments(
                         stats_key(conf, student, p), p, ssl_model=student,
                         extra=[f"--frontend_conf model={student}",
                                f"--frontend_conf frame_period={p:g}"]))
+            for p in pooled_periods:
+                # frame_period null: the OFA model runs at its finest period, then the pool;
+                # the pooled features have statistics of their own.
+                p = float(p)
+                base.append(Experiment(
+                    f"{root}_pooled{p:g}{suffix}", str(config), POOLED,
+                    f"{stats_key(conf, model, INPUT_PERIOD_MS)}_pooled{p:g}", p,
+                    ssl_model=model,
+                    extra=override + ["--frontend_conf frame_period=null",
+                                      f"--frontend_conf pooled_period={p:g}"]))
         by_ssl_seed.append(base)
     plan = []
     for seed in range(seeds):
@@ -272,6 +318,14 @@ def plan_experiments(
                     e.exp_dir + _seed_suffix(0, seed), e.config, e.kind, e.stats_key,
                     e.frame_period, seed, e.ssl_model,
                     e.extra + ([f"--seed {seed}"] if seed else [])))
+    if jitter_control:
+        for e in [e for e in plan if e.kind == LEARNED]:
+            plan.append(Experiment(
+                model_root(e.exp_dir) + "_jitter" + _seed_suffix(ssl_seed_of(e.exp_dir), e.seed),
+                e.config, JITTER, e.stats_key, None, e.seed, e.ssl_model,
+                e.extra + ["--frontend_conf learnable_rate=false", "--frontend_conf rate_cost=0",
+                           "--frontend_conf probe_jitter=true",
+                           f"--frontend_conf frame_period={learnt_period_placeholder(e.exp_dir)}"]))
     return plan
 
 

@@ -33,9 +33,12 @@ from espnet_ofa.fileio import PathLike
 from espnet_ofa.recipe.bootstrap import Difference, Runs, hierarchical_bootstrap
 from espnet_ofa.recipe.experiments import (
     FIXED_RATE,
+    JITTER,
     LEARNED,
     OFA,
     OTHER,
+    POOLED,
+    SAMPLED,
     SINGLE_RATE,
     model_id,
     seed_of,
@@ -73,6 +76,8 @@ def kind(r: dict) -> str:
     OFA frontend: a log-mel floor)."""
     if r.get("learned"):
         return LEARNED
+    if r.get("variant") in (POOLED, SAMPLED, JITTER):
+        return r["variant"]
     if r.get("frontend", "ofa") != "ofa" or r.get("rate") == "native":
         return OTHER
     if r.get("compression") == "fixed":
@@ -281,6 +286,88 @@ def comparison(rows: List[dict]) -> List[str]:
     return lines
 
 
+def _gmacs(m: Model) -> str:
+    values = [r["gmacs_per_second"] for r in m.rows if r.get("gmacs_per_second") is not None]
+    return f"{float(np.mean(values)):.4f}" if values else "-"
+
+
+def _interval_note(ms: List[Model]) -> str:
+    """What the intervals of a rival comparison cover (`coverage_note` over its models)."""
+    return coverage_note(ms, {OFA: "OFA", POOLED: "pooled rival", SAMPLED: "sampled period",
+                              LEARNED: "learnt rate", JITTER: "jitter control"})
+
+
+def rival_comparisons(rows: List[dict]) -> List[str]:
+    """Markdown tables of the OFA models against the pooled rival (accuracy and compute of
+    the whole system), the sampled-period model against the per-period ones, and the learnt
+    rates against their jitter controls; empty where these were not trained."""
+    metric = rows[0].get("metric", "WER")
+    ms = models(rows)
+    ofa = {(m.test_set, m.period): m for m in ms if m.kind == OFA
+           and m.period is not None and m.rows[0].get("train_frame_period") == m.period}
+    lines: List[str] = []
+
+    def table(header: List[str], body: List[List[str]]) -> None:
+        lines.extend(["|" + "|".join(header) + "|", "|" + "|".join(["---"] * len(header)) + "|"]
+                     + ["|" + "|".join(cells) + "|" for cells in body] + [""])
+
+    pooled = sorted((m for m in ms if m.kind == POOLED), key=lambda m: (m.test_set, m.period))
+    if pooled:
+        lines += ["## The pooled rival: the OFA model at 20 ms, its features average-pooled", "",
+                  f"{metric} and compute at each output period: *OFA* runs the OFA model at the "
+                  "period itself; *pooled* runs it at 20 ms and average-pools its features to "
+                  "the period before the same downstream (no special pretraining). GMACs/s = "
+                  "multiply-accumulates per second of audio of the whole encoder side (SSL "
+                  "model + pooling + downstream encoder): the pooled rival pays the SSL model "
+                  f"at 20 ms. Pooled − OFA in points. "
+                  f"{_interval_note(pooled + list(ofa.values()))}", ""]
+        body = []
+        for m in pooled:
+            o = ofa.get((m.test_set, m.period))
+            d = compare(o, m, metric) if o else None
+            body.append([m.test_set, f"{m.period:g}", o.cell() if o else "-",
+                         _gmacs(o) if o else "-", m.cell(), _gmacs(m), _diff_cell(d),
+                         _rel_cell(d)])
+        table(["dataset", "period (ms)", f"OFA {metric}", "OFA GMACs/s", f"pooled {metric}",
+               "pooled GMACs/s", "pooled − OFA [95% CI]", "relative"], body)
+
+    sampled = sorted((m for m in ms if m.kind == SAMPLED), key=lambda m: (m.test_set, m.period))
+    if sampled:
+        lines += ["## One model for every period: the period sampled per training batch", "",
+                  f"{metric} of the one downstream trained at periods drawn per batch "
+                  "(`rate_sampling`), decoded at each period, against the downstream trained "
+                  f"at that period only. Sampled − per-period in points. "
+                  f"{_interval_note(sampled + list(ofa.values()))}", ""]
+        body = []
+        for m in sampled:
+            o = ofa.get((m.test_set, m.period))
+            d = compare(o, m, metric) if o else None
+            body.append([m.test_set, f"{m.period:g}", o.cell() if o else "-", m.cell(),
+                         _diff_cell(d), _rel_cell(d)])
+        table(["dataset", "period (ms)", f"per-period {metric}", f"sampled {metric}",
+               "sampled − per-period [95% CI]", "relative"], body)
+
+    learnt = {(m.model, m.test_set): m for m in ms if m.kind == LEARNED}
+    controls = sorted((m for m in ms if m.kind == JITTER), key=lambda m: (m.test_set, m.model))
+    pairs = [(learnt[(m.model.removesuffix("_jitter"), m.test_set)], m) for m in controls
+             if (m.model.removesuffix("_jitter"), m.test_set) in learnt]
+    if pairs:
+        lines += ["## The learnt rate against its jitter control", "",
+                  "The control trains the same downstream at the learnt period held fixed, with "
+                  "the learnt rate's two probes (±10 % period jitter) and their mean loss: what "
+                  "the jitter gains without the rate. Control − learnt in points. "
+                  f"{_interval_note([m for pair in pairs for m in pair])}", ""]
+        body = []
+        for m, c in pairs:
+            d = compare(m, c, metric)
+            periods = " / ".join(f"{r['frame_period']:.1f}" for r in m.rows
+                                 if r.get("frame_period") is not None)
+            body.append([m.test_set, periods, m.cell(), c.cell(), _diff_cell(d)])
+        table(["dataset", "learnt period (ms)", f"learnt {metric}", f"control {metric}",
+               "control − learnt [95% CI]"], body)
+    return lines
+
+
 def _sort_key(r: dict):
     period = r.get("frame_period")
     return (r["exp"], r["decode"], r["test_set"], bool(r.get("learned")),
@@ -388,6 +475,7 @@ def render(rows: List[dict], title: Optional[str] = None, notes: Optional[str] =
     rows = sorted(rows, key=_sort_key)
     if has_comparison(rows):
         lines += comparison(rows)
+    lines += rival_comparisons(rows)
     if per_rate_models(rows) or has_comparison(rows):
         summary = sorted((r for r in rows if is_matched(r) or kind(r) in (LEARNED, OTHER)),
                          key=lambda r: (r["test_set"], kind(r) == OTHER, bool(r.get("learned")),
@@ -470,6 +558,16 @@ def plot_results(rows: List[dict], out: PathLike) -> None:
         series.append((f"{dset}: single-period CIF students",
                        [m for m in mine if m.kind == SINGLE_RATE],
                        dict(color=color, marker="D", markersize=7, linestyle="--",
+                            markeredgecolor="black")))
+        series.append((f"{dset}: pooled rival (OFA at 20 ms, pooled)",
+                       [m for m in mine if m.kind == POOLED],
+                       dict(color=color, marker="^", markersize=8, linestyle="-.",
+                            markeredgecolor="black")))
+        series.append((f"{dset}: one downstream, period sampled in training",
+                       [m for m in mine if m.kind == SAMPLED],
+                       dict(color=color, marker="h", markersize=6, linestyle=(0, (1, 1)))))
+        series.append((f"{dset}: jitter control", [m for m in mine if m.kind == JITTER],
+                       dict(color=color, marker="P", markersize=11, linestyle="none",
                             markeredgecolor="black")))
         series.append((f"{dset}: learnt rate", [m for m in mine if m.kind == LEARNED],
                        dict(color=color, marker="*", markersize=15, linestyle="none",

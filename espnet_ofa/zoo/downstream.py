@@ -31,6 +31,20 @@ from espnet_ofa.zoo.archive import CARD_NAME, PathLike, ZooError, write_model_ca
 RUN_ONLY_PREFIXES = ("train_", "valid_", "output_dir", "config", "init_param")
 
 
+def _period_field(frontend_conf: dict) -> str:
+    """The model card's frame period: learnt, pooled (fixed), sampled or fixed."""
+    if frontend_conf.get("learnable_rate"):
+        return "learned"
+    if frontend_conf.get("pooled_period") is not None:
+        return (f"{frontend_conf['pooled_period']:g} ms, fixed (the OFA model at its finest "
+                "period, features average-pooled)")
+    period = f"{frontend_conf.get('frame_period')} ms (changeable at inference)"
+    sampling = frontend_conf.get("rate_sampling")
+    if sampling:
+        return f"{period}; trained at periods drawn in [{sampling['low']}, {sampling['high']}] ms"
+    return period
+
+
 def _archive_path(path: Path) -> str:
     """The name espnet2's packer gives a file: resolved, relative to the cwd if inside it."""
     resolved = path.resolve()
@@ -96,8 +110,7 @@ def pack_downstream(
         frontend_conf = conf["frontend_conf"]
         frontend_fields = {
             "SSL frontend": f"OFA model {frontend_conf['model']}",
-            "frame period": ("learned" if frontend_conf.get("learnable_rate") else
-                             f"{frontend_conf.get('frame_period')} ms (changeable at inference)"),
+            "frame period": _period_field(frontend_conf),
         }
     else:
         frontend_fields = {"frontend": f"{conf.get('frontend')} (a baseline without OFA: "

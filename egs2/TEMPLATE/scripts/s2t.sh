@@ -97,6 +97,10 @@ st_stats_dir=""
 feats_normalize=global_mvn  # global_mvn, utterance_mvn or none
 train_frame_periods=""  # ms; train each fixed-rate OFA config once per period (exp suffix _p<P>)
 seeds=1                 # train every experiment with seeds 0..N-1 (exp suffix _seed<k> for k > 0)
+pooled_periods=""       # ms; also train each fixed-rate OFA config on the OFA model at 20 ms with
+                        # its features average-pooled to each period (the pooled rival; _pooled<P>)
+jitter_control=false    # also train each learnt-rate model's control: its learnt period held
+                        # fixed, the same probe jitter (exp suffix _jitter; after the learnt one)
 # Decoding
 inference_config=""     # YAML of decoding options (beam_size, ctc_weight, ...)
 inference_model=valid.loss.best.pth
@@ -119,7 +123,7 @@ EOF
 . "${_template}/scripts/parse_options.sh"
 [ $# -eq 0 ] || die "unexpected arguments: $*"
 
-check_bool skip_data_prep skip_train skip_eval skip_packing skip_upload use_lm
+check_bool skip_data_prep skip_train skip_eval skip_packing skip_upload use_lm jitter_control
 [ -n "${train_set}" ] || die "--train_set is required"
 [ -n "${valid_set}" ] || die "--valid_set is required"
 [ -n "${test_sets}" ] || die "--test_sets is required"
@@ -192,7 +196,8 @@ plan_experiments() {
     # shellcheck disable=SC2206
     local -a a=(--task "${task}" --configs ${configs} --expdir "${expdir}" --seeds "${seeds}"
         --train_frame_periods ${train_frame_periods} --fixed_rate_periods ${fixed_rate_periods}
-        --single_rate_periods ${single_rate_periods} --ssl_seeds "${ssl_seeds}")
+        --single_rate_periods ${single_rate_periods} --ssl_seeds "${ssl_seeds}"
+        --pooled_periods ${pooled_periods} --jitter_control "${jitter_control}")
     [ -z "${ofa_model}" ] || a+=(--ofa_model "${ofa_model}")
     mkdir -p "${expdir}"
     ${python} -m espnet_ofa.bin.recipe plan "${a[@]}" > "${plan}.tmp" || die "could not plan the experiments (see above)"
@@ -374,6 +379,12 @@ if want_stage 11; then
             _shapes+=(--train_shape_file "${_sdir}/train/src_text_shape"
                 --valid_shape_file "${_sdir}/valid/src_text_shape" --fold_length 150)
         fi
+        _extra=${exp_extra[_i]}
+        if [[ "${_extra}" == *"{learnt_period:"* ]]; then
+            bg_wait  # a jitter control: the learnt-rate run it copies must have finished
+            _extra=$(${python} -m espnet_ofa.bin.recipe fill_learnt_period --extra "${_extra}" \
+                --model "${inference_model}") || die "${_exp}: no learnt period (see above)"
+        fi
         mkdir -p "${_exp}"
         log "  ${_exp}: log ${_exp}/train.log"
         ${python} -m espnet_ofa.bin.recipe resume_check --exp_dir "${_exp}"
@@ -381,7 +392,7 @@ if want_stage 11; then
         bg_run ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${_exp}/train.log" \
             ${python} -m "espnet2.bin.${task}_train" --ngpu "${ngpu}" --config "${_c}" \
             "${_common[@]}" "${_shapes[@]}" "${_norm[@]}" --resume true --output_dir "${_exp}" \
-            ${exp_extra[_i]} ${train_args}
+            ${_extra} ${train_args}
     done
     bg_wait
     stage_end

@@ -6,7 +6,11 @@
 # on two test sets: the usual FSDD test takes, and a speaker never heard in training.
 # The baselines, trained the same way: the downstream on the students of ../ssl1
 # pretrained at 40 and 80 ms only (fixed-rate pooling, and CIF with the OFA model's alpha
-# predictor) and on log-mel features (no SSL, the floor).
+# predictor), on the OFA model at 20 ms with its features average-pooled to 40 and 80 ms
+# (the pooled rival: it pays the SSL model at 20 ms), and on log-mel features (no SSL, the
+# floor). One downstream trained at a period sampled per batch
+# (conf/train_asr_ofa_sampled.yaml) is decoded at every period; the learnt rate has a
+# control at its learnt period with the same probe jitter (trained after it).
 # Training data: connected digits and single takes (local/data.sh), speed perturbation
 # 0.9/1.0/1.1, SpecAugment (in the configs).
 # Results: RESULTS.md (OFA against the baselines per period, with 95% bootstrap intervals
@@ -28,7 +32,7 @@ test_sets="test test_theo"
 
 # The learnt-rate model first: it is the slowest (two probes per step), and the models
 # train side by side, two at a time on a CPU. The log-mel floor last.
-asr_configs="conf/train_asr_ofa_learned_rate.yaml conf/train_asr_ofa.yaml conf/train_asr_logmel.yaml"
+asr_configs="conf/train_asr_ofa_learned_rate.yaml conf/train_asr_ofa.yaml conf/train_asr_ofa_sampled.yaml conf/train_asr_logmel.yaml"
 inference_config=conf/decode_asr.yaml
 
 ./asr.sh \
@@ -43,6 +47,8 @@ inference_config=conf/decode_asr.yaml
     --train_frame_periods "20 40 60 80" \
     --fixed_rate_periods "40 80" \
     --single_rate_periods "40 80" \
+    --pooled_periods "40 80" \
+    --jitter_control true \
     --speed_perturb_factors "0.9 1.0 1.1" \
     --inference_config "${inference_config}" \
     --frame_periods "20 40 60 80" \
