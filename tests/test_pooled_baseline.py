@@ -130,10 +130,12 @@ def test_plan_trains_the_pooled_rival_beside_ofa(tmp_path, checkpoint):
     pooled = plan[3]
     assert pooled.kind == POOLED and pooled.frame_period == 80 and pooled.ssl_model == OFA_MODEL
     assert plan[0].kind == OFA
-    # Pooled features have statistics of their own (averaging shrinks their variance).
+    # Pooled features have statistics of their own (averaging shrinks their variance): those
+    # of the model's 20 ms features, pooled to the period.
     keys = {Path(e.exp_dir).name: e.stats_key for e in plan}
-    assert keys["asr_train_ofa_pooled40"] == keys["asr_train_ofa_p40"] + "_pooled40"
-    assert len(stats_groups(plan)) == 4  # OFA, pooled 40, pooled 80, log-mel
+    assert keys["asr_train_ofa_pooled40"] == keys["asr_train_ofa_p20"] + "_pooled40"
+    assert len(set(keys.values())) == 5  # OFA at 20 and 40 ms, pooled 40 and 80, log-mel
+    assert len(stats_groups(plan)) == 5
     assert plan[8].extra[-1] == "--seed 1"
 
     # The options, as ESPnet parses them over the config, build the rival: SSL at 20 ms.

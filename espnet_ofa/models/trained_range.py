@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterable, Optional, Tuple, Union
+from typing import Iterable, Optional, Tuple
 
 import torch
 import yaml
 
 from espnet_ofa.compression import RateSampler
+from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table, validate_data_dir
+from espnet_ofa.fileio import PathLike
 from espnet_ofa.models.student import OFAStudent
 
-PathLike = Union[str, Path]
 logger = logging.getLogger(__name__)
 
 
@@ -52,7 +53,7 @@ def _waveforms(data_dir: Path, max_utts: Optional[int]) -> Iterable[torch.Tensor
     wavs = read_kaldi_table(data_dir / "wav.scp")
     for utt in sorted(wavs)[:max_utts]:
         audio, rate = sf.read(wavs[utt], dtype="float32", always_2d=False)
-        if rate != 16000 or audio.ndim != 1:
+        if rate != SAMPLE_RATE or audio.ndim != 1:
             raise ValueError(f"{data_dir}/wav.scp: {utt} is {rate} Hz with shape {audio.shape};"
                              " measure on the formatted (16 kHz mono) data dir, e.g. dump/raw/dev")
         yield torch.from_numpy(audio)
