@@ -192,7 +192,7 @@ def test_trained_on_the_cache_then_run_from_the_waveform(work):
     run_espnet([*common, "--collect_stats", "true", "--output_dir", "stats",
                 "--train_shape_file", "data/train/wav.scp",
                 "--valid_shape_file", "data/train/wav.scp"], work)
-    run_espnet([*common, "--output_dir", "exp/cached",
+    run_espnet([*common, "--output_dir", "exp/cached", "--fold_length", "80000",
                 "--train_shape_file", "data/train/utt2num_samples",
                 "--valid_shape_file", "data/train/utt2num_samples",
                 "--normalize", "global_mvn", "--normalize_conf",
