@@ -16,7 +16,6 @@ speed-up against the first period, and the peak memory.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -24,7 +23,7 @@ from typing import List, Optional, Sequence
 import torch
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def get_parser() -> argparse.ArgumentParser:
     from espnet_ofa.espnet_tasks import task_names
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -79,7 +78,7 @@ def format_rows(rows: List[dict]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
-    parser = parse_args()
+    parser = get_parser()
     args = parser.parse_args(argv)
     from espnet_ofa.bin.benchmark_model import write_json
     from espnet_ofa.espnet_tasks import task_of_archive

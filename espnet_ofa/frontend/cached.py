@@ -25,11 +25,11 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 
+from espnet_ofa.compression import Rate
 from espnet_ofa.frontend.layers import WeightedLayerSum, check_layer
 from espnet_ofa.frontend.ofa import parse_fs, resolve_model
 from espnet_ofa.models.pretrained import load_student
 from espnet_ofa.models.student import SAMPLE_RATE
-from espnet_ofa.compression import Rate
 
 
 class CachedOFAFrontend(AbsFrontend):
