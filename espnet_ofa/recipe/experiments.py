@@ -16,7 +16,9 @@ Each experiment also gets a *statistics key*: global MVN statistics belong to a 
 extractor (an OFA checkpoint, or a frontend and its options), not to the recipe, so stage 10
 collects them once per key into ``<stats dir>/<key>`` and stage 11 normalises each model
 with its own. The OFA models at different periods share their checkpoint's statistics: the
-period only changes how the same features are averaged.
+period only changes how the same features are averaged. (An experiment trained on cached
+features, `espnet_ofa.recipe.feature_cache`, uses its cache's statistics instead: one set
+per model and period.)
 
 No torch or ESPnet import: the shell calls this through ``python -m espnet_ofa.bin.recipe``.
 """
