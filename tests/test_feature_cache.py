@@ -127,6 +127,22 @@ def test_extraction_resumes_after_a_kill_and_redoes_a_changed_cache(work):
     assert kaldiio.load_scp(str(scp))["utt03"].shape[0] < whole["utt03"].shape[0]
 
 
+def test_a_retrained_model_at_the_same_path_is_extracted_again(work, tmp_path):
+    exp = tmp_path / "exp" / "ofa"
+    torch.manual_seed(1)
+    save_student(build_student("tiny"), exp, preset="tiny")
+    conf = yaml.safe_load(CONF.read_text())
+    conf["frontend_conf"].update(model=str(exp / "valid.loss.best.pth"), frame_period=60)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(conf))
+    spec, _ = feature_cache.cache_spec(tmp_path / "c.yaml")
+    scp = feature_cache.extract(spec, work / "data/train", tmp_path / "cache", progress=False)
+    before = np.array(kaldiio.load_scp(str(scp))["utt02"])
+    torch.manual_seed(2)
+    save_student(build_student("tiny"), exp, preset="tiny")  # retrained: same path, new weights
+    scp = feature_cache.extract(spec, work / "data/train", tmp_path / "cache", progress=False)
+    assert not np.allclose(np.array(kaldiio.load_scp(str(scp))["utt02"]), before)
+
+
 def test_cache_keys_and_which_experiments_stay_live(work, tmp_path):
     model = work / "exp/ofa/valid.loss.best.pth"
     conf = yaml.safe_load(CONF.read_text())

@@ -57,20 +57,22 @@ SHARD_UTTS = 200
 class CacheSpec:
     """What fixes the cached features: the OFA checkpoint, its rate and which layers."""
 
-    model: str
+    model: str  # as the config gives it (a .pth, or a packed model's name)
     frame_period: Optional[float]
     lam: Optional[float]
     layer: int
-    model_sha1: str
 
     def key(self) -> str:
-        """Directory name: one per (model, period, layers), e.g. ``ofa_x_3f2a9c1d_p40_all``."""
+        """Directory name: one per (model, period, layers), e.g. ``ofa_x_3f2a9c1d_p40_all``
+        (8 hex digits of the model's absolute path; its contents are checked at extraction,
+        so the key is known before the model exists)."""
         from espnet_ofa.recipe.experiments import stats_key
 
         rate = f"p{self.frame_period:g}" if self.frame_period is not None else f"lam{self.lam:g}"
         layers = "all" if self.layer == -1 else f"l{self.layer}"
         base = stats_key({"frontend": "ofa"}, self.model)
-        return f"{base}_{self.model_sha1[:8]}_{rate}_{layers}"
+        where = hashlib.sha1(os.path.abspath(self.model).encode()).hexdigest()[:8]
+        return f"{base}_{where}_{rate}_{layers}"
 
 
 def file_sha1(path: PathLike) -> str:
@@ -121,15 +123,15 @@ def cache_spec(config: PathLike, options: str = "") -> Tuple[Optional[CacheSpec]
         return None, "a learnable rate runs the OFA model at a new period every step"
     if not fconf.get("freeze", True):
         return None, "freeze: false fine-tunes the OFA model"
-    from espnet_ofa.frontend.ofa import resolve_model
-
-    model = resolve_model(fconf.get("model"))
+    model = fconf.get("model")
+    if not model:
+        raise ValueError(f"{config}: frontend: ofa needs frontend_conf.model (or --ofa_model)")
     # OFAFrontend's defaults: frame_period 60 unless lam is given.
     lam = fconf.get("lam")
     period = fconf.get("frame_period", 60.0) if lam is None else None
     return CacheSpec(model=str(model), frame_period=None if period is None else float(period),
-                     lam=None if lam is None else float(lam), layer=int(fconf.get("layer", -1)),
-                     model_sha1=file_sha1(model)), ""
+                     lam=None if lam is None else float(lam),
+                     layer=int(fconf.get("layer", -1))), ""
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -146,8 +148,12 @@ def _batches(lengths: Dict[str, int], utts: Sequence[str], max_samples: int) -> 
 
 
 def _meta(spec: CacheSpec, wav_scp: Path, shard_utts: int) -> dict:
-    return {"spec": asdict(spec), "wav_scp": str(wav_scp.resolve()),
-            "wav_scp_sha1": file_sha1(wav_scp), "shard_utts": shard_utts}
+    """What the features depend on: a cache whose meta differs is extracted again."""
+    from espnet_ofa.frontend.ofa import resolve_model
+
+    return {"spec": asdict(spec), "model_sha1": file_sha1(resolve_model(spec.model)),
+            "wav_scp": str(wav_scp.resolve()), "wav_scp_sha1": file_sha1(wav_scp),
+            "shard_utts": shard_utts}
 
 
 def extract(
