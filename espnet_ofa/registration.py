@@ -35,6 +35,8 @@ from typing import Dict, List
 from espnet_ofa.espnet_tasks import TASKS
 
 FRONTEND_NAME = "ofa"
+# The same frontend on features computed once (espnet_ofa.recipe.feature_cache).
+CACHED_FRONTEND_NAME = "ofa_cached"
 # Task module -> the AbsTask subclass whose build_model is wrapped (from the task table).
 TASK_MODULES: Dict[str, str] = {task.train_module: task.train_class for task in TASKS.values()}
 DISABLE_ENV = "ESPNET_OFA_NO_IMPORT_HOOK"
@@ -86,13 +88,16 @@ def _wrap_build_model_from_file(task_cls: type) -> None:
 
 
 def register_task_module(module: ModuleType) -> None:
-    """Add ``ofa`` to ``module.frontend_choices`` and wrap its task's ``build_model``."""
+    """Add ``ofa`` (and ``ofa_cached``) to ``module.frontend_choices`` and wrap its task's
+    ``build_model``."""
+    from espnet_ofa.frontend.cached import CachedOFAFrontend
     from espnet_ofa.frontend.ofa import OFAFrontend
 
     choices = getattr(module, "frontend_choices", None)
     if choices is None:
         raise RuntimeError(f"{module.__name__} has no frontend_choices; ESPnet changed?")
     choices.classes[FRONTEND_NAME] = OFAFrontend
+    choices.classes[CACHED_FRONTEND_NAME] = CachedOFAFrontend
     task_cls = getattr(module, TASK_MODULES.get(module.__name__, ""), None)
     if isinstance(task_cls, type):
         _wrap_build_model(task_cls)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import List, Optional, Sequence
 
 from espnet_ofa.constants import SAMPLE_RATE
@@ -39,10 +38,9 @@ def transcribe(model: str, files: Sequence[str], frame_period: Optional[float] =
             cannot be found or read (`espnet_ofa.zoo.ZooError`), an unusable period.
     """
     check_inputs(files)
-    import torch
-
     from espnet_ofa.data.audio import load_audio
     from espnet_ofa.inference import load_pretrained
+    from espnet_ofa.system_speed import timed_decode
 
     speech2x = load_pretrained(model, task=task, frame_period=frame_period,
                                beam_size=beam_size, device=device)
@@ -51,10 +49,8 @@ def transcribe(model: str, files: Sequence[str], frame_period: Optional[float] =
         wav, rate = load_audio(path, SAMPLE_RATE)
         if rate != SAMPLE_RATE:
             print(f"{path}: resampled from {rate} Hz to {SAMPLE_RATE} Hz", file=sys.stderr)
-        start = time.perf_counter()
-        with torch.no_grad():
-            results = speech2x(wav)
-        decode_seconds += time.perf_counter() - start
+        results, timing = timed_decode(speech2x, task, wav, device)
+        decode_seconds += timing.total
         audio_seconds += wav.shape[0] / SAMPLE_RATE
         text = results[0][0] if results else ""
         hypotheses.append(text)

@@ -19,7 +19,8 @@ Per rate and test set it writes ``<out_dir>/<rate tag>/<test set>/``:
 - ``info.json``: the requested period (or ``learned``), the achieved average period
   (measured from the frontend's output lengths), MACs per second of audio of the part
   that depends on the period (frontend + encoder, counted with ``torch.utils.flop_counter``
-  on the first utterances), and the real-time factor (decoding time / audio duration).
+  on the first utterances), and the real-time factor (decoding time / audio duration, timed
+  by `espnet_ofa.system_speed.timed_decode`, with its frontend and encoder parts).
 
 ``num_splits``/``split`` decode a slice of each test set (for ``inference_nj`` jobs);
 :func:`merge_splits` then joins the slices.
@@ -30,7 +31,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
@@ -46,6 +46,7 @@ from espnet_ofa.espnet_tasks import get_task
 from espnet_ofa.fileio import PathLike
 from espnet_ofa.recipe.experiments import JITTER, POOLED, SAMPLED
 from espnet_ofa.frontend.lookup import find_ofa_frontend
+from espnet_ofa.system_speed import timed_decode
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ class RateResult:
     num_utts: int = 0
     audio_seconds: float = 0.0
     decode_seconds: float = 0.0
+    frontend_seconds: float = 0.0  # parts of decode_seconds (espnet_ofa.system_speed)
+    encoder_seconds: float = 0.0
     frames_20ms: int = 0
     frames_out: int = 0
     macs: int = 0
@@ -88,6 +91,8 @@ class RateResult:
             "audio_seconds": self.audio_seconds,
             "decode_seconds": self.decode_seconds,
             "rtf": self.decode_seconds / self.audio_seconds if self.audio_seconds else None,
+            "frontend_seconds": self.frontend_seconds,
+            "encoder_seconds": self.encoder_seconds,
             "frames_20ms": self.frames_20ms,
             "frames_out": self.frames_out,
             "macs": self.macs,
@@ -291,12 +296,10 @@ def decode_periods(
                         res.macs += macs
                         res.macs_audio_seconds += seconds
                         frames_out[0] = 0  # the count above is not a decoding
-                    start = time.perf_counter()
-                    with torch.no_grad():
-                        nbest = s2t(speech.to(device))
-                    if device.startswith("cuda"):
-                        torch.cuda.synchronize()
-                    res.decode_seconds += time.perf_counter() - start
+                    nbest, timing = timed_decode(s2t, task, speech, device)
+                    res.decode_seconds += timing.total
+                    res.frontend_seconds += timing.frontend
+                    res.encoder_seconds += timing.encoder
                     text, token = nbest[0][0], nbest[0][1]
                     texts[utt] = text if text is not None else " ".join(token)
                     tokens[utt] = " ".join(token)

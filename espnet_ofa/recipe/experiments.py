@@ -31,7 +31,9 @@ and stage 11 normalises each model with its own. For the OFA frontend the key is
 checkpoint *and* the period (``ofa_<checkpoint's experiment>_p40``): features at 80 ms are
 averages over other spans than at 20 ms, and each student (OFA, baselines, every pretraining
 seed) is another model. A learnt rate starts at its configured period and shares the
-statistics taken there. Other frontends are keyed by their options.
+statistics taken there. Other frontends are keyed by their options. (An experiment
+trained on cached features, `espnet_ofa.recipe.feature_cache`, uses its cache's statistics,
+also one set per model and period.)
 
 No torch or ESPnet import: the shell calls this through ``python -m espnet_ofa.bin.recipe``.
 """

@@ -95,6 +95,8 @@ st_args=""
 st_stats_dir=""
 }
 feats_normalize=global_mvn  # global_mvn, utterance_mvn or none
+cache_features=true     # train frozen fixed-period OFA experiments on their features, computed
+                        # once into ${dumpdir}/ofa_feats/<model_period_layers>/<set> (stage 10)
 train_frame_periods=""  # ms; train each fixed-rate OFA config once per period (exp suffix _p<P>)
 seeds=1                 # train every experiment with seeds 0..N-1 (exp suffix _seed<k> for k > 0)
 pooled_periods=""       # ms; also train each fixed-rate OFA config on the OFA model at 20 ms with
@@ -123,7 +125,7 @@ EOF
 . "${_template}/scripts/parse_options.sh"
 [ $# -eq 0 ] || die "unexpected arguments: $*"
 
-check_bool skip_data_prep skip_train skip_eval skip_packing skip_upload use_lm jitter_control
+check_bool skip_data_prep skip_train skip_eval skip_packing skip_upload use_lm jitter_control cache_features
 [ -n "${train_set}" ] || die "--train_set is required"
 [ -n "${valid_set}" ] || die "--valid_set is required"
 [ -n "${test_sets}" ] || die "--test_sets is required"
@@ -229,9 +231,10 @@ ensure_ofa_model() {
     log "SSL model(s) ready:${missing}"
 }
 
-# Options every <task>_train call shares: tokens and data.
+# Options every <task>_train call shares: tokens and data; speech from the feature cache
+# CACHE_KEY when given one ("-" or nothing: the waveforms).
 common_train_args() {
-    local set
+    local set cache=${1:--}
     local -a a=(--use_preprocessor true --token_type "${token_type}" --token_list "${token_list}")
     [ "${token_type}" != bpe ] || a+=(--bpemodel "${bpemodel}")
     if [ "${task}" = st ]; then
@@ -241,8 +244,12 @@ common_train_args() {
     for set in train valid; do
         local dset=${train_set}
         [ "${set}" = train ] || dset=${valid_set}
-        a+=(--"${set}"_data_path_and_name_and_type "${data_feats}/${dset}/wav.scp,speech,sound"
-            --"${set}"_data_path_and_name_and_type "${data_feats}/${dset}/text,text,text")
+        if [ "${cache}" = - ]; then
+            a+=(--"${set}"_data_path_and_name_and_type "${data_feats}/${dset}/wav.scp,speech,sound")
+        else
+            a+=(--"${set}"_data_path_and_name_and_type "${feats_cache}/${cache}/${dset}/feats.scp,speech,kaldi_ark")
+        fi
+        a+=(--"${set}"_data_path_and_name_and_type "${data_feats}/${dset}/text,text,text")
         [ "${task}" != st ] || a+=(--"${set}"_data_path_and_name_and_type
             "${data_feats}/${dset}/src_text,src_text,text")
     done
@@ -309,7 +316,28 @@ if want_stage 10 || want_stage 11 || want_stage 12 || want_stage 13 || [ "${_pac
     done
     ngpu=$(resolve_ngpu "${ngpu}")
     plan_experiments
+    # exp_caches[i]: the feature cache experiment i trains on ("-": the live frontend);
+    # its statistics are the cache's own, so per (model, period).
+    ${python} -m espnet_ofa.bin.feature_cache plan --plan "${expdir}/plan.${task}.tsv" \
+        --train_args "${train_args}" --enabled "${cache_features}" > "${expdir}/caches.${task}.txt" ||
+        die "could not plan the feature caches (see above)"
+    mapfile -t exp_caches < "${expdir}/caches.${task}.txt"
+    for _i in "${!exp_dirs[@]}"; do
+        [ "${exp_caches[_i]}" = - ] || exp_stats[_i]=${exp_caches[_i]}
+    done
 fi
+feats_cache="${dumpdir}/ofa_feats"
+
+# extract_features I SET: the cached features of experiment I's frontend for SET.
+# shellcheck disable=SC2329  # called through bg_run
+extract_features() {
+    local i=$1 dset=$2 out="${feats_cache}/${exp_caches[$1]}/$2"
+    # shellcheck disable=SC2086  # the extra options are several words
+    ${train_cmd} --num_threads "${num_threads}" "${out}.log" \
+        ${python} -m espnet_ofa.bin.feature_cache extract --config "${exp_configs[i]}" \
+        --options "${exp_extra[i]} ${train_args}" --data_dir "${data_feats}/${dset}" \
+        --out_dir "${out}" --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)"
+}
 
 # collect_stats I: stage 10 for the frontend of experiment I, into ${stats_dir}/<its key>.
 # shellcheck disable=SC2329  # called through bg_run
@@ -318,14 +346,17 @@ collect_stats() {
     sdir="${stats_dir}/${exp_stats[i]}"
     logdir="${sdir}/logdir"
     mkdir -p "${logdir}"
+    local -a common cached=()
+    mapfile -t common < <(common_train_args "${exp_caches[i]}")
+    [ "${exp_caches[i]}" = - ] || cached=(--frontend ofa_cached)
     n=$(split_train_valid "${data_feats}/${train_set}/wav.scp" "${data_feats}/${valid_set}/wav.scp" "${nj}" "${logdir}")
     rm -rf "${logdir}"/stats.*
     # shellcheck disable=SC2086  # train_args and the extra options hold several options
     ${train_cmd} --num_threads "${num_threads}" JOB=1:"${n}" "${logdir}/stats.JOB.log" \
         ${python} -m "espnet2.bin.${task}_train" --collect_stats true --ngpu 0 \
-        --config "${exp_configs[i]}" "${_common[@]}" \
+        --config "${exp_configs[i]}" "${common[@]}" \
         --train_shape_file "${logdir}/train.JOB.scp" --valid_shape_file "${logdir}/valid.JOB.scp" \
-        --output_dir "${logdir}/stats.JOB" ${exp_extra[i]} ${train_args}
+        --output_dir "${logdir}/stats.JOB" ${exp_extra[i]} ${train_args} "${cached[@]}"
     local -a inputs=()
     for ((j = 1; j <= n; j++)); do inputs+=(--input_dir "${logdir}/stats.${j}"); done
     ${train_cmd} "${logdir}/aggregate.log" ${python} -m espnet2.bin.aggregate_stats_dirs \
@@ -335,9 +366,21 @@ collect_stats() {
 if want_stage 10; then
     stage_begin 10 "collect statistics into ${stats_dir}/<frontend>: $(printf '%s\n' "${exp_stats[@]}" | sort -u | tr '\n' ' ')"
     ensure_ofa_model
-    mapfile -t _common < <(common_train_args)
-    # One pass per frontend (the first experiment using it), --max_parallel_exps at a time.
+    # The feature caches first (one per model, period and layers; kept across reruns).
     bg_max=${max_parallel_exps}
+    _done_keys=" "
+    for _i in "${!exp_dirs[@]}"; do
+        _key=${exp_caches[_i]}
+        [ "${_key}" != - ] && [[ "${_done_keys}" != *" ${_key} "* ]] || continue
+        _done_keys+="${_key} "
+        for _d in "${train_set}" "${valid_set}"; do
+            log "  features: ${feats_cache}/${_key}/${_d} (log ${feats_cache}/${_key}/${_d}.log)"
+            mkdir -p "${feats_cache}/${_key}"
+            bg_run extract_features "${_i}" "${_d}"
+        done
+    done
+    bg_wait
+    # One pass per frontend (the first experiment using it), --max_parallel_exps at a time.
     _done_keys=" "
     for _i in "${!exp_dirs[@]}"; do
         _key=${exp_stats[_i]}
@@ -350,6 +393,18 @@ if want_stage 10; then
     stage_end
 fi
 
+# train_then_convert EXP OUT CMD...: run the training command CMD; when it trained into
+# OUT != EXP (on cached features), write EXP's waveform model (frontend: ofa) from OUT's.
+# shellcheck disable=SC2329  # called through bg_run
+train_then_convert() {
+    local exp=$1 out=$2
+    shift 2
+    "$@"
+    [ "${out}" = "${exp}" ] || ${python} -m espnet_ofa.bin.feature_cache to_waveform \
+        --cached_dir "${out}" --out_dir "${exp}" >> "${exp}/train.log" 2>&1 ||
+        die "${exp}: could not write the waveform model (see ${exp}/train.log)"
+}
+
 if want_stage 11; then
     stage_begin 11 "training: ${exp_dirs[*]}"
     ensure_ofa_model
@@ -357,10 +412,10 @@ if want_stage 11; then
         global_mvn | utterance_mvn | none) ;;
         *) die "--feats_normalize must be global_mvn, utterance_mvn or none" ;;
     esac
-    mapfile -t _common < <(common_train_args)
     bg_max=1
     [ "${ngpu}" -gt 0 ] || bg_max=${max_parallel_exps}
     for _i in "${!exp_dirs[@]}"; do
+        mapfile -t _common < <(common_train_args "${exp_caches[_i]}")
         _exp=${exp_dirs[_i]}
         _c=${exp_configs[_i]}
         _sdir="${stats_dir}/${exp_stats[_i]}"
@@ -387,12 +442,23 @@ if want_stage 11; then
         fi
         mkdir -p "${_exp}"
         log "  ${_exp}: log ${_exp}/train.log"
-        ${python} -m espnet_ofa.bin.recipe resume_check --exp_dir "${_exp}"
+        _out=${_exp}
+        _cached=()
+        if [ "${exp_caches[_i]}" != - ]; then
+            # On the cache: ESPnet trains in <exp>/cached and samples batches by the audio
+            # lengths (in samples, as the live frontend does); <exp> gets the waveform model.
+            _out=${_exp}/cached
+            _cached=(--frontend ofa_cached)
+            _shapes[1]=${data_feats}/${train_set}/utt2num_samples
+            _shapes[5]=${data_feats}/${valid_set}/utt2num_samples
+        fi
+        ${python} -m espnet_ofa.bin.recipe resume_check --exp_dir "${_out}"
         # shellcheck disable=SC2086  # train_args holds several options
-        bg_run ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" "${_exp}/train.log" \
+        bg_run train_then_convert "${_exp}" "${_out}" ${cuda_cmd} --gpu "${ngpu}" \
+            --num_threads "${num_threads}" "${_exp}/train.log" \
             ${python} -m "espnet2.bin.${task}_train" --ngpu "${ngpu}" --config "${_c}" \
-            "${_common[@]}" "${_shapes[@]}" "${_norm[@]}" --resume true --output_dir "${_exp}" \
-            ${_extra} ${train_args}
+            "${_common[@]}" "${_shapes[@]}" "${_norm[@]}" --resume true --output_dir "${_out}" \
+            ${_extra} ${train_args} "${_cached[@]}"
     done
     bg_wait
     stage_end

@@ -1,0 +1,70 @@
+"""Frozen OFA features computed once (`espnet_ofa.recipe.feature_cache`), for ``s2t.sh``.
+
+    # which experiments of a plan train on a cache (one key or "-" per plan line)
+    python -m espnet_ofa.bin.feature_cache plan --plan exp/plan.asr.tsv [--train_args "..."]
+    # the features of a data dir, for one training config (+ its extra options)
+    python -m espnet_ofa.bin.feature_cache extract --config conf/train_asr_ofa.yaml \
+        --options "--frontend_conf frame_period=40" --data_dir dump/raw/train_sp \
+        --out_dir dump/ofa_feats/<key>/train_sp
+    # a model trained on them -> the same model on waveforms (frontend: ofa)
+    python -m espnet_ofa.bin.feature_cache to_waveform --cached_dir exp/asr_x/cached \
+        --out_dir exp/asr_x
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import List, Optional
+
+from espnet_ofa.recipe import feature_cache
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("plan", help="cache key (or -) per line of an experiment plan")
+    p.add_argument("--plan", required=True, help="the plan TSV that s2t.sh writes")
+    p.add_argument("--train_args", default="", help="the recipe's --<task>_args")
+    p.add_argument("--enabled", default="true", choices=["true", "false"])
+    p = sub.add_parser("extract", help="OFA features of a data dir into a Kaldi ark cache")
+    p.add_argument("--config", required=True, help="the training config (frontend: ofa)")
+    p.add_argument("--options", default="", help="extra training options overriding it")
+    p.add_argument("--data_dir", required=True, help="a formatted data dir (wav.scp)")
+    p.add_argument("--out_dir", required=True)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--max_batch_seconds", type=float, default=40.0,
+                   help="audio per padded extraction batch")
+    p = sub.add_parser("to_waveform", help="a model trained on the cache -> frontend: ofa")
+    p.add_argument("--cached_dir", required=True, help="the training output dir")
+    p.add_argument("--out_dir", required=True, help="where config.yaml and *.pth go")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "plan":
+            for key in feature_cache.plan_caches(args.plan, args.train_args,
+                                                 args.enabled == "true"):
+                print(key)
+        elif args.command == "extract":
+            spec, why = feature_cache.cache_spec(args.config, args.options)
+            if spec is None:
+                parser.exit(2, f"error: {args.config}: no cache: {why}\n")
+            scp = feature_cache.extract(spec, args.data_dir, args.out_dir, device=args.device,
+                                        max_batch_samples=int(args.max_batch_seconds * 16000))
+            mib = feature_cache.cache_bytes(args.out_dir) / 2**20
+            print(f"cached {scp} ({mib:.1f} MiB)")
+        else:
+            for path in feature_cache.to_waveform_model(args.cached_dir, args.out_dir):
+                print(f"waveform model {path}")
+    except (ValueError, OSError) as err:  # the messages name the fix
+        parser.exit(2, f"error: {err}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""``frontend: ofa_cached``: a frozen OFA frontend whose SSL features were computed beforehand.
+
+A frozen OFA model at a fixed period gives every utterance the same hidden states in every
+epoch, so the recipes compute them once (`espnet_ofa.recipe.feature_cache`) and train the
+downstream on them. What stays trainable is what ``frontend: ofa`` learns on top of a
+frozen model: the softmax weights of ``layer: -1``. So the cache holds every hidden state,
+stacked, and this frontend owns the same `WeightedLayerSum` under the same name
+(``layer_mix.weights``): its state dict is the trainable part of `OFAFrontend`'s, and a
+model trained on the cache becomes a waveform model by renaming the frontend to ``ofa``
+(`espnet_ofa.recipe.feature_cache.to_waveform_model`).
+
+    cached features (B, T', L * D)  [L hidden states of D channels, or D for ``layer: k``]
+      -> (B, T', L, D) -> learned weighted sum (``layer: -1``)  | as they are (``layer: k``)
+      -> (B, T', D) features, the lengths unchanged
+
+Its options are those of ``frontend: ofa`` (the checkpoint gives L and D, and is what the
+waveform model will load); those that need the live model (a learnable rate, fine-tuning)
+are refused with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+from espnet2.asr.frontend.abs_frontend import AbsFrontend
+
+from espnet_ofa.compression import Rate
+from espnet_ofa.frontend.layers import WeightedLayerSum, check_layer
+from espnet_ofa.frontend.ofa import parse_fs, resolve_model
+from espnet_ofa.models.pretrained import load_student
+from espnet_ofa.models.student import SAMPLE_RATE
+
+
+class CachedOFAFrontend(AbsFrontend):
+    """The trainable part of a frozen ``frontend: ofa``, on precomputed hidden states.
+
+    Args: those of `OFAFrontend`; ``learnable_rate`` must be false and ``freeze`` true.
+
+    Shapes: ``forward((B, T', L * D) cached features, (B,) frames) -> ((B, T', D), (B,))``.
+    """
+
+    def __init__(
+        self,
+        fs: Union[int, str] = SAMPLE_RATE,
+        model: Optional[str] = None,
+        frame_period: Optional[float] = 60.0,
+        lam: Optional[float] = None,
+        learnable_rate: bool = False,
+        rate_range: Optional[Sequence[float]] = None,
+        rate_cost: float = 0.0,
+        layer: int = -1,
+        freeze: bool = True,
+        compile: bool = False,
+        autocast: Optional[str] = None,
+    ) -> None:
+        super().__init__()
+        if learnable_rate or not freeze:
+            raise ValueError(
+                "frontend ofa_cached reads features computed once by a frozen OFA model at a "
+                "fixed period; a learnable rate or fine-tuning (freeze: false) changes them at "
+                "every step: use frontend: ofa for this model (s2t.sh does so by itself)"
+            )
+        self.fs = parse_fs(fs)
+        self.model_path = str(resolve_model(model))
+        student = load_student(self.model_path)
+        self.rate = student.check_rate(Rate(frame_period=frame_period, lam=lam))
+        self.num_hidden = student.num_hidden
+        self.embed_dim = student.config.embed_dim
+        self.layer = check_layer(layer, self.num_hidden)
+        self.layer_mix = WeightedLayerSum(self.num_hidden) if self.layer == -1 else None
+
+    def cached_dim(self) -> int:
+        """Channels of one cached frame: L * D for ``layer: -1``, D for one layer."""
+        return self.embed_dim * (self.num_hidden if self.layer_mix is not None else 1)
+
+    def output_size(self) -> int:
+        return self.embed_dim
+
+    def reload_pretrained_parameters(self) -> None:
+        """After ESPnet's ``init:`` reset: the layer weights start equal again, as in
+        `OFAFrontend.reload_pretrained_parameters`."""
+        if self.layer_mix is not None:
+            self.layer_mix.reset_parameters()
+
+    def forward(
+        self, input: torch.Tensor, input_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(B, T', L * D) cached features, (B,) frames -> (B, T', D), (B,) frames."""
+        if input.dim() != 3 or input.shape[-1] != self.cached_dim():
+            raise ValueError(
+                f"ofa_cached expects cached OFA features of shape (batch, frames, "
+                f"{self.cached_dim()}), got {tuple(input.shape)}: is the data the "
+                "feats.scp that espnet_ofa.bin.feature_cache extracted with this model and "
+                "layer (not wav.scp)?"
+            )
+        if self.layer_mix is None:
+            feats = input
+        else:
+            b, t, _ = input.shape
+            stacked = input.reshape(b, t, self.num_hidden, self.embed_dim)
+            feats = self.layer_mix(stacked.unbind(dim=2))
+        valid = torch.arange(feats.shape[1], device=feats.device)[None, :] < input_lengths[:, None]
+        return feats.masked_fill(~valid[..., None], 0.0), input_lengths

@@ -1,0 +1,346 @@
+"""Frozen OFA features computed once per (model, period, utterance), for downstream training.
+
+A downstream model on a frozen OFA frontend at a fixed period sees the same SSL features
+for an utterance in every epoch; running the SSL model again each epoch is most of the
+training time. Stages 10-11 of ``s2t.sh`` (``--cache_features true``) therefore:
+
+1. extract, per training experiment that qualifies (:func:`cache_spec`: ``frontend: ofa``,
+   frozen, fixed period), the hidden states of every train/valid utterance into
+   ``<dumpdir>/ofa_feats/<key>/<set>/feats.scp`` (Kaldi ark, float32, ESPnet's
+   ``kaldi_ark`` type; :func:`extract`). ``layer: -1`` (a learned weighted sum) keeps all
+   L hidden states, stacked as (T', L * D) per utterance, because the sum's weights are
+   trained; ``layer: k`` keeps that one. Speed-perturbed copies are utterances of their
+   own in the ``_sp`` set's wav.scp, so they get their own features.
+2. collect global-MVN statistics and train with ``frontend: ofa_cached``
+   (`espnet_ofa.frontend.cached`) on those features: the same weighted sum, SpecAugment and
+   normalisation as the live frontend, without the SSL model. Statistics are per cache key,
+   so per (model, period).
+3. turn the trained model into one that runs from the waveform (:func:`to_waveform_model`):
+   the config's frontend becomes ``ofa`` with the same options, and the OFA weights of the
+   checkpoint join the trained ones (the cached frontend's parameters are named as in
+   ``frontend: ofa``). Decoding, packing and publishing see an ordinary OFA model.
+
+A learnt rate, fine-tuning and any other frontend keep the live path. Extraction is
+resumable and atomic: shards of utterances are written whole (the shard's scp appears
+last), a rerun skips finished shards, and a cache whose model, options or data changed is
+recomputed (``meta.json`` records them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shlex
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import yaml
+
+from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table
+
+logger = logging.getLogger(__name__)
+PathLike = Union[str, os.PathLike]
+
+CACHED_FRONTEND = "ofa_cached"
+FEATS_SCP = "feats.scp"
+META = "meta.json"
+# Utterances per shard: the unit of resumption (a killed run loses at most one shard).
+SHARD_UTTS = 200
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """What fixes the cached features: the OFA checkpoint, its rate and which layers."""
+
+    model: str  # as the config gives it (a .pth, or a packed model's name)
+    frame_period: Optional[float]
+    lam: Optional[float]
+    layer: int
+
+    def key(self) -> str:
+        """Directory name: one per (model, period, layers), e.g. ``ofa_x_3f2a9c1d_p40_all``
+        (8 hex digits of the model's absolute path; its contents are checked at extraction,
+        so the key is known before the model exists)."""
+        from espnet_ofa.recipe.experiments import stats_key
+
+        rate = f"p{self.frame_period:g}" if self.frame_period is not None else f"lam{self.lam:g}"
+        layers = "all" if self.layer == -1 else f"l{self.layer}"
+        base = stats_key({"frontend": "ofa"}, self.model)
+        where = hashlib.sha1(os.path.abspath(self.model).encode()).hexdigest()[:8]
+        return f"{base}_{where}_{rate}_{layers}"
+
+
+def file_sha1(path: PathLike) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def frontend_overrides(options: str) -> Tuple[Optional[str], Dict[str, object]]:
+    """``--frontend NAME`` and the ``--frontend_conf key=value`` pairs of an option string
+    (the plan's extra options and ``--<task>_args``), values read as YAML like ESPnet does."""
+    words = shlex.split(options or "")
+    frontend, conf = None, {}
+    i = 0
+    while i < len(words):
+        name, eq, value = words[i].partition("=")
+        if name in ("--frontend", "--frontend_conf"):
+            if not eq:
+                i += 1
+                value = words[i] if i < len(words) else ""
+            if name == "--frontend":
+                frontend = value
+            else:
+                key, eq, raw = value.partition("=")
+                if not eq:
+                    raise ValueError(f"--frontend_conf {value!r}: expected key=value")
+                conf[key] = yaml.safe_load(raw)
+        i += 1
+    return frontend, conf
+
+
+def cache_spec(config: PathLike, options: str = "") -> Tuple[Optional[CacheSpec], str]:
+    """The cache a training run can use, or (None, why not).
+
+    Args:
+        config: the training YAML.
+        options: extra training options (``--frontend_conf model=...`` etc.) that override it.
+    """
+    conf = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+    frontend, overrides = frontend_overrides(options)
+    frontend = frontend or conf.get("frontend")
+    fconf = {**(conf.get("frontend_conf") or {}), **overrides}
+    if frontend != "ofa":
+        return None, f"frontend {frontend or 'default'!r} is not ofa"
+    if fconf.get("learnable_rate"):
+        return None, "a learnable rate runs the OFA model at a new period every step"
+    if fconf.get("rate_sampling"):
+        return None, "a sampled period runs the OFA model at a new period every batch"
+    if fconf.get("probe_jitter"):
+        return None, "a jitter control runs the OFA model at two jittered periods every step"
+    if fconf.get("pooled_period") is not None:
+        return None, "the pooled rival pools the 20 ms features inside the frontend"
+    if not fconf.get("freeze", True):
+        return None, "freeze: false fine-tunes the OFA model"
+    model = fconf.get("model")
+    if not model:
+        raise ValueError(f"{config}: frontend: ofa needs frontend_conf.model (or --ofa_model)")
+    # OFAFrontend's defaults: frame_period 60 unless lam is given.
+    lam = fconf.get("lam")
+    period = fconf.get("frame_period", 60.0) if lam is None else None
+    return CacheSpec(model=str(model), frame_period=None if period is None else float(period),
+                     lam=None if lam is None else float(lam),
+                     layer=int(fconf.get("layer", -1))), ""
+
+
+# ----------------------------------------------------------------------------- extraction
+def _batches(lengths: Dict[str, int], utts: Sequence[str], max_samples: int) -> Iterator[List[str]]:
+    """Utterances in length order, grouped so that a padded batch holds <= max_samples."""
+    batch: List[str] = []
+    for utt in sorted(utts, key=lambda u: lengths[u]):
+        if batch and lengths[utt] * (len(batch) + 1) > max_samples:
+            yield batch
+            batch = []
+        batch.append(utt)
+    if batch:
+        yield batch
+
+
+def _meta(spec: CacheSpec, wav_scp: Path, shard_utts: int) -> dict:
+    """What the features depend on: a cache whose meta differs is extracted again."""
+    from espnet_ofa.frontend.ofa import resolve_model
+
+    return {"spec": asdict(spec), "model_sha1": file_sha1(resolve_model(spec.model)),
+            "wav_scp": str(wav_scp.resolve()), "wav_scp_sha1": file_sha1(wav_scp),
+            "shard_utts": shard_utts}
+
+
+def extract(
+    spec: CacheSpec,
+    data_dir: PathLike,
+    out_dir: PathLike,
+    max_batch_samples: int = 16000 * 40,
+    shard_utts: int = SHARD_UTTS,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
+    """Write the OFA features of ``data_dir/wav.scp`` to ``out_dir/feats.scp`` (and
+    ``feats_shape``: ``utt frames,channels``); returns the feats.scp.
+
+    Each utterance's matrix is (T', L * D) for ``layer: -1`` (hidden state l in columns
+    l*D..(l+1)*D) or (T', D); T' is exactly the frame count the live frontend returns.
+    """
+    import kaldiio
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    from espnet_ofa.frontend.ofa import OFAFrontend
+
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    wav_scp = data_dir / "wav.scp"
+    if not wav_scp.is_file():
+        raise FileNotFoundError(f"{wav_scp} not found: extract from a formatted data dir "
+                                "(s2t.sh stage 3 writes dump/raw/<set>/wav.scp)")
+    meta = _meta(spec, wav_scp, shard_utts)
+    meta_file = out_dir / META
+    if meta_file.is_file():
+        old = json.loads(meta_file.read_text(encoding="utf-8"))
+        if {k: v for k, v in old.items() if k != "complete"} != meta:
+            logger.info("%s: model, options or data changed: extracting again", out_dir)
+            shutil.rmtree(out_dir)
+        elif old.get("complete") and (out_dir / FEATS_SCP).is_file():
+            return out_dir / FEATS_SCP
+    shards = out_dir / "shards"
+    shards.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(meta_file, json.dumps(meta, indent=2) + "\n")
+
+    wavs = read_kaldi_table(wav_scp)
+    utts = sorted(wavs)
+    if not utts:
+        raise ValueError(f"{wav_scp} is empty: nothing to extract")
+    frontend = OFAFrontend(model=spec.model, frame_period=spec.frame_period, lam=spec.lam,
+                           layer=spec.layer, freeze=True).to(device).eval()
+    student = frontend.student
+    start, done = time.perf_counter(), 0
+    for k in range(0, len(utts), shard_utts):
+        shard = utts[k:k + shard_utts]
+        scp = shards / f"feats.{k // shard_utts}.scp"
+        if scp.is_file():
+            done += len(shard)
+            continue
+        audio = {u: sf.read(wavs[u], dtype="float32", always_2d=False)[0] for u in shard}
+        for u, a in audio.items():
+            if a.ndim != 1:
+                raise ValueError(f"{wavs[u]} ({u}) has {a.shape[1]} channels; the OFA model "
+                                 "reads mono audio: format the data dir first (stage 3)")
+        ark = shards / f"feats.{k // shard_utts}.ark"
+        tmp_scp = scp.with_suffix(".scp.tmp")
+        feats: Dict[str, np.ndarray] = {}
+        lengths = {u: len(a) for u, a in audio.items()}
+        for batch in _batches(lengths, shard, max_batch_samples):
+            n = torch.tensor([lengths[u] for u in batch])
+            wav = torch.zeros(len(batch), int(n.max()))
+            for i, u in enumerate(batch):
+                wav[i, : lengths[u]] = torch.from_numpy(audio[u])
+            with torch.no_grad():
+                out = student(wav.to(device), n.to(device), frame_period=spec.frame_period,
+                              lam=spec.lam)
+            hidden = out.hidden if spec.layer == -1 else [out.hidden[spec.layer]]
+            stacked = torch.stack(hidden, dim=2).float().cpu()  # (B, T', L, D)
+            for i, u in enumerate(batch):
+                t = int(out.lengths[i])
+                feats[u] = stacked[i, :t].reshape(t, -1).numpy()
+        with kaldiio.WriteHelper(f"ark,scp:{ark},{tmp_scp}") as writer:
+            for u in shard:
+                writer(u, feats[u])
+        atomic_write_text(scp.with_suffix(".shape"), "".join(
+            f"{u} {feats[u].shape[0]},{feats[u].shape[1]}\n" for u in shard))
+        os.replace(tmp_scp, scp)  # the shard exists once its scp does
+        done += len(shard)
+        if progress:
+            rate = done / max(time.perf_counter() - start, 1e-9)
+            print(f"progress: {out_dir}: {done}/{len(utts)} utterances ({rate:.1f}/s)",
+                  flush=True)
+    parts = range((len(utts) + shard_utts - 1) // shard_utts)
+    for name, ext in (("feats_shape", "shape"), (FEATS_SCP, "scp")):
+        atomic_write_text(out_dir / name, "".join(
+            (shards / f"feats.{n}.{ext}").read_text(encoding="utf-8") for n in parts))
+    atomic_write_text(meta_file, json.dumps({**meta, "complete": True}, indent=2) + "\n")
+    return out_dir / FEATS_SCP
+
+
+def cache_bytes(out_dir: PathLike) -> int:
+    """Bytes the cache of one set takes on disk."""
+    return sum(p.stat().st_size for p in Path(out_dir).rglob("*") if p.is_file())
+
+
+# ----------------------------------------------------------------------------- packing
+def waveform_config(cached_conf: dict) -> dict:
+    """The training config of the same model on waveforms: ``frontend: ofa``, same options."""
+    if cached_conf.get("frontend") != CACHED_FRONTEND:
+        raise ValueError(f"frontend is {cached_conf.get('frontend')!r}, not {CACHED_FRONTEND}: "
+                         "not a model trained on cached OFA features")
+    conf = dict(cached_conf)
+    conf["frontend"] = "ofa"
+    return conf
+
+
+def waveform_state(cached_state: Dict[str, "object"], frontend_state: Dict[str, "object"],
+                   prefix: str = "frontend.") -> Dict[str, "object"]:
+    """The state dict of the waveform model: the trained weights, plus the OFA frontend's
+    (the cached frontend's own parameters must be a subset of the live one's, by name)."""
+    trained = {k[len(prefix):] for k in cached_state if k.startswith(prefix)}
+    unknown = trained - set(frontend_state)
+    if unknown:
+        raise ValueError(f"cached frontend parameters {sorted(unknown)} have no counterpart "
+                         "in frontend: ofa; the two frontends no longer match")
+    state = dict(cached_state)
+    for name, value in frontend_state.items():
+        state.setdefault(prefix + name, value)
+    return state
+
+
+def to_waveform_model(cached_dir: PathLike, out_dir: PathLike) -> List[Path]:
+    """Write ``out_dir/config.yaml`` and, for every model file of ``cached_dir`` (all
+    ``*.pth`` but the resumable ``checkpoint.pth``), the same file for ``frontend: ofa``.
+
+    Symbolic links (ESPnet's ``valid.loss.best.pth -> 4epoch.pth``) stay links. Returns the
+    model files written.
+    """
+    import torch
+
+    from espnet_ofa.frontend.ofa import OFAFrontend
+
+    cached_dir, out_dir = Path(cached_dir), Path(out_dir)
+    conf_path = cached_dir / "config.yaml"
+    if not conf_path.is_file():
+        raise FileNotFoundError(f"{conf_path} not found: train on the cached features first")
+    conf = waveform_config(yaml.safe_load(conf_path.read_text(encoding="utf-8")) or {})
+    frontend = OFAFrontend(**(conf.get("frontend_conf") or {}))
+    frontend_state = frontend.state_dict()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    files = sorted(p for p in cached_dir.glob("*.pth") if p.name != "checkpoint.pth")
+    if not files:
+        raise FileNotFoundError(f"{cached_dir} has no model files (*.pth): did training finish?")
+    for src in sorted(files, key=lambda p: p.is_symlink()):  # real files first
+        dst = out_dir / src.name
+        tmp = dst.with_name(dst.name + ".tmp")
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        if src.is_symlink():
+            os.symlink(os.readlink(src), tmp)
+        else:
+            state = torch.load(src, map_location="cpu", weights_only=True)
+            torch.save(waveform_state(state, frontend_state), tmp)
+        os.replace(tmp, dst)
+        written.append(dst)
+    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(conf, sort_keys=False))
+    return written
+
+
+# ----------------------------------------------------------------------------- recipe plan
+def plan_caches(plan_tsv: PathLike, train_args: str = "", enabled: bool = True) -> List[str]:
+    """For each line of the recipe's experiment plan (`espnet_ofa.recipe.experiments`):
+    the cache key it trains on, or ``-`` for the live frontend (with the reason logged)."""
+    keys = []
+    for line in Path(plan_tsv).read_text(encoding="utf-8").splitlines():
+        exp_dir, config, _stats, _model, extra = (line.split("\t") + [""] * 5)[:5]
+        if not enabled:
+            keys.append("-")
+            continue
+        spec, why = cache_spec(config, f"{extra} {train_args}")
+        if spec is None:
+            logger.info("%s: live OFA frontend (%s)", exp_dir, why)
+            keys.append("-")
+        else:
+            keys.append(spec.key())
+    return keys

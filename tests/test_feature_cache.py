@@ -1,0 +1,244 @@
+"""Frozen OFA features computed once: the cache, ``frontend: ofa_cached``, and the model
+trained on them becoming a waveform model (``frontend: ofa``).
+
+Audio: 12 utterances of ``an4_small`` (16 kHz). The OFA model is a tiny random-weight
+student: what is checked is that the cached path computes what the live path computes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from espnet_ofa.frontend.cached import CachedOFAFrontend
+from espnet_ofa.frontend.ofa import OFAFrontend
+from espnet_ofa.models.pretrained import save_student
+from espnet_ofa.models.student import build_student
+from espnet_ofa.recipe import feature_cache
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "an4_small"
+CONF = REPO / "conf" / "tuning" / "train_asr_ofa_tiny.yaml"
+
+pytestmark = pytest.mark.skipif(
+    not (DATA / "train.jsonl").is_file(), reason=f"an4_small not found at {DATA}")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """A tiny OFA checkpoint, a data dir of 12 utterances, a word token list."""
+    root = tmp_path_factory.mktemp("cache")
+    torch.manual_seed(0)
+    save_student(build_student("tiny"), root / "exp" / "ofa", preset="tiny")
+    rows = [json.loads(line) for line in (DATA / "train.jsonl").read_text().splitlines()][:12]
+    d = root / "data" / "train"
+    d.mkdir(parents=True)
+    ids = [f"utt{i:02d}" for i in range(len(rows))]
+    (d / "wav.scp").write_text("".join(f"{u} {DATA / r['audio']}\n" for u, r in zip(ids, rows)))
+    (d / "text").write_text("".join(f"{u} {r['text']}\n" for u, r in zip(ids, rows)))
+    (d / "utt2num_samples").write_text("".join(
+        f"{u} {sf.info(str(DATA / r['audio'])).frames}\n" for u, r in zip(ids, rows)))
+    words = sorted({w for r in rows for w in r["text"].split()})
+    (root / "tokens.txt").write_text("\n".join(["<blank>", "<unk>", *words, "<sos/eos>"]) + "\n")
+    return root
+
+
+def spec_for(work: Path, period: float, layer: int = -1) -> feature_cache.CacheSpec:
+    conf = work / f"train_p{period:g}_l{layer}.yaml"
+    base = yaml.safe_load(CONF.read_text())
+    base["frontend_conf"].update(model=str(work / "exp/ofa/valid.loss.best.pth"),
+                                 frame_period=period, layer=layer)
+    conf.write_text(yaml.safe_dump(base))
+    spec, why = feature_cache.cache_spec(conf)
+    assert spec is not None, why
+    return spec
+
+
+@pytest.mark.parametrize("period,layer", [(40.0, -1), (80.0, 2)])
+def test_cached_features_equal_live_ones_with_exact_lengths(work, period, layer):
+    spec = spec_for(work, period, layer)
+    scp = feature_cache.extract(spec, work / "data/train", work / f"cache_{spec.key()}",
+                                max_batch_samples=16000 * 8, progress=False)
+    cached = kaldiio.load_scp(str(scp))
+    shapes = dict(line.split() for line in (scp.parent / "feats_shape").read_text().splitlines())
+    assert sorted(cached) == sorted(shapes) and len(cached) == 12
+    model = str(work / "exp/ofa/valid.loss.best.pth")
+    frontend = OFAFrontend(model=model, frame_period=period, layer=layer).eval()
+    reader = CachedOFAFrontend(model=model, frame_period=period, layer=layer)
+    if layer == -1:  # a trained weighted sum, not the uniform start
+        assert cached["utt00"].shape[1] == frontend.student.num_hidden * frontend.output_size()
+        with torch.no_grad():
+            frontend.layer_mix.weights.normal_()
+        reader.load_state_dict(frontend.state_dict(), strict=False)
+        torch.testing.assert_close(reader.layer_mix.weights, frontend.layer_mix.weights)
+    else:
+        assert list(reader.state_dict()) == []
+    for utt in ("utt00", "utt05", "utt11"):
+        with torch.no_grad():
+            feats, lengths = frontend(*_audio(work, utt))
+        mat = torch.from_numpy(np.array(cached[utt]))
+        assert shapes[utt] == f"{mat.shape[0]},{mat.shape[1]}"
+        assert mat.shape[0] == int(lengths[0]) == feats.shape[1]  # exactly the live frames
+        out, out_lengths = reader(mat[None], torch.tensor([mat.shape[0]]))
+        assert torch.equal(out_lengths, lengths)
+        torch.testing.assert_close(out, feats, rtol=1e-5, atol=1e-5)
+
+
+def _audio(work: Path, utt: str):
+    wavs = dict(line.split(maxsplit=1) for line in (work / "data/train/wav.scp").read_text()
+                .splitlines())
+    audio = torch.from_numpy(sf.read(wavs[utt], dtype="float32")[0])
+    return audio[None], torch.tensor([audio.numel()])
+
+
+def test_extraction_resumes_after_a_kill_and_redoes_a_changed_cache(work):
+    spec = spec_for(work, 60.0)
+    out = work / "cache_resume"
+    scp = feature_cache.extract(spec, work / "data/train", out, shard_utts=5, progress=False)
+    whole = {k: v.copy() for k, v in kaldiio.load_scp(str(scp)).items()}
+    first_ark = out / "shards/feats.0.ark"
+    stamp = first_ark.stat().st_mtime_ns
+    # A run killed while writing the last shard: its scp, feats.scp and "complete" missing.
+    (out / "shards/feats.2.scp").unlink()
+    (out / "shards/feats.2.ark").write_bytes(b"half a shard")
+    scp.unlink()
+    meta = json.loads((out / "meta.json").read_text())
+    del meta["complete"]
+    (out / "meta.json").write_text(json.dumps(meta))
+    scp = feature_cache.extract(spec, work / "data/train", out, shard_utts=5, progress=False)
+    assert first_ark.stat().st_mtime_ns == stamp  # finished shards are kept
+    again = kaldiio.load_scp(str(scp))
+    assert sorted(again) == sorted(whole)
+    for utt, mat in whole.items():
+        np.testing.assert_array_equal(again[utt], mat)
+    # Another period: the same directory is recomputed, not reused.
+    scp = feature_cache.extract(spec_for(work, 90.0), work / "data/train", out, shard_utts=5,
+                                progress=False)
+    assert kaldiio.load_scp(str(scp))["utt03"].shape[0] < whole["utt03"].shape[0]
+
+
+def test_a_retrained_model_at_the_same_path_is_extracted_again(work, tmp_path):
+    exp = tmp_path / "exp" / "ofa"
+    torch.manual_seed(1)
+    save_student(build_student("tiny"), exp, preset="tiny")
+    conf = yaml.safe_load(CONF.read_text())
+    conf["frontend_conf"].update(model=str(exp / "valid.loss.best.pth"), frame_period=60)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(conf))
+    spec, _ = feature_cache.cache_spec(tmp_path / "c.yaml")
+    scp = feature_cache.extract(spec, work / "data/train", tmp_path / "cache", progress=False)
+    before = np.array(kaldiio.load_scp(str(scp))["utt02"])
+    torch.manual_seed(2)
+    save_student(build_student("tiny"), exp, preset="tiny")  # retrained: same path, new weights
+    scp = feature_cache.extract(spec, work / "data/train", tmp_path / "cache", progress=False)
+    assert not np.allclose(np.array(kaldiio.load_scp(str(scp))["utt02"]), before)
+
+
+def test_cache_keys_and_which_experiments_stay_live(work, tmp_path):
+    model = work / "exp/ofa/valid.loss.best.pth"
+    conf = yaml.safe_load(CONF.read_text())
+    conf["frontend_conf"]["model"] = str(model)
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(yaml.safe_dump(conf))
+    conf["frontend_conf"]["learnable_rate"] = True
+    learnt = tmp_path / "learnt.yaml"
+    learnt.write_text(yaml.safe_dump(conf))
+    logmel = tmp_path / "logmel.yaml"
+    logmel.write_text(yaml.safe_dump({"frontend": "default"}))
+    plan = tmp_path / "plan.tsv"
+    plan.write_text("".join(f"exp/{n}\t{c}\tkey\t{model}\t{x}\n" for n, c, x in [
+        ("a_p20", fixed, "--frontend_conf frame_period=20"),
+        ("a_p40", fixed, "--frontend_conf frame_period=40 --seed 1"),
+        ("b", learnt, ""), ("c", logmel, ""),
+        ("d", fixed, "--frontend_conf freeze=false")]))
+    keys = feature_cache.plan_caches(plan)
+    assert keys[0].endswith("_p20_all") and keys[1].endswith("_p40_all")  # stats per period
+    assert keys[2:] == ["-", "-", "-"]
+    assert feature_cache.plan_caches(plan, enabled=False) == ["-"] * 5
+    # --<task>_args reach the cache too
+    assert feature_cache.plan_caches(plan, train_args="--frontend_conf layer=3")[0].endswith(
+        "_p20_l3")
+
+
+def test_cached_frontend_refuses_what_needs_the_live_model(work):
+    model = str(work / "exp/ofa/valid.loss.best.pth")
+    with pytest.raises(ValueError, match="use frontend: ofa"):
+        CachedOFAFrontend(model=model, frame_period=40, learnable_rate=True)
+    with pytest.raises(ValueError, match="use frontend: ofa"):
+        CachedOFAFrontend(model=model, frame_period=40, freeze=False)
+    reader = CachedOFAFrontend(model=model, frame_period=40)
+    with pytest.raises(ValueError, match="not wav.scp"):
+        reader(torch.zeros(1, 16000), torch.tensor([16000]))
+
+
+def run_espnet(args, cwd: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "espnet2.bin.asr_train", *args], cwd=cwd,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+
+
+def test_trained_on_the_cache_then_run_from_the_waveform(work):
+    """ESPnet trains on the cache (stats, SpecAugment, global MVN), the model becomes a
+    ``frontend: ofa`` model, and that one, from the waveform, computes what the cached one
+    computes from the cache, and decodes the same."""
+    from espnet2.bin.asr_inference import Speech2Text
+    from espnet2.tasks.asr import ASRTask
+
+    spec = spec_for(work, 40.0)
+    scp = feature_cache.extract(spec, work / "data/train", work / "cache_train",
+                                progress=False)
+    conf = work / "train_p40_l-1.yaml"
+    common = ["--config", str(conf), "--frontend", "ofa_cached", "--ngpu", "0",
+              "--num_workers", "0", "--use_preprocessor", "true", "--token_type", "word",
+              "--token_list", "tokens.txt", "--max_epoch", "1", "--batch_size", "4"]
+    for part in ("train", "valid"):
+        common += [f"--{part}_data_path_and_name_and_type", f"{scp},speech,kaldi_ark",
+                   f"--{part}_data_path_and_name_and_type", "data/train/text,text,text"]
+    run_espnet([*common, "--collect_stats", "true", "--output_dir", "stats",
+                "--train_shape_file", "data/train/wav.scp",
+                "--valid_shape_file", "data/train/wav.scp"], work)
+    run_espnet([*common, "--output_dir", "exp/cached", "--fold_length", "80000",
+                "--train_shape_file", "data/train/utt2num_samples",
+                "--valid_shape_file", "data/train/utt2num_samples",
+                "--normalize", "global_mvn", "--normalize_conf",
+                "stats_file=stats/train/feats_stats.npz"], work)
+    cached_dir, wave_dir = work / "exp/cached", work / "exp/wave"
+    written = feature_cache.to_waveform_model(cached_dir, wave_dir)
+    assert (wave_dir / "valid.loss.best.pth") in written
+    assert (wave_dir / "valid.loss.best.pth").is_symlink()  # as ESPnet left it
+    assert yaml.safe_load((wave_dir / "config.yaml").read_text())["frontend"] == "ofa"
+
+    cwd = os.getcwd()
+    os.chdir(work)  # the configs' paths are relative to the recipe directory
+    try:
+        cached_model, _ = ASRTask.build_model_from_file(
+            cached_dir / "config.yaml", cached_dir / "valid.loss.best.pth", "cpu")
+        s2t = Speech2Text(asr_train_config=str(wave_dir / "config.yaml"),
+                          asr_model_file=str(wave_dir / "valid.loss.best.pth"),
+                          beam_size=2, ctc_weight=0.3)
+    finally:
+        os.chdir(cwd)
+    weights = s2t.asr_model.frontend.layer_mix.weights
+    assert not torch.equal(weights, torch.zeros_like(weights))  # the trained sum came along
+    torch.testing.assert_close(weights, cached_model.frontend.layer_mix.weights)
+    cached_model.eval()
+    feats = kaldiio.load_scp(str(scp))
+    for utt in ("utt01", "utt07"):
+        wav, n = _audio(work, utt)
+        mat = torch.from_numpy(np.array(feats[utt]))[None]
+        with torch.no_grad():
+            enc_wave, len_wave = s2t.asr_model.encode(wav, n)
+            enc_cached, len_cached = cached_model.encode(mat, torch.tensor([mat.shape[1]]))
+        assert torch.equal(len_wave, len_cached)
+        torch.testing.assert_close(enc_wave, enc_cached, rtol=1e-4, atol=1e-4)
