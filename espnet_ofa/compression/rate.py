@@ -259,14 +259,20 @@ def alpha_for_lengths(alpha_pred: torch.Tensor, lengths: torch.Tensor,
     check_alpha(alpha_pred, "alpha_pred")
     batch, max_len = alpha_pred.shape
     check_lengths(lengths, batch, max_len)
-    check_lengths(output_lengths, batch, max_len)
-    if bool(((output_lengths > lengths) | ((output_lengths == 0) & (lengths > 0))).any()):
+    if (not torch.is_tensor(output_lengths) or output_lengths.shape != lengths.shape
+            or output_lengths.is_floating_point() or output_lengths.is_complex()):
+        raise ValueError(f"output_lengths must be a (batch={batch},) integer tensor, got "
+                         f"{getattr(output_lengths, 'dtype', type(output_lengths).__name__)} "
+                         f"{tuple(getattr(output_lengths, 'shape', ()))}")
+    output_lengths = output_lengths.to(lengths.device)
+    if bool(((output_lengths > lengths) | (output_lengths < 0)
+             | ((output_lengths == 0) & (lengths > 0))).any()):
         raise ValueError(
             f"output_lengths {output_lengths.tolist()} must be in [1, frames] for the input "
             f"frames {lengths.tolist()}: CIF makes at most one output frame per input frame")
     valid = _valid_mask(lengths, max_len)
     pred = alpha_pred.double().masked_fill(~valid, 0.0)
-    return _summing_to(pred, valid, lengths.double(), output_lengths.to(lengths.device).double())
+    return _summing_to(pred, valid, lengths.double(), output_lengths.double())
 
 
 def fixed_rate_alpha(
