@@ -71,6 +71,8 @@ LOAD_SCRIPT = textwrap.dedent("""
                 out = model(batch.input_values, attention_mask=batch.attention_mask, **rate)
                 runs[key] = {"last": out.last_hidden_state, "hidden": list(out.hidden_states),
                              "lengths": out.output_lengths}
+            runs["no_hidden"] = model(batch.input_values, frame_period=40.0,
+                                      output_hidden_states=False).hidden_states
         results[name] = runs
         for key, call in [
             ("period", lambda: model(batch.input_values, frame_period=150.0)),
@@ -154,7 +156,7 @@ def test_features_and_lengths_match_espnet_frontend(exported, checkpoints, wavef
         assert run["lengths"].tolist() == feat_lengths.tolist()
         assert run["last"].shape == feats.shape
         torch.testing.assert_close(run["last"], feats, atol=1e-5, rtol=0)
-        assert len(run["hidden"]) == student_layers + 1
+        assert len(run["hidden"]) == student_layers + 1 and runs["no_hidden"] is None
         assert all(h.shape == feats.shape for h in run["hidden"])
         assert not run["last"][1, expected[1]:].any()
     frontend.set_rate(lam=0.5)

@@ -115,6 +115,7 @@ class OFAModel(PreTrainedModel):
         frame_period: Optional[float] = None,
         lam: Optional[float] = None,
         sampling_rate: Optional[int] = None,
+        output_hidden_states: Optional[bool] = None,
         return_dict: Optional[bool] = None,
     ):
         """(B, N) waveforms at 16 kHz (zero-padded on the right) -> `OFAModelOutput`.
@@ -125,6 +126,7 @@ class OFAModel(PreTrainedModel):
             frame_period: output frame period in ms, within ``frame_period_range``.
             lam: the OFA paper's lambda in [0, 2], instead of ``frame_period``.
             sampling_rate: the audio's rate in Hz, checked against the model's 16 kHz.
+            output_hidden_states: False leaves ``hidden_states`` out (None: included).
         """
         if sampling_rate is not None and int(sampling_rate) != self.config.sampling_rate:
             raise ValueError(
@@ -151,7 +153,9 @@ class OFAModel(PreTrainedModel):
         valid = (torch.arange(out.hidden[0].shape[1], device=out.lengths.device)[None, :]
                  < out.lengths[:, None])[..., None]
         hidden = tuple(h.masked_fill(~valid, 0.0) for h in out.hidden)
-        result = OFAModelOutput(last_hidden_state=hidden[-1], hidden_states=hidden,
-                                output_lengths=out.lengths)
+        result = OFAModelOutput(
+            last_hidden_state=hidden[-1],
+            hidden_states=None if output_hidden_states is False else hidden,
+            output_lengths=out.lengths)
         use_dict = self.config.return_dict if return_dict is None else return_dict
         return result if use_dict else result.to_tuple()
