@@ -71,6 +71,10 @@ install_requires = [
     "jiwer",
     "sacrebleu",
     "tqdm",
+    # Integrations: the Hugging Face export and the s3prl upstream `ofa_local`.
+    "transformers",
+    "safetensors",
+    "s3prl",
 ]
 
 setup(

@@ -15,7 +15,8 @@ imported, by an import hook:
   its ``build_model_from_file`` (what ESPnet's inference classes call, never training) so
   that only decoding builds obey the ``ESPNET_OFA_FRAME_PERIOD``/``ESPNET_OFA_LAM`` override.
 
-Every process gets it: ``python -m espnet2.bin.asr_train``, its spawned DDP workers (fresh
+The same hook adds the s3prl upstream ``ofa_local`` to ``s3prl.hub`` (`PLUGIN_MODULES`,
+see `espnet_ofa.integrations.s3prl`). Every process gets it: ``python -m espnet2.bin.asr_train``, its spawned DDP workers (fresh
 interpreters that read the .pth too), ``*_inference`` and ``espnet2.bin.pack``. For library
 use (or with the hook disabled by ``ESPNET_OFA_NO_IMPORT_HOOK=1``) call `register`.
 
@@ -39,6 +40,12 @@ FRONTEND_NAME = "ofa"
 CACHED_FRONTEND_NAME = "ofa_cached"
 # Task module -> the AbsTask subclass whose build_model is wrapped (from the task table).
 TASK_MODULES: Dict[str, str] = {task.train_module: task.train_class for task in TASKS.values()}
+# Other toolkits' registries, filled in after their module is imported:
+# module -> "espnet_ofa module:function" called with the imported module.
+PLUGIN_MODULES: Dict[str, str] = {
+    "s3prl": "espnet_ofa.integrations.s3prl_compat:patch_torchaudio",  # before s3prl.hub runs
+    "s3prl.hub": "espnet_ofa.integrations.s3prl:register_hub",          # s3prl upstream ofa_local
+}
 DISABLE_ENV = "ESPNET_OFA_NO_IMPORT_HOOK"
 _WRAPPED = "_espnet_ofa_wrapped"
 
@@ -104,12 +111,23 @@ def register_task_module(module: ModuleType) -> None:
         _wrap_build_model_from_file(task_cls)
 
 
+def register_plugin_module(module: ModuleType) -> None:
+    """Run the `PLUGIN_MODULES` registration of ``module`` (e.g. s3prl's ``ofa_local``)."""
+    import importlib
+
+    target, function = PLUGIN_MODULES[module.__name__].split(":")
+    getattr(importlib.import_module(target), function)(module)
+
+
 def _after_import(module: ModuleType) -> None:
     try:
-        register_task_module(module)
-    except Exception as err:  # never break ESPnet itself over the plug-in
+        if module.__name__ in PLUGIN_MODULES:
+            register_plugin_module(module)
+        else:
+            register_task_module(module)
+    except Exception as err:  # never break ESPnet (or s3prl) itself over the plug-in
         warnings.warn(
-            f"espnet_ofa could not register frontend '{FRONTEND_NAME}' in {module.__name__}: "
+            f"espnet_ofa could not register in {module.__name__}: "
             f"{type(err).__name__}: {err}",
             RuntimeWarning,
             stacklevel=2,
@@ -126,7 +144,7 @@ class _RegisterOnImport:
     espnet_ofa_hook = True
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname not in TASK_MODULES:
+        if fullname not in TASK_MODULES and fullname not in PLUGIN_MODULES:
             return None
         spec = None
         for finder in sys.meta_path:
@@ -173,5 +191,9 @@ def register() -> List[str]:
         module = sys.modules.get(name)
         if module is not None and hasattr(module, "frontend_choices"):
             register_task_module(module)
+            done.append(name)
+    for name in PLUGIN_MODULES:
+        if name in sys.modules:
+            register_plugin_module(sys.modules[name])
             done.append(name)
     return done

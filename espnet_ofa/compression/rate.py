@@ -256,12 +256,53 @@ def rate_alpha(
         return alpha.masked_fill(~valid, 0.0)
 
     wanted = target_lengths(lengths, rate.frame_period, input_period).double()
+    return _summing_to(pred, valid, num, wanted)
+
+
+def _summing_to(pred: torch.Tensor, valid: torch.Tensor, num: torch.Tensor,
+                wanted: torch.Tensor) -> torch.Tensor:
+    """(B, T) float64 weights from ``pred`` whose valid part sums to ``wanted`` per row."""
     pred_sum = pred.sum(dim=1)
     # Mixing with uniform weights reaches any sum in [sum(a), T]; below, scale down.
     mixed = _mix_with_ones(pred, wanted, num)
     scaled = pred * (wanted / pred_sum.clamp_min(1e-12))[:, None]
     alpha = torch.where((wanted < pred_sum)[:, None], scaled, mixed)
     return alpha.masked_fill(~valid, 0.0)
+
+
+def alpha_for_lengths(alpha_pred: torch.Tensor, lengths: torch.Tensor,
+                      output_lengths: torch.Tensor) -> torch.Tensor:
+    """Weights for `cif` that give each utterance exactly ``output_lengths`` frames.
+
+    What `rate_alpha` does for ``frame_period``, with the counts given instead of derived
+    from a period: for callers whose length rule is not ``round(T * 20 / period)`` (the
+    s3prl upstream follows s3prl's).
+
+    Args:
+        alpha_pred: (B, T) predictor output in [0, 1].
+        lengths: (B,) valid frames.
+        output_lengths: (B,) integers, each in [1, lengths] (0 for an empty utterance).
+
+    Returns:
+        (B, T) float64 weights, zero on padding.
+    """
+    check_alpha(alpha_pred, "alpha_pred")
+    batch, max_len = alpha_pred.shape
+    check_lengths(lengths, batch, max_len)
+    if (not torch.is_tensor(output_lengths) or output_lengths.shape != lengths.shape
+            or output_lengths.is_floating_point() or output_lengths.is_complex()):
+        raise ValueError(f"output_lengths must be a (batch={batch},) integer tensor, got "
+                         f"{getattr(output_lengths, 'dtype', type(output_lengths).__name__)} "
+                         f"{tuple(getattr(output_lengths, 'shape', ()))}")
+    output_lengths = output_lengths.to(lengths.device)
+    if bool(((output_lengths > lengths) | (output_lengths < 0)
+             | ((output_lengths == 0) & (lengths > 0))).any()):
+        raise ValueError(
+            f"output_lengths {output_lengths.tolist()} must be in [1, frames] for the input "
+            f"frames {lengths.tolist()}: CIF makes at most one output frame per input frame")
+    valid = _valid_mask(lengths, max_len)
+    pred = alpha_pred.double().masked_fill(~valid, 0.0)
+    return _summing_to(pred, valid, lengths.double(), output_lengths.double())
 
 
 def fixed_rate_alpha(

@@ -28,6 +28,7 @@ from espnet_ofa.compression import (
     DEFAULT_PERIOD_RANGE_MS,
     CIFOutput,
     Rate,
+    alpha_for_lengths,
     cif,
     fixed_rate_alpha,
     rate_alpha,
@@ -295,6 +296,7 @@ class OFAStudent(nn.Module):
     def compression_weights(
         self, frames: torch.Tensor, lengths: torch.Tensor,
         frame_period: Optional[float] = None, lam: Optional[float] = None,
+        output_lengths: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(alpha for CIF in float64, unmixed alpha_pred or None), both (B, T).
 
@@ -302,8 +304,17 @@ class OFAStudent(nn.Module):
         Unchecked (no host synchronisation): a sigmoid's output and the extractor's lengths
         are valid by construction, and `cif` checks the weights in the one transfer that
         sizes its output.
+        ``output_lengths`` (B,) replaces the counts the rate would give (see `forward`).
         """
         rate = self.resolve_rate(frame_period, lam)
+        if output_lengths is not None:
+            alpha_pred = None
+            if self.alpha_predictor is not None:
+                alpha_pred = self.alpha_predictor(frames, lengths)
+            # A fixed-rate model pools uniformly: uniform predictions, scaled to the counts.
+            pred = alpha_pred if alpha_pred is not None else torch.ones(
+                frames.shape[:2], dtype=torch.float64, device=frames.device)
+            return alpha_for_lengths(pred, lengths, output_lengths), alpha_pred
         if self.alpha_predictor is None:
             return fixed_rate_alpha(lengths, frames.shape[1], rate.frame_period,
                                     checked=False), None
@@ -333,6 +344,7 @@ class OFAStudent(nn.Module):
         wav_lengths: torch.Tensor,
         frame_period: Optional[float] = None,
         lam: Optional[float] = None,
+        output_lengths: Optional[torch.Tensor] = None,
     ) -> StudentOutput:
         """Run the model at the asked rate.
 
@@ -344,6 +356,9 @@ class OFAStudent(nn.Module):
                 ``round(T * INPUT_PERIOD_MS / frame_period)``).
             lam: the paper's lambda in [0, 2] instead. Neither: the predictor's own rate
                 ("cif") or ``default_frame_period`` ("fixed").
+            output_lengths: (B,) output frames per utterance, each in [1, T], instead of
+                the counts the rate gives (the rate is still checked): for a caller with
+                its own length rule, such as s3prl's (`espnet_ofa.integrations.s3prl`).
         """
         wav = self.check_waveforms(wav, wav_lengths)
         rate = self.resolve_rate(frame_period, lam)  # before the CNN's cost
@@ -354,7 +369,8 @@ class OFAStudent(nn.Module):
         with torch.autocast(wav.device.type, enabled=False):
             frames = frames.float()
             alpha, alpha_pred = self.compression_weights(frames, frame_lengths,
-                                                         rate.frame_period, rate.lam)
+                                                         rate.frame_period, rate.lam,
+                                                         output_lengths)
             compressed = cif(frames, alpha, frame_lengths)
         hidden = self._call("encode", self.encode, compressed.frames, compressed.lengths)
         return StudentOutput(

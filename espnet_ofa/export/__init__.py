@@ -1,0 +1,1 @@
+"""Exports of OFA SSL models to other toolkits (Hugging Face transformers)."""

@@ -1,0 +1,1 @@
+"""Registrations of OFA models in other toolkits (s3prl)."""
