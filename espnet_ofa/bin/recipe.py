@@ -4,6 +4,7 @@
     python -m espnet_ofa.bin.recipe librispeech_data --librispeech DIR --set train=train-clean-100 --set dev=dev-clean
     python -m espnet_ofa.bin.recipe slurp_data --slurp DIR --data_dir data
     python -m espnet_ofa.bin.recipe covost2_data --commonvoice DIR --covost2 DIR --data_dir data
+    python -m espnet_ofa.bin.recipe speechocean762_data --speechocean762 DIR --data_dir data
     python -m espnet_ofa.bin.recipe speed_perturb --src data/train --dst data/train_sp --factors 0.9 1.0 1.1
     python -m espnet_ofa.bin.recipe format --src data/test --dst dump/raw/test --fs 16k
     python -m espnet_ofa.bin.recipe filter --src dump/raw/org/train --dst dump/raw/train --min 0.1 --max 20
@@ -84,6 +85,18 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--max_utts", type=_int_or_none, default=None)
     s.add_argument("--no_download", action="store_true",
                    help="fail instead of downloading the CoVoST table")
+
+    s = sub.add_parser("speechocean762_data",
+                       help="stage 1: speechocean762 data dirs (as released): words, phones, SSL audio")
+    s.add_argument("--speechocean762", required=True,
+                   help="the release (holding WAVE/, train/, test/, resource/)")
+    s.add_argument("--data_dir", default="data")
+    s.add_argument("--dev_speakers", type=int, default=None,
+                   help="train speakers held out as the dev set (default 12)")
+    s.add_argument("--max_utts", type=_int_or_none, default=None,
+                   help="first N utterances of train, dev and test (default all)")
+    s.add_argument("--no_download", action="store_true", help="fail instead of downloading")
+    s.add_argument("--url", default=None, help="release archive URL (default: OpenSLR 101)")
 
     s = sub.add_parser("speed_perturb", help="stage 2: speed-perturbed copy of a data dir")
     s.add_argument("--src", required=True)
@@ -216,6 +229,14 @@ def _run(args: argparse.Namespace) -> int:
 
         covost2.prepare(args.commonvoice, args.covost2, args.data_dir,
                         download=not args.no_download, max_utts=args.max_utts)
+    elif args.cmd == "speechocean762_data":
+        from espnet_ofa.recipe import speechocean762
+
+        speechocean762.prepare(
+            args.speechocean762, args.data_dir,
+            n_dev_speakers=args.dev_speakers or speechocean762.DEFAULT_DEV_SPEAKERS,
+            max_utts=args.max_utts, download=not args.no_download,
+            url=args.url or speechocean762.URL)
     elif args.cmd == "speed_perturb":
         from espnet_ofa.recipe.format import speed_perturb
 
