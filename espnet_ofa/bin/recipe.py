@@ -141,11 +141,15 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--hyp", required=True, help="hypothesis Kaldi text")
     s.add_argument("--out", required=True, help="result.json to write")
     s.add_argument("--info", default=None, help="decoding info.json to merge (period, MACs, RTF)")
+    s.add_argument("--metric", default=None, help="instead of the task's default metric, e.g. "
+                   "PER for phone transcripts (asr)")
 
     s = sub.add_parser("score_all", help="stage 13: score every decoding under a directory")
     s.add_argument("--task", required=True, choices=tuple(SCORERS))
     s.add_argument("--decode_dir", required=True, help="<exp>/<decode tag> (holding <rate>/<set>/text)")
     s.add_argument("--data_root", required=True, help="dump/raw: <set>/text are the references")
+    s.add_argument("--metric", default=None, help="instead of the task's default metric, e.g. "
+                   "PER for phone transcripts (asr)")
 
     s = sub.add_parser("results", help="RESULTS.md and a plot from scored decodings")
     s.add_argument("--exp_dirs", nargs="+", required=True)
@@ -266,12 +270,13 @@ def _run(args: argparse.Namespace) -> int:
     elif args.cmd == "score":
         from espnet_ofa.recipe.scoring import score_files
 
-        result = score_files(args.task, args.ref, args.hyp, args.out, info=args.info)
+        result = score_files(args.task, args.ref, args.hyp, args.out, info=args.info,
+                             metric=args.metric)
         print(f"progress: {args.hyp}: {result['summary']}", flush=True)
     elif args.cmd == "score_all":
         from espnet_ofa.recipe.scoring import score_decode_dir
 
-        for result in score_decode_dir(args.task, args.decode_dir, args.data_root):
+        for result in score_decode_dir(args.task, args.decode_dir, args.data_root, args.metric):
             print(f"progress: {result['hyp']}: {result['summary']}", flush=True)
     elif args.cmd == "results":
         from espnet_ofa.recipe.results import write_results

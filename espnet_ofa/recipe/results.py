@@ -36,6 +36,7 @@ PathLike = Union[str, os.PathLike]
 COLUMNS = {
     "WER": [("WER", "WER (%)", "{:.2f}"), ("CER", "CER (%)", "{:.2f}"),
             ("SER", "SER (%)", "{:.1f}")],
+    "PER": [("PER", "PER (%)", "{:.2f}"), ("SER", "SER (%)", "{:.1f}")],
     "accuracy": [("accuracy", "Acc (%)", "{:.2f}"), ("WER", "WER (%)", "{:.2f}")],
     "BLEU": [("BLEU", "BLEU", "{:.2f}"), ("chrF", "chrF", "{:.2f}")],
 }

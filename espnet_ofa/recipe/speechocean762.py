@@ -143,9 +143,14 @@ def _check_text(path: Path, texts: Mapping[str, str]) -> None:
                 "A-Z, apostrophes and spaces: correct the line or restore the released file")
 
 
+def _absolute(path: Path) -> Path:
+    """Absolute, ``..`` removed, symbolic links kept (a WAVE/ linked elsewhere is fine)."""
+    return Path(os.path.abspath(path))
+
+
 def _audio_path(root: Path, scp: Path, utt: str, value: str) -> Path:
-    path = (root / value).resolve()
-    if not path.is_relative_to(root.resolve()):
+    path = _absolute(root / value)
+    if not path.is_relative_to(_absolute(root)):
         raise SpeechOcean762Error(
             f"{scp}: utterance {utt} points to {value!r}, outside the corpus {root}; wav.scp "
             "paths are relative to the corpus root (WAVE/SPEAKER<spk>/<utt>.WAV): restore the "
@@ -222,9 +227,9 @@ def read_corpus(root: PathLike) -> Corpus:
     unlabelled = []
     for wav in sorted((root / "WAVE").glob("*/*.WAV")):
         m = _SPEAKER_FOLDER.match(wav.parent.name)
-        if m is None or wav.resolve() in listed:
+        if m is None or _absolute(wav) in listed:
             continue
-        unlabelled.append(Utterance(wav.stem, m.group(1), wav.resolve()))
+        unlabelled.append(Utterance(wav.stem, m.group(1), _absolute(wav)))
     return Corpus(splits=splits, ages=ages, unlabelled=unlabelled)
 
 
@@ -348,7 +353,8 @@ def download_corpus(root: PathLike, url: str = URL, progress: bool = True) -> Pa
                     tar.extractall(staging, filter="data")
             except (tarfile.TarError, OSError, EOFError) as err:
                 archive.unlink()
-                raise DownloadError(f"the archive from {url} is unreadable ({err}); it was "
+                reason = " ".join(str(err).split())
+                raise DownloadError(f"the archive from {url} is unreadable ({reason}); it was "
                                     "removed: run again to download it again") from err
             unpacked = _corpus_folder(staging)
             read_corpus(unpacked)
