@@ -244,13 +244,18 @@ def test_smoke_recipes_end_to_end(tmp_path):
     out = subprocess.run(["bash", "-c", "./run.sh --smoke true"], cwd=asr, env=env,
                          capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    check_smoke_outputs(root / "speechocean762")
 
-    ssl = root / "speechocean762" / "ssl1"
+
+def check_smoke_outputs(recipes: Path) -> None:
+    """What the smoke run of egs2/speechocean762/{ssl1,asr1} must leave behind."""
+    ssl, asr = recipes / "ssl1", recipes / "asr1"
     for exp in ("ssl_train_ofa_tiny", "ssl_train_ofa_tiny_fixed80"):
         assert (ssl / "exp" / exp / "valid.loss.best.pth").is_file()
-    # Pretraining never sees a test voice; the data dumps keep every sample.
-    test_spk = set(read_kaldi_table(asr / "data" / "test" / "utt2spk").values())
-    assert not set(read_kaldi_table(ssl / "data" / "pretrain" / "utt2spk").values()) & test_spk
+    # Pretraining never hears a test or dev voice; the data dumps keep every sample.
+    pretrain_spk = set(read_kaldi_table(ssl / "data" / "pretrain" / "utt2spk").values())
+    assert pretrain_spk and not pretrain_spk & set(_table(MINI / "test" / "spk2age"))
+    assert not pretrain_spk & set(read_kaldi_table(ssl / "data" / "dev" / "utt2spk").values())
     lengths = read_kaldi_table(asr / "dump" / "raw" / "test_phone" / "utt2num_samples")
     wavs = read_kaldi_table(asr / "data" / "test_phone" / "wav.scp")
     assert len(lengths) == 24 and all(int(lengths[u]) == soundfile.info(wavs[u]).frames

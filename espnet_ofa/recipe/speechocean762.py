@@ -262,10 +262,10 @@ def split_corpus(corpus: Corpus, n_dev_speakers: int = DEFAULT_DEV_SPEAKERS,
         "dev": [u for u in corpus.splits["train"] if u.speaker in dev],
         "test": list(corpus.splits["test"]),
     }
+    sets["unlabelled"] = [u for u in corpus.unlabelled if u.speaker not in dev | test]
     if max_utts is not None:
         sets = {name: utts[:max_utts] for name, utts in sets.items()}
-    sets["pretrain"] = sorted(sets["train"] + [u for u in corpus.unlabelled
-                                               if u.speaker not in dev | test])
+    sets["pretrain"] = sorted(sets["train"] + sets.pop("unlabelled"))
     return sets
 
 
@@ -276,8 +276,8 @@ def prepare(root: PathLike, data_dir: PathLike, n_dev_speakers: int = DEFAULT_DE
     when ``root`` holds none (unless ``download=False``).
 
     Args:
-        max_utts: keep the first N utterances of train, dev and test (sorted by id), for
-            quick runs; None = all.
+        max_utts: keep the first N utterances of train, dev, test and of the unlabelled
+            recordings (sorted by id), for quick runs; None = all.
 
     Returns:
         ``{data dir name: number of utterances}``.
