@@ -27,5 +27,8 @@ SLURP=${SLURP:-downloads/slurp}
 # covost_v2.en_de.tsv (downloaded there by local/data.sh when missing).
 COMMONVOICE=${COMMONVOICE:-downloads/commonvoice}
 COVOST2=${COVOST2:-downloads/covost2}
-export LIBRISPEECH SLURP COMMONVOICE COVOST2
+# speechocean762: the release folder holding WAVE/, train/, test/ and resource/; downloaded
+# there from OpenSLR (resource 101) by local/data.sh when missing.
+SPEECHOCEAN762=${SPEECHOCEAN762:-downloads/speechocean762}
+export LIBRISPEECH SLURP COMMONVOICE COVOST2 SPEECHOCEAN762
 unset _espnet_ofa_root

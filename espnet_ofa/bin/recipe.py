@@ -4,6 +4,7 @@
     python -m espnet_ofa.bin.recipe librispeech_data --librispeech DIR --set train=train-clean-100 --set dev=dev-clean
     python -m espnet_ofa.bin.recipe slurp_data --slurp DIR --data_dir data
     python -m espnet_ofa.bin.recipe covost2_data --commonvoice DIR --covost2 DIR --data_dir data
+    python -m espnet_ofa.bin.recipe speechocean762_data --speechocean762 DIR --data_dir data
     python -m espnet_ofa.bin.recipe speed_perturb --src data/train --dst data/train_sp --factors 0.9 1.0 1.1
     python -m espnet_ofa.bin.recipe format --src data/test --dst dump/raw/test --fs 16k
     python -m espnet_ofa.bin.recipe filter --src dump/raw/org/train --dst dump/raw/train --min 0.1 --max 20
@@ -90,6 +91,18 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--no_download", action="store_true",
                    help="fail instead of downloading the CoVoST table")
 
+    s = sub.add_parser("speechocean762_data",
+                       help="stage 1: speechocean762 data dirs (as released): words, phones, SSL audio")
+    s.add_argument("--speechocean762", required=True,
+                   help="the release (holding WAVE/, train/, test/, resource/)")
+    s.add_argument("--data_dir", default="data")
+    s.add_argument("--dev_speakers", type=int, default=None,
+                   help="train speakers held out as the dev set (default 12)")
+    s.add_argument("--max_utts", type=_int_or_none, default=None,
+                   help="first N utterances of train, dev and test (default all)")
+    s.add_argument("--no_download", action="store_true", help="fail instead of downloading")
+    s.add_argument("--url", default=None, help="release archive URL (default: OpenSLR 101)")
+
     s = sub.add_parser("speed_perturb", help="stage 2: speed-perturbed copy of a data dir")
     s.add_argument("--src", required=True)
     s.add_argument("--dst", required=True)
@@ -137,11 +150,15 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--hyp", required=True, help="hypothesis Kaldi text")
     s.add_argument("--out", required=True, help="result.json to write")
     s.add_argument("--info", default=None, help="decoding info.json to merge (period, MACs, RTF)")
+    s.add_argument("--metric", default=None, help="instead of the task's default metric, e.g. "
+                   "PER for phone transcripts (asr)")
 
     s = sub.add_parser("score_all", help="stage 13: score every decoding under a directory")
     s.add_argument("--task", required=True, choices=task_names())
     s.add_argument("--decode_dir", required=True, help="<exp>/<decode tag> (holding <rate>/<set>/text)")
     s.add_argument("--data_root", required=True, help="dump/raw: <set>/text are the references")
+    s.add_argument("--metric", default=None, help="instead of the task's default metric, e.g. "
+                   "PER for phone transcripts (asr)")
 
     s = sub.add_parser("results", help="RESULTS.md and a plot from scored decodings")
     s.add_argument("--exp_dirs", nargs="+", required=True)
@@ -248,6 +265,14 @@ def _run(args: argparse.Namespace) -> int:
 
         covost2.prepare(args.commonvoice, args.covost2, args.data_dir,
                         download=not args.no_download, max_utts=args.max_utts)
+    elif args.cmd == "speechocean762_data":
+        from espnet_ofa.recipe import speechocean762
+
+        speechocean762.prepare(
+            args.speechocean762, args.data_dir,
+            n_dev_speakers=args.dev_speakers or speechocean762.DEFAULT_DEV_SPEAKERS,
+            max_utts=args.max_utts, download=not args.no_download,
+            url=args.url or speechocean762.URL)
     elif args.cmd == "speed_perturb":
         from espnet_ofa.recipe.format import speed_perturb
 
@@ -279,12 +304,13 @@ def _run(args: argparse.Namespace) -> int:
     elif args.cmd == "score":
         from espnet_ofa.recipe.scoring import score_files
 
-        result = score_files(args.task, args.ref, args.hyp, args.out, info=args.info)
+        result = score_files(args.task, args.ref, args.hyp, args.out, info=args.info,
+                             metric=args.metric)
         print(f"progress: {args.hyp}: {result['summary']}", flush=True)
     elif args.cmd == "score_all":
         from espnet_ofa.recipe.scoring import score_decode_dir
 
-        for result in score_decode_dir(args.task, args.decode_dir, args.data_root):
+        for result in score_decode_dir(args.task, args.decode_dir, args.data_root, args.metric):
             print(f"progress: {result['hyp']}: {result['summary']}", flush=True)
     elif args.cmd == "results":
         from espnet_ofa.recipe.results import write_results

@@ -50,6 +50,7 @@ from espnet_ofa.recipe.experiments import (
 COLUMNS = {
     "WER": [("WER", "WER (%)", "{:.2f}"), ("CER", "CER (%)", "{:.2f}"),
             ("SER", "SER (%)", "{:.1f}")],
+    "PER": [("PER", "PER (%)", "{:.2f}"), ("SER", "SER (%)", "{:.1f}")],
     "accuracy": [("accuracy", "Acc (%)", "{:.2f}"), ("WER", "WER (%)", "{:.2f}")],
     "BLEU": [("BLEU", "BLEU", "{:.2f}"), ("chrF", "chrF", "{:.2f}")],
 }

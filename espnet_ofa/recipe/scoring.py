@@ -1,5 +1,9 @@
 """Scoring (stage 13): WER/CER for ASR (jiwer), intent accuracy for SLU, BLEU for ST.
 
+ASR transcripts of phones (phone recognition, SUPERB's PR task) are scored as PER: the same
+edit distance over space-separated phones (``metric="PER"``; no CER, which means nothing
+for phones).
+
 References and hypotheses are Kaldi text files (``utt text``). Every reference utterance
 is scored; one missing from the hypotheses counts as an empty hypothesis (and is reported
 in ``missing``), so a crashed decoding job cannot make a result look better.
@@ -24,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 # By the kind of output of a task (`espnet_ofa.espnet_tasks.EspnetTask.kind`).
 METRICS = {"asr": ("WER", "lower"), "slu": ("accuracy", "higher"), "st": ("BLEU", "higher")}
+# Other metrics a task can report instead of its default: the ASR error rate over phones.
+ALTERNATIVE_METRICS = {"asr": ("PER",)}
 
 
 def _pairs(ref: Dict[str, str], hyp: Dict[str, str]) -> Tuple[List[str], List[str], List[str]]:
@@ -91,20 +97,36 @@ def score_st(refs: List[str], hyps: List[str]) -> dict:
 SCORERS = {"asr": score_asr, "slu": score_slu, "st": score_st}
 
 
-def score(task: str, ref: Dict[str, str], hyp: Dict[str, str]) -> dict:
-    """Score ``hyp`` against ``ref`` (utt -> text) as `espnet_ofa.espnet_tasks` says the
-    task's output is scored; ValueError for an unknown task or foreign utterances."""
+def score_phones(refs: List[str], hyps: List[str]) -> dict:
+    """PER in % (and SER): the word error rate of :func:`score_asr` over phone tokens."""
+    out = score_asr(refs, hyps)
+    out["PER"] = out.pop("WER")
+    out["num_phones"] = out.pop("num_words")
+    del out["CER"]
+    return out
+
+
+def score(task: str, ref: Dict[str, str], hyp: Dict[str, str],
+          metric: Optional[str] = None) -> dict:
+    """Score ``hyp`` against ``ref`` (``{utt: text}``) as `espnet_ofa.espnet_tasks` says the
+    task's output is scored, or with ``metric`` (one of that kind's
+    ``ALTERNATIVE_METRICS``, e.g. PER for phone transcripts); ValueError for an unknown
+    task, metric or foreign utterances."""
     kind = get_task(task).kind
+    allowed = (METRICS[kind][0], *ALTERNATIVE_METRICS.get(kind, ()))
+    if metric is not None and metric not in allowed:
+        raise ValueError(f"task {task} is scored with {' or '.join(allowed)}, not {metric!r}")
     unknown = sorted(set(hyp) - set(ref))
     if unknown:
         raise ValueError(f"hypotheses for utterances not in the reference, e.g. {unknown[0]!r}: "
                          "decoded the wrong test set?")
     refs, hyps, missing = _pairs(ref, hyp)
-    result = SCORERS[kind](refs, hyps)
+    result = (score_phones if metric == "PER" else SCORERS[kind])(refs, hyps)
     utt_errors = result.pop("utt_errors", None)
     if utt_errors is not None:
         result["per_utt"] = dict(zip(sorted(ref), utt_errors))
-    metric, better = METRICS[kind]
+    default, better = METRICS[kind]
+    metric = metric or default
     result.update({"metric": metric, "value": result[metric], "better": better,
                    "num_utts": len(refs), "missing": missing})
     result["summary"] = (f"{metric} {result[metric]:.2f}" + ("%" if metric != "BLEU" else "")
@@ -114,14 +136,14 @@ def score(task: str, ref: Dict[str, str], hyp: Dict[str, str]) -> dict:
 
 
 def score_files(task: str, ref: PathLike, hyp: PathLike, out: PathLike,
-                info: Optional[PathLike] = None) -> dict:
+                info: Optional[PathLike] = None, metric: Optional[str] = None) -> dict:
     """Score Kaldi text files; write ``out`` (JSON, merged with the decoding ``info``)."""
     refs = read_kaldi_table(ref)
     hyp_path = Path(hyp)
     if not hyp_path.is_file():
         raise FileNotFoundError(f"{hyp}: no hypotheses; run the decoding stage (12) first")
     hyps = read_kaldi_table(hyp, allow_empty_values=True) if hyp_path.stat().st_size else {}
-    result = score(task, refs, hyps)
+    result = score(task, refs, hyps, metric)
     result.update({"ref": str(ref), "hyp": str(hyp)})
     if info is not None and Path(info).is_file():
         result = {**json.loads(Path(info).read_text(encoding="utf-8")), **result}
@@ -132,7 +154,8 @@ def score_files(task: str, ref: PathLike, hyp: PathLike, out: PathLike,
     return result
 
 
-def score_decode_dir(task: str, decode_dir: PathLike, data_root: PathLike) -> List[dict]:
+def score_decode_dir(task: str, decode_dir: PathLike, data_root: PathLike,
+                     metric: Optional[str] = None) -> List[dict]:
     """Score every ``<decode_dir>/<rate>/<set>/text`` against ``<data_root>/<set>/text``.
 
     Writes ``result.json`` beside each hypothesis file (merged with its ``info.json``).
@@ -145,5 +168,5 @@ def score_decode_dir(task: str, decode_dir: PathLike, data_root: PathLike) -> Li
     for hyp in hyps:
         ref = data_root / hyp.parent.name / "text"
         results.append(score_files(task, ref, hyp, hyp.parent / "result.json",
-                                   info=hyp.parent / "info.json"))
+                                   info=hyp.parent / "info.json", metric=metric))
     return results

@@ -110,6 +110,7 @@ inference_tag=""        # decoding directory name (default from the config and m
 frame_periods="20 40 60 80"  # ms; a model with a learnt rate is decoded at that rate
 results_md=RESULTS.md   # written by stage 13 (with RESULTS.png beside it)
 smoke=false             # true: run.sh --smoke true; RESULTS.md says it is not a result
+scoring_opts=""         # options of stage 13's scoring, e.g. "--metric PER" (phone transcripts)
 
 [ "${1:-}" != --task ] || task=${2:-}
 # shellcheck disable=SC2034  # read by parse_options.sh
@@ -507,7 +508,7 @@ if want_stage 13; then
     stage_begin 13 "scoring; ${results_md} and ${results_md%.md}.png"
     for _exp in "${exp_dirs[@]}"; do
         ${python} -m espnet_ofa.bin.recipe score_all --task "${task}" \
-            --decode_dir "${_exp}/${inference_tag}" --data_root "${data_feats}"
+            --decode_dir "${_exp}/${inference_tag}" --data_root "${data_feats}" ${scoring_opts}
     done
     _notes=()
     [ ! -f data/README.txt ] || _notes=(--notes data/README.txt)

@@ -1,0 +1,1 @@
+../../TEMPLATE/asr.sh

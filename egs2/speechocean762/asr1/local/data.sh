@@ -1,0 +1,1 @@
+../../ssl1/local/data.sh
