@@ -67,6 +67,11 @@ install_requires = [
     "editdistance",
     # k-means units of the pseudo boundaries.
     "scikit-learn",
+    # espnet3 systems (egs3/): Lightning training; its inference and statistics stages
+    # run through a (local) Dask cluster.
+    "lightning",
+    "dask[distributed]",
+    "dask_jobqueue",
     # Scoring and progress.
     "jiwer",
     "sacrebleu",

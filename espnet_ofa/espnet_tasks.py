@@ -23,6 +23,10 @@ class EspnetTask:
         name: the task's short name (``--task`` value, ``pack_model`` argument).
         train_module: the ``espnet2.tasks`` module whose ``frontend_choices`` gets ``ofa``.
         train_class: its ``AbsTask`` subclass (``build_model`` gets the OFA hooks).
+        espnet3_modules: espnet3's copies of that task module (``espnet3.systems.*``), each
+            with its own ``frontend_choices`` and a task class of the same name; they get
+            ``ofa`` the same way, so espnet3 systems built with ``task: <module>.<class>``
+            accept ``frontend: ofa`` too.
         inference_module: the ``espnet2.bin`` module with the inference class.
         inference_class: the ``Speech2*`` class (its ``from_pretrained`` takes our archives).
         config_key: the inference class' keyword for the training config; also the
@@ -46,6 +50,12 @@ class EspnetTask:
     model_attribute: str
     kind: str
     inference_kwargs: Tuple[Tuple[str, Any], ...] = ()
+    espnet3_modules: Tuple[str, ...] = ()
+
+    @property
+    def train_modules(self) -> Tuple[str, ...]:
+        """Every module whose ``frontend_choices`` gets ``ofa``: ESPnet2's, then espnet3's."""
+        return (self.train_module,) + self.espnet3_modules
 
     def inference_cls(self) -> type:
         """Import and return the ``Speech2*`` class (imports ESPnet)."""
@@ -56,7 +66,8 @@ TASKS: Dict[str, EspnetTask] = {
     task.name: task
     for task in (
         EspnetTask("asr", "espnet2.tasks.asr", "ASRTask", "espnet2.bin.asr_inference",
-                   "Speech2Text", "asr_train_config", "asr_model_file", "asr_model", "asr"),
+                   "Speech2Text", "asr_train_config", "asr_model_file", "asr_model", "asr",
+                   espnet3_modules=("espnet3.systems.esp2_asr.task",)),
         EspnetTask("slu", "espnet2.tasks.slu", "SLUTask", "espnet2.bin.slu_inference",
                    "Speech2Understand", "slu_train_config", "slu_model_file", "asr_model", "slu"),
         EspnetTask("st", "espnet2.tasks.st", "STTask", "espnet2.bin.st_inference",
@@ -64,7 +75,8 @@ TASKS: Dict[str, EspnetTask] = {
         # The transducer's Speech2Text returns bare hypotheses unless told to decode them.
         EspnetTask("asr_transducer", "espnet2.tasks.asr_transducer", "ASRTransducerTask",
                    "espnet2.bin.asr_transducer_inference", "Speech2Text", "asr_train_config",
-                   "asr_model_file", "asr_model", "asr", (("return_decoded_hyp", True),)),
+                   "asr_model_file", "asr_model", "asr", (("return_decoded_hyp", True),),
+                   espnet3_modules=("espnet3.systems.esp2_asr.src.transducer_task",)),
     )
 }
 
@@ -83,9 +95,10 @@ def get_task(name: str) -> EspnetTask:
 
 
 def task_of_train_module(module_name: str) -> Optional[EspnetTask]:
-    """The task whose training module is ``module_name`` (None if not ours)."""
+    """The task whose training module (ESPnet2's or an espnet3 copy) is ``module_name``
+    (None if not ours)."""
     for task in TASKS.values():
-        if task.train_module == module_name:
+        if module_name in task.train_modules:
             return task
     return None
 

@@ -1,9 +1,9 @@
 """Make ``frontend: ofa`` known to ESPnet's tasks without changing ESPnet's files.
 
 ESPnet resolves ``frontend: NAME`` through a `ClassChoices` registry that each task module
-(``espnet2.tasks.asr``, ``slu``, ``st``, ``asr_transducer``) builds for itself, with no
-plug-in mechanism. So ``ofa`` is added to each registry right after the module is
-imported, by an import hook:
+(``espnet2.tasks.asr``, ``slu``, ``st``, ``asr_transducer``, and espnet3's copies such as
+``espnet3.systems.esp2_asr.task``) builds for itself, with no plug-in mechanism. So ``ofa``
+is added to each registry right after the module is imported, by an import hook:
 
 * ``espnet_ofa_register.pth``, installed in site-packages with the package, runs
   `install_import_hook` at interpreter start-up. That only puts a tiny finder on
@@ -38,8 +38,11 @@ from espnet_ofa.espnet_tasks import TASKS
 FRONTEND_NAME = "ofa"
 # The same frontend on features computed once (espnet_ofa.recipe.feature_cache).
 CACHED_FRONTEND_NAME = "ofa_cached"
-# Task module -> the AbsTask subclass whose build_model is wrapped (from the task table).
-TASK_MODULES: Dict[str, str] = {task.train_module: task.train_class for task in TASKS.values()}
+# Task module -> the AbsTask subclass whose build_model is wrapped (from the task table):
+# ESPnet2's task modules and espnet3's copies of them.
+TASK_MODULES: Dict[str, str] = {
+    module: task.train_class for task in TASKS.values() for module in task.train_modules
+}
 # Other toolkits' registries, filled in after their module is imported:
 # module -> "espnet_ofa module:function" called with the imported module.
 PLUGIN_MODULES: Dict[str, str] = {

@@ -13,9 +13,10 @@ def test_table_matches_installed_espnet(name):
     import importlib
 
     task = TASKS[name]
-    train = importlib.import_module(task.train_module)
-    assert "ofa" in train.frontend_choices.classes  # registered by the import hook
-    assert isinstance(getattr(train, task.train_class), type)
+    for module in task.train_modules:  # ESPnet2's task module and espnet3's copies
+        train = importlib.import_module(module)
+        assert "ofa" in train.frontend_choices.classes, module  # registered by the import hook
+        assert isinstance(getattr(train, task.train_class), type), module
     cls = task.inference_cls()
     params = inspect.signature(cls.__init__).parameters
     for key in (task.config_key, task.model_key, *dict(task.inference_kwargs)):
@@ -27,7 +28,7 @@ def test_everything_asks_the_table():
     from espnet_ofa.bin import decode, pack_model, transcribe
     from espnet_ofa.registration import TASK_MODULES
 
-    assert TASK_MODULES == {t.train_module: t.train_class for t in TASKS.values()}
+    assert TASK_MODULES == {m: t.train_class for t in TASKS.values() for m in t.train_modules}
     assert set(model_attributes()) == {"asr_model", "st_model"}
     for parser, option in ((decode.get_parser(), "--task"),):
         action = next(a for a in parser._actions if option in a.option_strings)
