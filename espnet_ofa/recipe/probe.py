@@ -9,7 +9,7 @@ representations with each other and with the MFCC floor; they are not a word err
 (the pooled statistics make single takes easier than connected digits).
 
 It takes seconds where a pretraining-plus-downstream run takes minutes, which makes it a
-screen for teacher and student settings (docs/recipes.md has the numbers).
+screen for teacher and student settings (docs/results/fsdd.md has the numbers).
 
 Extractors turn a (N,) 16 kHz waveform into one (T, D) array per layer:
 `teacher_extractor` (any teacher source), `ofa_extractor` (an OFA model at one frame
