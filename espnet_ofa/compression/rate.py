@@ -34,6 +34,7 @@ import torch
 
 from espnet_ofa.compression.checks import (
     alpha_problem,
+    check_alpha,
     check_alpha_layout,
     check_lengths,
     check_lengths_layout,
