@@ -26,7 +26,8 @@ import torch
 
 from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.data import DataDirError, load_audio, read_kaldi_table
-from espnet_ofa.segmentation.pipeline import PathLike, list_utterances
+from espnet_ofa.fileio import PathLike
+from espnet_ofa.segmentation.pipeline import list_utterances
 
 # (N,) 16 kHz waveform -> one (T, D) float array per layer.
 Extractor = Callable[[torch.Tensor], List[np.ndarray]]

@@ -15,10 +15,11 @@ import torch
 
 from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.data import DataDirError, load_audio
+from espnet_ofa.fileio import PathLike
 from espnet_ofa.models.distill_loss import alpha_losses
 from espnet_ofa.models.student import OFAStudent
 from espnet_ofa.segmentation.boundaries import read_boundaries
-from espnet_ofa.segmentation.pipeline import PathLike, list_utterances
+from espnet_ofa.segmentation.pipeline import list_utterances
 
 
 @dataclass(frozen=True)
