@@ -12,9 +12,11 @@ may import units of its own layer and of lower layers, at module level or inside
    loads, so it sits above ``models``);
 5. ``tasks``, ``frontend``: the ESPnet task and frontend (``frontend_conf.model`` may be a
    zoo name, so the frontend asks the zoo);
-6. ``inference``, ``registration`` and the package root: ESPnet's Speech2* with our models,
-   and the import hook that registers the frontend;
-7. ``recipe``: recipe stages;
+6. ``inference``, ``system_speed``, ``registration``, ``export`` and the package root:
+   ESPnet's Speech2* with our models and their timing, the import hook that registers the
+   frontend, the Hugging Face export;
+7. ``recipe``, ``integrations``: recipe stages, and the other toolkits' entry points (s3prl,
+   espnet3, whose recipe reads the FSDD data the recipe layer writes);
 8. ``bin``: command-line entry points.
 """
 
@@ -34,8 +36,8 @@ LAYERS = [
     {"teachers", "segmentation"},
     {"zoo"},
     {"tasks", "frontend"},
-    {"inference", "registration", "__init__"},
-    {"recipe"},
+    {"inference", "system_speed", "registration", "export", "__init__"},
+    {"recipe", "integrations"},
     {"bin"},
 ]
 LEVEL = {unit: level for level, units in enumerate(LAYERS) for unit in units}
