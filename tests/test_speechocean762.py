@@ -199,13 +199,15 @@ def test_download_from_an_archive(corpus, tmp_path):
 
 
 def test_stage1_cli_reports_bad_input(corpus, tmp_path):
-    (corpus / "test" / "text").write_text("000010011\tWE C@LL\n")
+    text = _table(corpus / "test" / "text")
+    text[sorted(text)[0]] = "WE C@LL"
+    _write_table(corpus / "test" / "text", text)
     out = subprocess.run(
         [sys.executable, "-m", "espnet_ofa.bin.recipe", "speechocean762_data",
          "--speechocean762", str(corpus), "--data_dir", str(tmp_path / "data"), "--no_download"],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == 1 and out.stderr.startswith("error: ")
-    assert "test/text" in out.stderr
+    assert "test/text:1:" in out.stderr and "'@'" in out.stderr
 
 
 def test_per_scoring():
