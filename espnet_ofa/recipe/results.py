@@ -492,6 +492,11 @@ def render(rows: List[dict], title: Optional[str] = None, notes: Optional[str] =
         trained = group[0].get("train_frame_period")
         k = kind(group[0])
         how = ("learns its frame period" if k == LEARNED else
+               f"on the OFA model at 20 ms, its features average-pooled to {trained:g} ms"
+               if k == POOLED else
+               "trained at a frame period drawn per batch, decoded at each" if k == SAMPLED else
+               f"trained at {trained:g} ms with the learnt rate's probe jitter (its control)"
+               if k == JITTER else
                f"{other_label(group[0])} features (no OFA frontend)" if k == OTHER else
                f"on a fixed-rate student, trained at {trained:g} ms" if k == FIXED_RATE else
                f"on a single-period CIF student, trained at {trained:g} ms"
