@@ -60,39 +60,44 @@ def environment() -> Dict[str, str]:
             "FSDD": str(FSDD), "OMP_NUM_THREADS": "1"}
 
 
-def newest_output(recipe: Path, since: float) -> Optional[Path]:
-    """A file (not a log) under the recipe's output dirs modified after ``since``."""
+def output_times(recipe: Path) -> Dict[Path, float]:
+    """Modification time of every file (not a log) under the recipe's output dirs."""
+    times = {}
     for top in OUTPUT_DIRS:
         for root, _dirs, files in os.walk(recipe / top):
+            if "/log" in root:
+                continue
             for name in files:
                 path = Path(root) / name
-                if name.endswith(".log") or "/log" in root:
+                if name.endswith(".log"):
                     continue
                 try:
-                    if path.stat().st_mtime > since:
-                        return path
+                    times[path] = path.stat().st_mtime_ns
                 except FileNotFoundError:  # renamed away meanwhile
                     continue
-    return None
+    return times
 
 
 def kill_mid_stage(recipe: Path, script: str, stage: int, args: str, log: Path) -> str:
-    """Run one stage and SIGKILL it once it has written an output; what happened."""
+    """Run one stage and SIGKILL it once it has written an output (a file new or changed
+    since the stage's banner); what happened."""
     with open(log, "w") as out:
         proc = subprocess.Popen(["bash", "-c", f"./run.sh --stage {stage} --stop_stage {stage} "
                                                f"{args}"],
                                 cwd=recipe, env=environment(), stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     banner = re.compile(rf"\({re.escape(script)}\) Stage {stage}: ")
-    began = None
+    before: Optional[Dict[Path, float]] = None
     while proc.poll() is None:
-        if began is None and banner.search(log.read_text(errors="replace")):
-            began = time.time() - 1.0  # mtimes are coarse on some file systems
-        written = newest_output(recipe, began) if began is not None else None
-        if written is not None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return f"killed after writing {written.relative_to(recipe)}"
+        if before is None:
+            if banner.search(log.read_text(errors="replace")):
+                before = output_times(recipe)
+        else:
+            written = [p for p, t in output_times(recipe).items() if before.get(p) != t]
+            if written:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return f"killed after writing {written[0].relative_to(recipe)}"
         time.sleep(0.05)
     return f"finished (rc {proc.returncode}) before writing anything to kill at"
 
