@@ -7,7 +7,6 @@ agree with each other, or a ValueError whose message names the problem and the f
 
 from __future__ import annotations
 
-import collections
 import math
 import os
 import string
