@@ -77,6 +77,14 @@ def verify_archive(path: PathLike, sha256: Optional[str] = None) -> Dict:
     return meta
 
 
+def partial_dir(outpath: Path) -> "tempfile.TemporaryDirectory":
+    """A hidden temporary folder beside ``outpath`` to build it in (``.<name>.*.partial``):
+    a packer killed mid-way leaves only that, never a half-written file under a name a
+    reader or a glob for ``*.zip`` would take."""
+    return tempfile.TemporaryDirectory(dir=outpath.parent, prefix=f".{outpath.name}.",
+                                       suffix=".partial")
+
+
 def write_model_card(path: PathLike, title: str, fields: Dict[str, str],
                      results: Optional[str] = None) -> Path:
     """A Markdown model card: a title, one line per field, and the results table."""
@@ -121,7 +129,7 @@ def pack_ofa_ssl(
         **(card_fields or {}),
     }
     outpath.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=outpath.parent) as tmp:
+    with partial_dir(outpath) as tmp:
         card = write_model_card(Path(tmp) / CARD_NAME, f"OFA SSL model: {outpath.stem}", fields,
                                 results)
         partial = Path(tmp) / outpath.name

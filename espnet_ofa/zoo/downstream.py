@@ -15,7 +15,6 @@ ESPnet model.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -23,7 +22,7 @@ from typing import Any, Dict, List, Optional
 import yaml
 
 from espnet_ofa.espnet_tasks import TASKS
-from espnet_ofa.zoo.archive import CARD_NAME, PathLike, ZooError, write_model_card
+from espnet_ofa.zoo.archive import CARD_NAME, PathLike, ZooError, partial_dir, write_model_card
 
 
 # Config entries about the training run itself (data lists, shape files, output dir): their
@@ -123,7 +122,7 @@ def pack_downstream(
         **(card_fields or {}),
     }
     outpath.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=outpath.parent) as tmp:
+    with partial_dir(outpath) as tmp:
         card = write_model_card(Path(tmp) / CARD_NAME, f"{task.upper()} model: {outpath.stem}",
                                 fields, results)
         partial = Path(tmp) / outpath.name
