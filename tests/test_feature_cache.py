@@ -218,6 +218,9 @@ def test_trained_on_the_cache_then_run_from_the_waveform(work):
     assert (wave_dir / "valid.loss.best.pth") in written
     assert (wave_dir / "valid.loss.best.pth").is_symlink()  # as ESPnet left it
     assert yaml.safe_load((wave_dir / "config.yaml").read_text())["frontend"] == "ofa"
+    stamp = (wave_dir / "valid.loss.best.pth").stat().st_mtime_ns
+    assert feature_cache.to_waveform_model(cached_dir, wave_dir) == written
+    assert (wave_dir / "valid.loss.best.pth").stat().st_mtime_ns == stamp  # rerun: untouched
 
     cwd = os.getcwd()
     os.chdir(work)  # the configs' paths are relative to the recipe directory

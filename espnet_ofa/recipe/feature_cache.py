@@ -292,38 +292,51 @@ def to_waveform_model(cached_dir: PathLike, out_dir: PathLike) -> List[Path]:
     """Write ``out_dir/config.yaml`` and, for every model file of ``cached_dir`` (all
     ``*.pth`` but the resumable ``checkpoint.pth``), the same file for ``frontend: ofa``.
 
-    Symbolic links (ESPnet's ``valid.loss.best.pth -> 4epoch.pth``) stay links. Returns the
-    model files written.
+    Symbolic links (ESPnet's ``valid.loss.best.pth -> 4epoch.pth``) stay links. A file
+    already converted and newer than its source and the OFA checkpoint is left alone, so a
+    rerun of a finished training changes nothing. Returns the model files of ``out_dir``.
     """
     import torch
 
-    from espnet_ofa.frontend.ofa import OFAFrontend
+    from espnet_ofa.frontend.ofa import OFAFrontend, resolve_model
 
     cached_dir, out_dir = Path(cached_dir), Path(out_dir)
     conf_path = cached_dir / "config.yaml"
     if not conf_path.is_file():
         raise FileNotFoundError(f"{conf_path} not found: train on the cached features first")
     conf = waveform_config(yaml.safe_load(conf_path.read_text(encoding="utf-8")) or {})
-    frontend = OFAFrontend(**(conf.get("frontend_conf") or {}))
-    frontend_state = frontend.state_dict()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    fconf = conf.get("frontend_conf") or {}
+    ofa_checkpoint = resolve_model(fconf.get("model"))
     files = sorted(p for p in cached_dir.glob("*.pth") if p.name != "checkpoint.pth")
     if not files:
         raise FileNotFoundError(f"{cached_dir} has no model files (*.pth): did training finish?")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frontend_state = None
+    written = []
     for src in sorted(files, key=lambda p: p.is_symlink()):  # real files first
         dst = out_dir / src.name
+        written.append(dst)
+        if src.is_symlink():
+            if dst.is_symlink() and os.readlink(dst) == os.readlink(src):
+                continue
+        elif (dst.is_file() and not dst.is_symlink() and dst.stat().st_mtime_ns >= max(
+                src.stat().st_mtime_ns, ofa_checkpoint.stat().st_mtime_ns)):
+            continue
         tmp = dst.with_name(dst.name + ".tmp")
         if tmp.is_symlink() or tmp.exists():
             tmp.unlink()
         if src.is_symlink():
             os.symlink(os.readlink(src), tmp)
         else:
+            if frontend_state is None:
+                frontend_state = OFAFrontend(**fconf).state_dict()
             state = torch.load(src, map_location="cpu", weights_only=True)
             torch.save(waveform_state(state, frontend_state), tmp)
         os.replace(tmp, dst)
-        written.append(dst)
-    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(conf, sort_keys=False))
+    text = yaml.safe_dump(conf, sort_keys=False)
+    config = out_dir / "config.yaml"
+    if not config.is_file() or config.read_text(encoding="utf-8") != text:
+        atomic_write_text(config, text)
     return written
 
 
