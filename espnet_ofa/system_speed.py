@@ -27,10 +27,10 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import torch
 
+from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.espnet_tasks import get_task
 from espnet_ofa.frontend.lookup import find_ofa_frontend
 
-SAMPLE_RATE = 16000
 PARTS = ("frontend", "encoder")
 
 

@@ -179,7 +179,7 @@ def test_results_show_the_pooled_rival_beside_ofa_with_compute(tmp_path):
     section = text[text.index("## The pooled rival"):]
     # Seeds averaged: 8 +- 2.83; per-utterance errors 0.4 vs 0.2 per 5 words: +4 points.
     assert "|test|40|4.00|0.0500|8.00 ± 2.83|0.0900|+4.00 [" in section
-    assert "|+100%|" in section and "2 downstream seeds" in section
+    assert "|+100%|" in section and "OFA 1 × 1 × 20, pooled rival 1 × 2 × 20" in section
     assert "|test|80|" not in section.split("\n\n")[2]  # no pooled model at 80 ms
     assert "Model on the OFA model at 20 ms, its features average-pooled to 40 ms." in text
     plot_results(rows, tmp_path / "p.png")

@@ -360,6 +360,7 @@ class _FakeSpeech2Text:
 
     def __init__(self, **kwargs):
         self.kwargs = kwargs
+        self.asr_model = torch.nn.Module()  # where transcribe's timing hooks look
 
     def __call__(self, wav):
         return [("hello", ["hello"], [1], None)]

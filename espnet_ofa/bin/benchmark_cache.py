@@ -24,6 +24,7 @@ from typing import List, Optional, Sequence
 
 import torch
 import yaml
+from espnet_ofa.constants import SAMPLE_RATE
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -130,7 +131,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     report = {
         "config": args.config, "ofa_model": args.ofa_model or f"random {args.preset}",
         "frame_period": spec.frame_period, "num_utts": len(utts), "batch_size": args.batch_size,
-        "audio_seconds": sum(a.numel() for a in audio.values()) / 16000,
+        "audio_seconds": sum(a.numel() for a in audio.values()) / SAMPLE_RATE,
         "threads": torch.get_num_threads(),
         "epoch_seconds": {k: v * scale for k, v in seconds.items()},
         "speedup": seconds["live"] / seconds["cached"],

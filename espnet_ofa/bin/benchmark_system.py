@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 import torch
+from espnet_ofa.constants import SAMPLE_RATE
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -60,7 +61,7 @@ def load_speech(data_dir: Optional[str], wavs: Optional[Sequence[str]],
         sources = sources[:num_utts] if num_utts > 0 else sources
     else:
         sources = list(wavs)
-    return [load_audio(src, 16000)[0] for src in sources]
+    return [load_audio(src, SAMPLE_RATE)[0] for src in sources]
 
 
 def format_rows(rows: List[dict]) -> str:

@@ -18,6 +18,7 @@ import logging
 from typing import List, Optional
 
 from espnet_ofa.recipe import feature_cache
+from espnet_ofa.constants import SAMPLE_RATE
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -55,7 +56,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if spec is None:
                 parser.exit(2, f"error: {args.config}: no cache: {why}\n")
             scp = feature_cache.extract(spec, args.data_dir, args.out_dir, device=args.device,
-                                        max_batch_samples=int(args.max_batch_seconds * 16000))
+                                        max_batch_samples=int(args.max_batch_seconds * SAMPLE_RATE))
             mib = feature_cache.cache_bytes(args.out_dir) / 2**20
             print(f"cached {scp} ({mib:.1f} MiB)")
         else:

@@ -22,15 +22,15 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Dict, Union
+from typing import Dict
 
 from espnet_ofa.compression import INPUT_PERIOD_MS
+from espnet_ofa.fileio import PathLike
 from espnet_ofa.models.student import SAMPLE_RATE, OFAStudent
 
 PACKAGE = "espnet_ofa"
 ENTRY_MODULE = "espnet_ofa.export.hf_modeling"
 MODELING_FILE = "modeling_ofa"
-PathLike = Union[str, os.PathLike]
 
 
 def _module_file(module: str) -> Path:

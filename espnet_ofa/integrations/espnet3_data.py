@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict
 
 import numpy as np
 
@@ -25,8 +25,8 @@ from espnet3.contract import Field
 
 from espnet_ofa.data.audio import load_audio
 from espnet_ofa.data.datadir import read_kaldi_table, validate_data_dir
-
-PathLike = Union[str, os.PathLike]
+from espnet_ofa.constants import SAMPLE_RATE
+from espnet_ofa.fileio import PathLike
 
 #: The FSDD splits ``FsddBuilder`` writes (``test_theo``: a speaker never heard in training).
 FSDD_SPLITS = ("train", "dev", "test", "test_theo")
@@ -50,7 +50,7 @@ class DataDirDataset(BaseDataset):
 
     fields = (Field("speech", "audio"), Field("text", "text"))
 
-    def __init__(self, data_dir: PathLike, fs: int = 16000, with_utt_id: bool = False) -> None:
+    def __init__(self, data_dir: PathLike, fs: int = SAMPLE_RATE, with_utt_id: bool = False) -> None:
         self.data_dir = Path(data_dir)
         validate_data_dir(self.data_dir, required=("wav.scp", "text"))
         wavs = read_kaldi_table(self.data_dir / "wav.scp")
@@ -108,7 +108,7 @@ class FsddBuilder:
 class FsddDataset(DataDirDataset):
     """One FSDD split written by `FsddBuilder` (``split``: one of `FSDD_SPLITS`)."""
 
-    def __init__(self, split: str, dataset_dir: PathLike, fs: int = 16000,
+    def __init__(self, split: str, dataset_dir: PathLike, fs: int = SAMPLE_RATE,
                  with_utt_id: bool = False) -> None:
         if split not in FSDD_SPLITS:
             raise ValueError(f"FSDD split must be one of {', '.join(FSDD_SPLITS)}; got "

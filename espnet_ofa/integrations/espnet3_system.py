@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
+
 
 import torch
 
 from espnet3.systems.esp2_asr.system import ASRSystem
+from espnet_ofa.fileio import PathLike
 
-PathLike = Union[str, os.PathLike]
 _LAST = "last.ckpt"
 
 

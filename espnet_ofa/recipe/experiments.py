@@ -89,6 +89,8 @@ def student_exp(ssl_exp: PathLike, arm: str = OFA, period: Optional[float] = Non
     ``_seed<s>`` marks pretraining seed s > 0 (``exp/ssl_x_cif40_seed2``).
     """
     ssl_exp = Path(ssl_exp)
+    if arm == OFA and not ssl_seed:  # the OFA student of seed 0 is the experiment itself
+        return ssl_exp
     name = ssl_exp.name
     if arm != OFA:
         if arm not in BASELINE_SUFFIX or period is None:

@@ -37,14 +37,15 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import yaml
 
 from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table
+from espnet_ofa.constants import SAMPLE_RATE
+from espnet_ofa.fileio import PathLike
 
 logger = logging.getLogger(__name__)
-PathLike = Union[str, os.PathLike]
 
 CACHED_FRONTEND = "ofa_cached"
 FEATS_SCP = "feats.scp"
@@ -166,7 +167,7 @@ def extract(
     spec: CacheSpec,
     data_dir: PathLike,
     out_dir: PathLike,
-    max_batch_samples: int = 16000 * 40,
+    max_batch_samples: int = SAMPLE_RATE * 40,
     shard_utts: int = SHARD_UTTS,
     device: str = "cpu",
     progress: bool = True,

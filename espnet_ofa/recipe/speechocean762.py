@@ -35,14 +35,14 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table, write_data_dir_tables
 from espnet_ofa.recipe.download import DownloadError, fetch
+from espnet_ofa.fileio import PathLike
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
 
 URL = "https://www.openslr.org/resources/101/speechocean762.tar.gz"
 LABELLED_SPLITS = ("train", "test")
