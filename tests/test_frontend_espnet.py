@@ -85,9 +85,10 @@ def run_espnet(module: str, args: List[str], cwd: Path, log: str,
                env: Optional[Dict[str, str]] = None) -> str:
     """Run ``python -m module args`` in ``cwd``; fail with the log's tail if it fails."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    # A guard against a hung process, not a speed limit: a busy machine takes minutes.
     proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=300)
+                          timeout=1200)
     (cwd / log).write_text(proc.stdout)
     assert proc.returncode == 0, f"{module} failed ({proc.returncode}):\n{proc.stdout[-4000:]}"
     return proc.stdout
