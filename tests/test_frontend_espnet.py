@@ -61,7 +61,8 @@ def work(tmp_path_factory, tiny_ofa_checkpoint, an4_small) -> Path:
 
     texts: Dict[str, List[str]] = {"en": [], "slu": [], "de": []}
     for split in ("train", "test"):
-        rows = [json.loads(line) for line in (an4_small / f"{split}.jsonl").read_text().splitlines()]
+        lines = (an4_small / f"{split}.jsonl").read_text().splitlines()
+        rows = [json.loads(line) for line in lines]
         ids = [f"{split}_{i:03d}" for i in range(len(rows))]
         d = root / "data" / split
         d.mkdir(parents=True)
