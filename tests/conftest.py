@@ -140,6 +140,25 @@ def once_per_run(tmp_path_factory, worker_id: str, name: str,
     return result["ok"]
 
 
+def start_recipe(recipe: Path, args: str, env: dict) -> subprocess.Popen:
+    """``./run.sh args`` in ``recipe`` in the background (stderr into stdout), in its own
+    process group so that `finish_recipe` can stop all of it."""
+    return subprocess.Popen(["bash", "-c", f"./run.sh {args}"], cwd=recipe, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def finish_recipe(proc: subprocess.Popen, timeout: int = 3600) -> str:
+    """Wait for a `start_recipe` run; its output. Past ``timeout`` (a hang) its whole process
+    group is killed and the test fails."""
+    try:
+        return proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out = proc.communicate()[0]
+        pytest.fail(f"{proc.args[-1]}: killed after {timeout} s:\n{out[-3000:]}", pytrace=False)
+
+
 def run_recipe(recipe: Path, args: str, env: dict,
                timeout: int = 3600) -> subprocess.CompletedProcess:
     """``./run.sh args`` in ``recipe``; past ``timeout`` (a hang) its whole process group is

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import (FSDD_ASR_OPTS, FSDD_DATA_OPTS, FSDD_FIRST_STOP_STAGE, recipe_env,
-                      run_recipe)
+from conftest import (FSDD_ASR_OPTS, FSDD_DATA_OPTS, FSDD_FIRST_STOP_STAGE, finish_recipe,
+                      recipe_env, run_recipe, start_recipe)
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("ESPNET_OFA_SKIP_RECIPE_E2E", "") not in ("", "0"),
@@ -36,9 +36,7 @@ def run(recipe: Path, args: str, fsdd: Path) -> subprocess.CompletedProcess:
 
 
 def start(recipe: Path, args: str, fsdd: Path) -> subprocess.Popen:
-    return subprocess.Popen(["bash", "-c", f"./run.sh {args}"], cwd=recipe, text=True,
-                            env=recipe_env(FSDD=fsdd), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    return start_recipe(recipe, args, recipe_env(FSDD=fsdd))
 
 
 def result_rows(results_md: Path, section: str = ""):
@@ -179,7 +177,7 @@ def test_slu1_and_st1_prepare_their_data_on_the_same_ofa_model(egs, fsdd, fsdd_r
     common = (f'--local_data_opts "{FSDD_DATA_OPTS}" --frame_periods "40" '
               f'--stop_stage {FSDD_FIRST_STOP_STAGE} --fixed_rate_periods ""')
     procs = {name: start(egs / name, common, fsdd) for name in ("slu1", "st1")}
-    outputs = {name: p.communicate(timeout=1500)[0] for name, p in procs.items()}
+    outputs = {name: finish_recipe(p) for name, p in procs.items()}
     for name, p in procs.items():
         assert p.returncode == 0, outputs[name][-4000:]
         assert "running ../ssl1/run.sh" not in outputs[name]  # the OFA model is reused

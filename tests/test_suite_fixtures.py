@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import recipe_env, require_shared, run_recipe
+from conftest import finish_recipe, recipe_env, require_shared, run_recipe, start_recipe
 
 
 def test_missing_shared_data_fails_under_ci_and_skips_elsewhere(tmp_path, monkeypatch):
@@ -35,3 +35,12 @@ def test_a_hung_recipe_is_killed_with_its_children(tmp_path):
             return
         time.sleep(0.1)
     pytest.fail(f"the recipe's background job {child} outlived it")
+
+
+def test_a_hung_background_recipe_fails_the_test_and_is_killed(tmp_path):
+    (tmp_path / "run.sh").write_text("#!/usr/bin/env bash\necho started\nsleep 300\n")
+    (tmp_path / "run.sh").chmod(0o755)
+    proc = start_recipe(tmp_path, "--stage 1", recipe_env())
+    with pytest.raises(pytest.fail.Exception, match=r"killed after 2 s:\nstarted"):
+        finish_recipe(proc, timeout=2)
+    assert proc.returncode == -signal.SIGKILL
