@@ -22,6 +22,11 @@ Reuse them in new test files (pytest finds them by name, no import needed):
     ``ssl1/exp/ssl_train_ofa_tiny/valid.loss.best.pth`` of ``fsdd_recipes``: a trained
     tiny OFA model, for a recipe's ``--ofa_model``.
 
+Helpers for recipe tests (``from conftest import ...``): ``copy_recipes`` (recipe copies
+under a temporary ``egs2/``), ``recipe_env`` (this interpreter's tools on PATH, corpus
+variables), ``run_recipe`` / ``start_recipe`` + ``finish_recipe`` (``./run.sh``, killed with
+its process group past a limit), ``once_per_run`` (a build shared by the xdist workers).
+
 Scheduling: the slow files (``SLOW_FILES``, marked ``slow``) are collected first, so that
 ``tools/test.sh`` (``-n 2 --dist loadfile --no-loadscope-reorder``) starts them at once on
 the two workers; ``-m "not slow"`` leaves them out for a quick run (CI runs everything).
