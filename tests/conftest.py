@@ -22,6 +22,11 @@ Reuse them in new test files (pytest finds them by name, no import needed):
     ``ssl1/exp/ssl_train_ofa_tiny/valid.loss.best.pth`` of ``fsdd_recipes``: a trained
     tiny OFA model, for a recipe's ``--ofa_model``.
 
+Helpers for recipe tests (``from conftest import ...``): ``copy_recipes`` (recipe copies
+under a temporary ``egs2/``), ``recipe_env`` (this interpreter's tools on PATH, corpus
+variables), ``run_recipe`` / ``start_recipe`` + ``finish_recipe`` (``./run.sh``, killed with
+its process group past a limit), ``once_per_run`` (a build shared by the xdist workers).
+
 Scheduling: the slow files (``SLOW_FILES``, marked ``slow``) are collected first, so that
 ``tools/test.sh`` (``-n 2 --dist loadfile --no-loadscope-reorder``) starts them at once on
 the two workers; ``-m "not slow"`` leaves them out for a quick run (CI runs everything).
@@ -32,6 +37,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -117,7 +123,8 @@ def tiny_ofa_copy(tmp_path, tiny_ofa_checkpoint) -> Path:
     return exp / tiny_ofa_checkpoint.name
 
 
-def once_per_run(tmp_path_factory, worker_id: str, name: str, build: Callable[[Path], dict]) -> dict:
+def once_per_run(tmp_path_factory, worker_id: str, name: str,
+                 build: Callable[[Path], dict]) -> dict:
     """``build(directory)`` once per test run, whichever xdist worker asks first; the others
     wait for it and get the same JSON-able result. ``directory`` is shared by all workers."""
     root = tmp_path_factory.getbasetemp()
@@ -128,8 +135,50 @@ def once_per_run(tmp_path_factory, worker_id: str, name: str, build: Callable[[P
     with FileLock(str(root / f"{name}.lock")):
         if not done.is_file():
             directory.mkdir(exist_ok=True)
-            done.write_text(json.dumps(build(directory)))
-    return json.loads(done.read_text())
+            try:
+                result = {"ok": build(directory)}
+            except Exception as err:  # every worker fails alike rather than building again
+                result = {"error": f"{type(err).__name__}: {err}"}
+            done.write_text(json.dumps(result))
+    result = json.loads(done.read_text())
+    if "error" in result:
+        pytest.fail(f"building {name} failed: {result['error']}", pytrace=False)
+    return result["ok"]
+
+
+def start_recipe(recipe: Path, args: str, env: dict) -> subprocess.Popen:
+    """``./run.sh args`` in ``recipe`` in the background (stderr into stdout), in its own
+    process group so that `finish_recipe` can stop all of it."""
+    return subprocess.Popen(["bash", "-c", f"./run.sh {args}"], cwd=recipe, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def finish_recipe(proc: subprocess.Popen, timeout: int = 3600) -> str:
+    """Wait for a `start_recipe` run; its output. Past ``timeout`` (a hang) its whole process
+    group is killed and the test fails."""
+    try:
+        return proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out = proc.communicate()[0]
+        pytest.fail(f"{proc.args[-1]}: killed after {timeout} s:\n{out[-3000:]}", pytrace=False)
+
+
+def run_recipe(recipe: Path, args: str, env: dict,
+               timeout: int = 3600) -> subprocess.CompletedProcess:
+    """``./run.sh args`` in ``recipe``; past ``timeout`` (a hang) its whole process group is
+    killed, returncode -9, with what it printed so far."""
+    proc = subprocess.Popen(["bash", "-c", f"./run.sh {args}"], cwd=recipe, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        err += f"\nrun.sh {args}: killed after {timeout} s"
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def recipe_env(**paths: Path) -> dict:
@@ -167,9 +216,9 @@ def fsdd_recipes(tmp_path_factory, worker_id, fsdd_recordings) -> RecipeRun:
     def build(directory: Path) -> dict:
         egs = directory / "egs2"
         copy_recipes(egs, [f"fsdd/{name}" for name in ("ssl1", "asr1", "slu1", "st1")])
-        r = subprocess.run(["bash", "-c", f"./run.sh --stop_stage {FSDD_FIRST_STOP_STAGE} "
-                            f"{FSDD_ASR_OPTS}"], cwd=egs / "fsdd" / "asr1", capture_output=True,
-                           text=True, env=recipe_env(FSDD=fsdd_recordings.parent), timeout=1800)
+        r = run_recipe(egs / "fsdd" / "asr1",
+                       f"--stop_stage {FSDD_FIRST_STOP_STAGE} {FSDD_ASR_OPTS}",
+                       recipe_env(FSDD=fsdd_recordings.parent))
         return {"recipes": str(egs / "fsdd"), "returncode": r.returncode, "stdout": r.stdout,
                 "stderr": r.stderr}
 

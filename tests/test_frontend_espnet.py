@@ -61,7 +61,8 @@ def work(tmp_path_factory, tiny_ofa_checkpoint, an4_small) -> Path:
 
     texts: Dict[str, List[str]] = {"en": [], "slu": [], "de": []}
     for split in ("train", "test"):
-        rows = [json.loads(line) for line in (an4_small / f"{split}.jsonl").read_text().splitlines()]
+        lines = (an4_small / f"{split}.jsonl").read_text().splitlines()
+        rows = [json.loads(line) for line in lines]
         ids = [f"{split}_{i:03d}" for i in range(len(rows))]
         d = root / "data" / split
         d.mkdir(parents=True)
@@ -85,9 +86,10 @@ def run_espnet(module: str, args: List[str], cwd: Path, log: str,
                env: Optional[Dict[str, str]] = None) -> str:
     """Run ``python -m module args`` in ``cwd``; fail with the log's tail if it fails."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    # A guard against a hung process, not a speed limit: a busy machine takes minutes.
     proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=300)
+                          timeout=1200)
     (cwd / log).write_text(proc.stdout)
     assert proc.returncode == 0, f"{module} failed ({proc.returncode}):\n{proc.stdout[-4000:]}"
     return proc.stdout

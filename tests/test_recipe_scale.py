@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import corpus_layouts
-from conftest import copy_recipes, recipe_env
+from conftest import copy_recipes, finish_recipe, recipe_env, start_recipe
 from espnet_ofa.recipe.results import SMOKE_BANNER
 
 RECIPES = ("librispeech/ssl1", "librispeech_100/asr1", "slurp/slu1", "covost2/st1")
@@ -51,13 +51,11 @@ def _env(root: Path) -> dict:
 
 
 def _start(root: Path, recipe: str, args: str) -> subprocess.Popen:
-    return subprocess.Popen(["bash", "-c", f"./run.sh {args}"], cwd=root / "egs2" / recipe,
-                            env=_env(root), text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    return start_recipe(root / "egs2" / recipe, args, _env(root))
 
 
-def _finish(proc: subprocess.Popen, what: str, timeout: int = 900) -> str:
-    out, _ = proc.communicate(timeout=timeout)
+def _finish(proc: subprocess.Popen, what: str) -> str:
+    out = finish_recipe(proc)
     assert proc.returncode == 0, f"{what} failed:\n{out[-4000:]}"
     return out
 
