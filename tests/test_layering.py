@@ -13,7 +13,9 @@ may import units of its own layer and of lower layers, at module level or inside
 5. ``tasks``, ``frontend``: the ESPnet task and frontend (``frontend_conf.model`` may be a
    zoo name, so the frontend asks the zoo);
 6. ``inference``, ``registration`` and the package root: ESPnet's Speech2* with our models,
-   and the import hook that registers the frontend;
+   and the import hook that registers the frontend; ``integrations`` (the s3prl upstream
+   the hook registers) and ``export`` (the Hugging Face export), which load models like
+   the frontend;
 7. ``recipe``: recipe stages;
 8. ``bin``: command-line entry points.
 """
@@ -34,7 +36,7 @@ LAYERS = [
     {"teachers", "segmentation"},
     {"zoo"},
     {"tasks", "frontend"},
-    {"inference", "registration", "__init__"},
+    {"inference", "registration", "__init__", "integrations", "export"},
     {"recipe"},
     {"bin"},
 ]
