@@ -185,7 +185,8 @@ def register() -> List[str]:
 
     Registers in the task modules already imported and arms the import hook for the others
     (so ``espnet_ofa.register()`` may come before or after ``import espnet2.tasks.asr``).
-    Returns the task modules registered now.
+    Returns the modules registered now: task modules, and other toolkits' modules already
+    imported (e.g. ``s3prl``, which ESPnet's task modules import).
     """
     if not any(getattr(f, "espnet_ofa_hook", False) for f in sys.meta_path):
         sys.meta_path.insert(0, _RegisterOnImport())  # explicit call: even if disabled

@@ -54,7 +54,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = corpus_layouts.SHARED_DATA
 
 # Slowest first: the order in which the two workers take them (minutes of a 2-core run).
-SLOW_FILES = ("test_recipe_integration.py", "test_frontend_espnet.py", "test_recipe_scale.py")
+SLOW_FILES = ("test_recipe_integration.py", "test_speechocean762.py", "test_frontend_espnet.py",
+              "test_recipe_scale.py", "test_espnet3.py")
 
 # The small FSDD subset of the end-to-end runs: 3 takes per speaker and digit to train on.
 FSDD_DATA_OPTS = "--train_takes 3 --dev_takes 1 --test_takes 1 --heldout_takes 1"
