@@ -17,13 +17,10 @@ from espnet_ofa.frontend.rate_sampling import SampledRate
 from espnet_ofa.recipe.experiments import SAMPLED, plan_experiments
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from espnet_ofa.models.pretrained import save_student
-    from espnet_ofa.models.student import build_student
-
-    torch.manual_seed(0)
-    return save_student(build_student("tiny"), tmp_path_factory.mktemp("ofa"), preset="tiny")
+@pytest.fixture
+def checkpoint(tiny_ofa_checkpoint):
+    """The tiny random OFA model built once per run (conftest.py)."""
+    return tiny_ofa_checkpoint
 
 
 @pytest.fixture(autouse=True)
