@@ -232,8 +232,7 @@ def test_slu1_and_st1_prepare_their_data_on_the_same_ofa_model(egs, fsdd, fsdd_r
         assert any(key.startswith("ofa_ssl_train_ofa_tiny_") for key in stats), stats
         assert any(key.startswith("default_") for key in stats), stats  # the log-mel config
     intents = (egs / "slu1/dump/raw/test/text").read_text().splitlines()
-    digits = (egs / "asr1/dump/raw/test/text").read_text().splitlines()
-    assert len(intents) == len(digits) and all(len(line.split()) >= 3 for line in intents)
+    assert intents and all(len(line.split()) >= 3 for line in intents)  # <intent> <word>
     german = (egs / "st1/dump/raw/test/text").read_text()
     assert german != (egs / "asr1/dump/raw/test/text").read_text()
     assert "synthetic" in (egs / "st1/data/README.txt").read_text()
