@@ -119,6 +119,13 @@ def tiny_ofa_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def no_rate_override(monkeypatch):
+    """No decoding-period override from the environment (ESPNET_OFA_FRAME_PERIOD/_LAM)."""
+    monkeypatch.delenv("ESPNET_OFA_FRAME_PERIOD", raising=False)
+    monkeypatch.delenv("ESPNET_OFA_LAM", raising=False)
+
+
+@pytest.fixture
 def tiny_ofa_copy(tmp_path, tiny_ofa_checkpoint) -> Path:
     exp = shutil.copytree(tiny_ofa_checkpoint.parent, tmp_path / "exp" / "ofa")
     return exp / tiny_ofa_checkpoint.name

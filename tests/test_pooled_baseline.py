@@ -26,10 +26,7 @@ def checkpoint(tiny_ofa_checkpoint):
     return tiny_ofa_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def no_rate_override(monkeypatch):
-    monkeypatch.delenv("ESPNET_OFA_FRAME_PERIOD", raising=False)
-    monkeypatch.delenv("ESPNET_OFA_LAM", raising=False)
+pytestmark = pytest.mark.usefixtures("no_rate_override")  # conftest.py
 
 
 def test_average_pool_means_every_k_valid_frames_and_ignores_padding():

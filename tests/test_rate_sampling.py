@@ -23,10 +23,7 @@ def checkpoint(tiny_ofa_checkpoint):
     return tiny_ofa_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def no_rate_override(monkeypatch):
-    monkeypatch.delenv("ESPNET_OFA_FRAME_PERIOD", raising=False)
-    monkeypatch.delenv("ESPNET_OFA_LAM", raising=False)
+pytestmark = pytest.mark.usefixtures("no_rate_override")  # conftest.py
 
 
 def test_draws_are_the_pretraining_samplers_and_resume():
