@@ -4,8 +4,10 @@
 # ESPnet's hubert_train (iteration 0 of ESPnet's HuBERT recipe: it predicts MFCC k-means
 # units) on data/pretrain = the train speakers' audio, labelled or not, never a test or dev
 # voice. Then pseudo boundaries (k-means units of the teacher's last layer), the OFA student
-# over 20-90 ms, and the fixed-rate students (average pooling at one period, same data and
-# steps) at 40 and 80 ms: exp/ssl_train_ofa_small{,_fixed40,_fixed80}.
+# over 20-90 ms, and the students pretrained at one period only (same data and steps) at 40
+# and 80 ms: fixed-rate (average pooling) and single-period CIF (the OFA config and alpha
+# predictor, the rate held at that period): exp/ssl_train_ofa_small{,_fixed40,_fixed80,
+# _cif40,_cif80}, all five at once (on 2 cores no core idles while the last one trains).
 # The model is the frontend of ../asr1, which runs this recipe when it is missing.
 #
 #   ./run.sh                          # the full recipe (docs/speechocean762.md: compute)
@@ -47,6 +49,7 @@ else
         --segment_feature teacher \
         --ssl_config conf/train_ofa_small.yaml \
         --fixed_rate_periods "40 80" \
-        --max_parallel_exps 3 \
+        --single_rate_periods "40 80" \
+        --max_parallel_exps 5 \
         "${args[@]}"
 fi
