@@ -3,7 +3,8 @@
     python -m espnet_ofa.bin.decode --task asr --train_config exp/asr/config.yaml \\
         --model_file exp/asr/valid.acc.best.pth --data_dirs dump/raw/test dump/raw/test_theo \\
         --out_dir exp/asr/decode --frame_periods 20 40 60 80 \\
-        [--learned auto|true|false] [--inference_config conf/decode_asr.yaml] [--ngpu 1] [--num_splits N --split J]
+        [--learned auto|true|false] [--own_period true|false]
+        [--inference_config conf/decode_asr.yaml] [--ngpu 1] [--num_splits N --split J]
 
     python -m espnet_ofa.bin.decode --merge exp/asr/decode/p40/test --num_splits N
 
@@ -39,6 +40,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--ngpu", type=int, default=0)
     p.add_argument("--num_splits", type=int, default=1)
     p.add_argument("--split", type=int, default=1)
+    p.add_argument("--own_period", choices=("true", "false"), default="false",
+                   help="true: a downstream trained at one fixed period is decoded at that "
+                        "period only, not switched to every --frame_periods")
     p.add_argument("--macs_utts", type=int, default=5,
                    help="utterances per rate and set whose MACs are counted")
     p.add_argument("--merge", nargs="+", default=None, metavar="DECODE_DIR",
@@ -66,7 +70,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     device = "cuda" if args.ngpu > 0 else "cpu"
     decode_periods(args.task, args.train_config, args.model_file, args.data_dirs,
                    args.out_dir, args.frame_periods, args.learned, args.inference_config,
-                   device, args.num_splits, args.split, args.macs_utts)
+                   device, args.num_splits, args.split, args.macs_utts,
+                   own_period=args.own_period == "true")
     return 0
 
 

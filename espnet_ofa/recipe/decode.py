@@ -46,6 +46,7 @@ from espnet_ofa.espnet_tasks import get_task
 from espnet_ofa.fileio import PathLike
 from espnet_ofa.recipe.experiments import JITTER, POOLED, SAMPLED
 from espnet_ofa.frontend.lookup import find_ofa_frontend
+from espnet_ofa.inference import use_ctc_greedy_search
 from espnet_ofa.system_speed import timed_decode
 
 logger = logging.getLogger(__name__)
@@ -102,9 +103,15 @@ class RateResult:
         }
 
 
+# The inference YAML's own option (the rest go to ESPnet's class): best-path decoding of a
+# CTC-only model instead of the prefix beam search (`espnet_ofa.inference`).
+CTC_GREEDY = "ctc_greedy"
+
+
 def _load_inference(task: str, train_config: PathLike, model_file: PathLike, device: str,
                     inference_config: Optional[PathLike] = None, **overrides):
-    """ESPnet's inference object for ``task``, with the YAML's options that it accepts."""
+    """ESPnet's inference object for ``task``, with the YAML's options that it accepts
+    (and ``ctc_greedy: true``: best-path decoding of a CTC-only model)."""
     import espnet_ofa
 
     espnet_ofa.register()  # the import hook normally did it; harmless otherwise
@@ -114,12 +121,19 @@ def _load_inference(task: str, train_config: PathLike, model_file: PathLike, dev
     if inference_config:
         conf = yaml.safe_load(Path(inference_config).read_text(encoding="utf-8")) or {}
     conf.update({k: v for k, v in overrides.items() if v is not None})
+    ctc_greedy = conf.pop(CTC_GREEDY, False)
+    if not isinstance(ctc_greedy, bool):
+        raise ValueError(f"{inference_config}: {CTC_GREEDY} must be true or false, "
+                         f"got {ctc_greedy!r}")
     accepted = set(inspect.signature(cls.__init__).parameters)
     unknown = sorted(set(conf) - accepted)
     if unknown:
         raise ValueError(f"{inference_config}: {cls_name} has no option(s) {unknown}")
-    return cls(**{spec.config_key: str(train_config), spec.model_key: str(model_file),
-                  "device": device, **dict(spec.inference_kwargs), **conf})
+    speech2x = cls(**{spec.config_key: str(train_config), spec.model_key: str(model_file),
+                      "device": device, **dict(spec.inference_kwargs), **conf})
+    if ctc_greedy:
+        use_ctc_greedy_search(speech2x, task)
+    return speech2x
 
 
 def model_description(train_config: PathLike) -> dict:
@@ -161,6 +175,16 @@ def train_frame_period(train_config: PathLike) -> Optional[float]:
     return None if period is None else float(period)
 
 
+def own_period_only(variant: Optional[str], trained_at: Optional[float],
+                    own_period: bool = False) -> bool:
+    """Whether a downstream is decoded at the period it was trained at only: the pooled
+    rival and the jitter control always, a downstream trained at one fixed period when
+    ``own_period`` asks; never a sampled or learnt rate (``trained_at`` None)."""
+    if variant in (POOLED, JITTER):
+        return True
+    return own_period and variant is None and trained_at is not None
+
+
 def decode_rates(
     periods: Sequence[float], learned: Union[bool, str] = "auto", *, native: bool = False,
     compression: Optional[str] = "cif", has_rate: bool = False,
@@ -191,8 +215,7 @@ def decode_rates(
             raise ValueError(f"{name}: a student pretrained at one period without a "
                              "frame_period in its config; set frontend_conf.frame_period")
         if [float(p) for p in periods] not in ([], [trained_at]):
-            logger.info("%s: a student pretrained at one period: decoded at its own %g ms "
-                        "only", name, trained_at)
+            logger.info("%s: decoded at its own period (%g ms) only", name, trained_at)
         return [float(trained_at)]
     if learned == "auto":
         rates: List[Optional[float]] = [] if has_rate else [float(p) for p in periods]
@@ -227,6 +250,7 @@ def decode_periods(
     split: int = 1,
     macs_utts: int = 5,
     progress: bool = True,
+    own_period: bool = False,
 ) -> List[dict]:
     """Decode every data dir at every rate; returns the info dicts written.
 
@@ -236,6 +260,9 @@ def decode_periods(
             ``learnable_rate: true``); "auto" = a model with a learnt rate at that rate
             only, any other at ``periods``; False = ``periods`` only.
         macs_utts: utterances (per rate and set) whose MACs are counted (0 = none).
+        own_period: decode a downstream trained at one fixed period at that period only
+            (not switched to ``periods`` at run time); a sampled or learnt rate is
+            unaffected.
     """
     spec = get_task(task)
     import soundfile as sf
@@ -258,7 +285,8 @@ def decode_periods(
                                    and frontend.rate.learn),
                          trained_at=trained_at, name=str(model_file),
                          ssl_period_range=ssl_range,
-                         own_period_only=described["variant"] in (POOLED, JITTER))
+                         own_period_only=own_period_only(described["variant"], trained_at,
+                                                         own_period))
     learned_period = (float(frontend.rate.value)
                       if not native and None in rates else None)
 

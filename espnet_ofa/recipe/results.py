@@ -510,10 +510,13 @@ def render(rows: List[dict], title: Optional[str] = None, notes: Optional[str] =
 
 
 def _switch_exp(rows: List[dict]) -> Optional[str]:
-    """The fixed-rate experiment whose run-time period switching is plotted (nearest 40 ms)."""
+    """The fixed-rate experiment whose run-time period switching is plotted (nearest 40 ms,
+    among those decoded at more than one period); None when there is none."""
     fixed = {r["exp"]: r["train_frame_period"] for r in rows
              if kind(r) == OFA and r.get("train_frame_period") is not None
              and not seed_of(r["exp"]) and not ssl_seed_of(r["exp"])}
+    decoded = {e: {r["frame_period"] for r in rows if r["exp"] == e} for e in fixed}
+    fixed = {e: p for e, p in fixed.items() if len(decoded[e]) > 1}
     return min(fixed, key=lambda e: abs(fixed[e] - 40.0)) if fixed else None
 
 
@@ -540,21 +543,23 @@ def plot_results(rows: List[dict], out: PathLike) -> None:
     sets = sorted({r["test_set"] for r in rows})
     ms = models(rows)
     series = []  # (label, models, style)
-    switch = _switch_exp(rows) if per_rate_models(rows) else None
+    per_rate = per_rate_models(rows)
+    switch = _switch_exp(rows) if per_rate else None
     for k, dset in enumerate(sets):
         color = colors[k % len(colors)]
         mine = [m for m in ms if m.test_set == dset]
-        if switch is not None:
+        if per_rate:
             series.append((f"{dset}: OFA, a downstream per period",
                            [m for m in mine if m.kind == OFA
                             and m.rows[0].get("train_frame_period") == m.period],
                            dict(color=color, marker="o")))
+        if switch is not None:
             trained = next(r["train_frame_period"] for r in rows if r["exp"] == switch)
             series.append((f"{dset}: OFA, one downstream (trained at {trained:g} ms), period "
                            "set at run time",
                            [m for m in mine if m.model == Path(switch).name],
                            dict(color=color, marker=".", linestyle="--", alpha=0.5)))
-        else:
+        if not per_rate:
             for exp in sorted({m.model for m in mine if m.kind == OFA}):
                 series.append((f"{dset}: {exp}", [m for m in mine if m.model == exp],
                                dict(color=color, marker="o")))

@@ -108,6 +108,8 @@ inference_config=""     # YAML of decoding options (beam_size, ctc_weight, ...)
 inference_model=valid.loss.best.pth
 inference_tag=""        # decoding directory name (default from the config and model)
 frame_periods="20 40 60 80"  # ms; a model with a learnt rate is decoded at that rate
+decode_own_period=false # true: a downstream trained at one period is decoded at that period
+                        # only (not switched to every --frame_periods; saves decoding passes)
 results_md=RESULTS.md   # written by stage 13 (with RESULTS.png beside it)
 smoke=false             # true: run.sh --smoke true; RESULTS.md says it is not a result
 scoring_opts=""         # options of stage 13's scoring, e.g. "--metric PER" (phone transcripts)
@@ -491,7 +493,8 @@ if want_stage 12; then
             JOB=1:"${inference_nj}" "${_dir}/logdir/decode.JOB.log" \
             ${python} -m espnet_ofa.bin.decode --task "${task}" --train_config "${_exp}/config.yaml" \
             --model_file "${_exp}/${inference_model}" --data_dirs "${_sets[@]}" --out_dir "${_dir}" \
-            --frame_periods ${frame_periods} --learned auto "${_infer[@]}" --ngpu "${ngpu}" \
+            --frame_periods ${frame_periods} --learned auto --own_period "${decode_own_period}" \
+            "${_infer[@]}" --ngpu "${ngpu}" \
             --num_splits "${inference_nj}" --split JOB
     done
     bg_wait
