@@ -93,8 +93,12 @@ def esp_model(speech2x: Any, task: str) -> torch.nn.Module:
 
 def _decode_batch(speech2x: Any, task: str, speech: Sequence[torch.Tensor], device: str):
     """One padded batch: ESPnet's own batch decoding where the class has one
-    (``Speech2Text.batch_decode``), else the batched encoder and one search per utterance."""
-    if hasattr(speech2x, "batch_decode"):
+    (``Speech2Text.batch_decode``) and the search is ESPnet's, else the batched encoder and
+    one search per utterance (a best-path CTC search reads the batch's encoder output)."""
+    from espnet_ofa.inference import CTCGreedySearch
+
+    if hasattr(speech2x, "batch_decode") and not isinstance(speech2x.beam_search,
+                                                             CTCGreedySearch):
         return speech2x(list(speech))
     model = esp_model(speech2x, task)
     lengths = torch.tensor([s.numel() for s in speech])

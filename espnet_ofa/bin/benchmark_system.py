@@ -2,7 +2,8 @@
 
     python -m espnet_ofa.bin.benchmark_system --model exp/asr_x/packed/model.zip \
         --periods 20 40 60 80 90 --data_dir dump/raw/test [--num_utts 20] \
-        [--batch_sizes 1 8] [--repeats 1] [--beam_size 4] [--device cpu] [--json FILE]
+        [--batch_sizes 1 8] [--repeats 1] [--beam_size 4 | --ctc_greedy] [--device cpu] \
+        [--json FILE]
 
 Loads the model once with ESPnet's inference class for its task (``Speech2Text``,
 ``Speech2Understand``; the archive says which) and decodes the same utterances at each
@@ -44,6 +45,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--beam_size", type=int, default=4)
     parser.add_argument("--ctc_weight", type=float, default=None,
                         help="default: the inference class' own")
+    parser.add_argument("--ctc_greedy", action="store_true",
+                        help="a CTC-only model decoded by the best path instead of the beam "
+                             "search (as the recipes' conf/decode_asr.yaml 'ctc_greedy: true')")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
     return parser
@@ -98,14 +102,15 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         kwargs = {"beam_size": args.beam_size, "device": args.device}
         if args.ctc_weight is not None:
             kwargs["ctc_weight"] = args.ctc_weight
-        speech2x = load_pretrained(args.model, task=task, **kwargs)
+        speech2x = load_pretrained(args.model, task=task, ctc_greedy=args.ctc_greedy, **kwargs)
         rows = benchmark_system(speech2x, task, speech, args.periods or [None],
                                 args.batch_sizes, args.device, args.repeats)
     except ValueError as err:  # bad model, audio or period: the message says the fix
         parser.exit(2, f"error: {err}\n")
     report = {
         "model": str(args.model), "task": task, "device": args.device,
-        "conditions": {"torch_threads": torch.get_num_threads(), "beam_size": args.beam_size,
+        "conditions": {"torch_threads": torch.get_num_threads(),
+                       "search": "ctc_greedy" if args.ctc_greedy else f"beam {args.beam_size}",
                        "machine": platform.processor() or platform.machine(),
                        "torch": torch.__version__},
         "rows": rows,
