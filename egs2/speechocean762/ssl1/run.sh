@@ -7,7 +7,7 @@
 # over 20-90 ms, and the students pretrained at one period only (same data and steps) at 40
 # and 80 ms: fixed-rate (average pooling) and single-period CIF (the OFA config and alpha
 # predictor, the rate held at that period): exp/ssl_train_ofa_small{,_fixed40,_fixed80,
-# _cif40,_cif80}, all five at once (on 2 cores no core idles while the last one trains).
+# _cif40,_cif80}, three at a time (on 2 cores no core idles; fewer hold memory at once).
 # The model is the frontend of ../asr1, which runs this recipe when it is missing.
 #
 #   ./run.sh                          # the full recipe (docs/speechocean762.md: compute)
@@ -50,6 +50,6 @@ else
         --ssl_config conf/train_ofa_small.yaml \
         --fixed_rate_periods "40 80" \
         --single_rate_periods "40 80" \
-        --max_parallel_exps 5 \
+        --max_parallel_exps 3 \
         "${args[@]}"
 fi
