@@ -178,6 +178,31 @@ def test_results_put_the_control_beside_the_learnt_rate():
     assert "|test|47.1|4.00|8.00|+4.00 [" in section
 
 
+def test_learnt_rate_is_compared_with_the_best_period_of_the_grid():
+    """Besides the nearest period, the learnt rate faces the grid's best model (lowest WER,
+    here 80 ms, far from the learnt 45 ms): the grid search it is meant to replace."""
+    from espnet_ofa.recipe.results import comparison
+
+    def row(exp, trained, period, errors, **extra):
+        per_utt = {f"u{i:02d}": [int(i % 10 < errors), 5] for i in range(20)}
+        return {"exp": exp, "decode": "d", "test_set": "test", "frame_period": period,
+                "train_frame_period": trained, "learned": False, "metric": "WER",
+                "value": 2.0 * errors, "WER": 2.0 * errors, "num_utts": 20,
+                "achieved_period": period, "frontend": "ofa", "compression": "cif",
+                "per_utt": per_utt, **extra}
+
+    rows = [row("exp/asr_p40", 40.0, 40.0, 5), row("exp/asr_p80", 80.0, 80.0, 1),
+            row("exp/asr_p20", 20.0, 20.0, 6),
+            row("exp/asr_learned", None, 45.0, 3, learned=True, rate="learned")]
+    lines = comparison(rows)
+    learnt = next(line for line in lines if line.startswith("|test|45.0|"))
+    cells = learnt.strip("|").split("|")
+    assert cells[3:5] == ["40 ms", "10.00"]        # the nearest: learnt is 4 points better
+    assert cells[5].startswith("-4.00 [")
+    assert cells[6] == "80 ms: 2.00"               # the best of the grid
+    assert cells[7].startswith("+4.00 [")          # learnt - best: 4 points worse
+
+
 # ------------------------------------------------------------------ CTC feasibility
 def test_infeasible_value_is_finite_and_grows_with_the_deficit():
     reference = torch.tensor([3.0, 50.0, 0.0])

@@ -31,6 +31,7 @@ import numpy as np
 from espnet_ofa.data.datadir import atomic_write_text
 from espnet_ofa.fileio import PathLike
 from espnet_ofa.recipe.bootstrap import Difference, Runs, hierarchical_bootstrap
+from espnet_ofa.recipe.scoring import higher_is_better
 from espnet_ofa.recipe.experiments import (
     FIXED_RATE,
     JITTER,
@@ -269,22 +270,32 @@ def comparison(rows: List[dict]) -> List[str]:
         lines.append("|" + "|".join(cells) + "|")
     lines.append("")
     if learnt and ofa:
-        lines += ["Learnt rates, against the OFA model trained at the nearest period:", ""]
+        lines += ["Learnt rates, against the OFA model trained at the nearest period and the "
+                  "best one of the grid (what a grid search over the periods would pick, on "
+                  "the test set itself):", ""]
         header = ["dataset", "learnt period (ms)", metric, "OFA model", f"OFA {metric}",
-                  "learnt − OFA [95% CI]"]
+                  "learnt − OFA [95% CI]", "best of the grid", "learnt − best [95% CI]"]
         lines += ["|" + "|".join(header) + "|", "|" + "|".join(["---"] * len(header)) + "|"]
         for m in sorted(learnt, key=lambda m: (m.test_set, m.model)):
             cands = [(abs(p - (m.period or 0.0)), p) for d, p in ofa if d == m.test_set]
             if not cands:
                 continue
             near = ofa[(m.test_set, min(cands)[1])]
+            best = _best(metric, [ofa[(d, p)] for d, p in ofa if d == m.test_set])
             periods = [r.get("frame_period") for r in m.rows]
             plabel = " / ".join(f"{p:.1f}" for p in periods if p is not None)
             lines.append("|" + "|".join([
                 m.test_set, plabel, m.cell(), f"{near.period:g} ms", near.cell(),
-                _diff_cell(compare(near, m, metric))]) + "|")
+                _diff_cell(compare(near, m, metric)), f"{best.period:g} ms: {best.cell()}",
+                _diff_cell(compare(best, m, metric))]) + "|")
         lines.append("")
     return lines
+
+
+def _best(metric: str, ms: Sequence[Model]) -> Model:
+    """The model with the best mean ``metric`` (the highest accuracy or BLEU, else the
+    lowest error rate)."""
+    return (max if higher_is_better(metric) else min)(ms, key=lambda m: m.mean)
 
 
 def _gmacs(m: Model) -> str:

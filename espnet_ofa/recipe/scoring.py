@@ -30,6 +30,15 @@ logger = logging.getLogger(__name__)
 METRICS = {"asr": ("WER", "lower"), "slu": ("accuracy", "higher"), "st": ("BLEU", "higher")}
 # Other metrics a task can report instead of its default: the ASR error rate over phones.
 ALTERNATIVE_METRICS = {"asr": ("PER",)}
+# Scores reported beside a task's metric (BLEU's companion), with their direction.
+COMPANION_METRICS = {"chrF": "higher"}
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of ``metric`` is better (accuracy, BLEU, chrF; not an error
+    rate such as WER, CER or PER)."""
+    directions = {name: way for name, way in METRICS.values()} | COMPANION_METRICS
+    return directions.get(metric, "lower") == "higher"
 
 
 def _pairs(ref: Dict[str, str], hyp: Dict[str, str]) -> Tuple[List[str], List[str], List[str]]:
