@@ -1,6 +1,6 @@
 """Frozen OFA features computed once (`espnet_ofa.recipe.feature_cache`), for ``s2t.sh``.
 
-    # which experiments of a plan train on a cache (one key or "-" per plan line)
+    # per plan line: the cache it trains on (or -), its statistics key, 1 if it collects them
     python -m espnet_ofa.bin.feature_cache plan --plan exp/plan.asr.tsv [--train_args "..."]
     # the features of a data dir, for one training config (+ its extra options)
     python -m espnet_ofa.bin.feature_cache extract --config conf/train_asr_ofa.yaml \
@@ -24,7 +24,8 @@ from espnet_ofa.constants import SAMPLE_RATE
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("plan", help="cache key (or -) per line of an experiment plan")
+    p = sub.add_parser("plan", help="per line of an experiment plan: cache key (or -), "
+                       "statistics key, 1 when it collects them (tab-separated)")
     p.add_argument("--plan", required=True, help="the plan TSV that s2t.sh writes")
     p.add_argument("--train_args", default="", help="the recipe's --<task>_args")
     p.add_argument("--enabled", default="true", choices=["true", "false"])
@@ -48,9 +49,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "plan":
-            for key in feature_cache.plan_caches(args.plan, args.train_args,
-                                                 args.enabled == "true"):
-                print(key)
+            for cache, stats, collects in feature_cache.plan_stats(
+                    args.plan, args.train_args, args.enabled == "true"):
+                print(f"{cache}\t{stats}\t{int(collects)}")
         elif args.command == "extract":
             spec, why = feature_cache.cache_spec(args.config, args.options)
             if spec is None:
