@@ -29,7 +29,7 @@ from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.data.audio import load_audio, num_frames
 from espnet_ofa.data.datadir import (
     atomic_write_text,
-    read_kaldi_table,
+    data_dir_utterances,
     validate_data_dir,
     write_kaldi_table,
 )
@@ -142,14 +142,7 @@ def list_utterances(data_dir: PathLike) -> List[Tuple[str, str, Optional[Tuple[f
     """``[(utt, wav.scp value, (start_s, end_s) or None)]`` sorted, after validating the dir."""
     data_dir = Path(data_dir)
     validate_data_dir(data_dir, required=("wav.scp",), optional=("segments",))
-    wavs = read_kaldi_table(data_dir / "wav.scp")
-    if (data_dir / "segments").is_file():
-        items = []
-        for utt, value in read_kaldi_table(data_dir / "segments").items():
-            rec, start, end = value.split()
-            items.append((utt, wavs[rec], (float(start), float(end))))
-        return sorted(items)
-    return sorted((utt, value, None) for utt, value in wavs.items())
+    return data_dir_utterances(data_dir)
 
 
 def _meta(config: SegmentConfig, centroids: np.ndarray) -> dict:

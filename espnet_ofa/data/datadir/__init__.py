@@ -23,6 +23,7 @@ from espnet_ofa.data.datadir.tables import (
     DataDirError,
     TableLine,
     atomic_write_text,
+    data_dir_utterances,
     is_utterance_table,
     read_kaldi_table,
     read_table_lines,
@@ -35,6 +36,7 @@ from espnet_ofa.data.datadir.validate import DataDirSummary, validate_data_dir
 
 __all__ = [
     "DataDirError", "DataDirSummary", "FixReport", "TableLine", "atomic_write_text",
-    "fix_data_dir", "is_utterance_table", "read_kaldi_table", "read_table_lines", "spk2utt_of",
-    "validate_data_dir", "wav_scp_path", "write_data_dir_tables", "write_kaldi_table",
+    "data_dir_utterances", "fix_data_dir", "is_utterance_table", "read_kaldi_table",
+    "read_table_lines", "spk2utt_of", "validate_data_dir", "wav_scp_path",
+    "write_data_dir_tables", "write_kaldi_table",
 ]

@@ -200,6 +200,20 @@ def write_kaldi_table(path: PathLike, mapping: Mapping[str, str]) -> None:
     atomic_write_text(path, "".join(lines))
 
 
+def data_dir_utterances(data_dir: PathLike) -> List[Tuple[str, str, Optional[Tuple[float, float]]]]:
+    """``[(utt, wav.scp value, (start_s, end_s) or None)]`` of a data dir, sorted: with a
+    ``segments`` file, each segment and its recording's value (not validated here)."""
+    data_dir = Path(data_dir)
+    wavs = read_kaldi_table(data_dir / "wav.scp")
+    if (data_dir / "segments").is_file():
+        items = []
+        for utt, value in read_kaldi_table(data_dir / "segments").items():
+            rec, start, end = value.split()
+            items.append((utt, wavs[rec], (float(start), float(end))))
+        return sorted(items)
+    return sorted((utt, value, None) for utt, value in wavs.items())
+
+
 def spk2utt_of(utt2spk: Mapping[str, str]) -> Dict[str, str]:
     """Kaldi's ``spk2utt``, the inverse of ``utt2spk``: ``{speaker: "utt1 utt2 ..."}``."""
     out: Dict[str, List[str]] = {}
