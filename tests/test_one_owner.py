@@ -204,9 +204,13 @@ def test_run_options_refuses_bad_values(tmp_path, args, message):
     assert r.stderr.strip() == message
 
 
-def test_data_stages_have_one_owner():
-    """Stages 1-4 of every pipeline are scripts/data_stages.sh's."""
-    found = [f"{path.relative_to(REPO)}: stage {m.group(1)}"
-             for path in (TEMPLATE / "scripts" / "s2t.sh", TEMPLATE / "ssl.sh")
+def test_stages_the_pipelines_share_have_one_owner():
+    """Stages 1-4 of every pipeline are scripts/data_stages.sh's, the publishing stage is
+    common.sh's publish_stage."""
+    pipelines = (TEMPLATE / "scripts" / "s2t.sh", TEMPLATE / "ssl.sh")
+    found = [f"{path.relative_to(REPO)}: stage {m.group(1)}" for path in pipelines
              for m in re.finditer(r"(?:want_stage|stage_begin) ([1-4])\b", path.read_text())]
     assert not found, "call data_stages (scripts/data_stages.sh) instead:\n" + "\n".join(found)
+    found = [str(path.relative_to(REPO)) for path in pipelines
+             if "espnet_ofa.bin.publish" in path.read_text()]
+    assert not found, "call publish_stage (scripts/common.sh) instead:\n" + "\n".join(found)

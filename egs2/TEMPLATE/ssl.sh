@@ -293,15 +293,7 @@ if want_stage 11; then
     stage_end
 fi
 if want_stage 12; then
-    if [ "${skip_upload}" = true ]; then
-        log "Stage 12: skipped: upload (--skip_upload true)"
-    else
-        [ -n "${zoo}" ] || die "stage 12 needs --zoo (a local directory, or hf:owner/repo)"
-        stage_begin 12 "publish ${packed_model} to ${zoo}"
-        ${python} -m espnet_ofa.bin.publish "${packed_model}" --zoo "${zoo}" \
-            --name "$(basename "${ssl_exp}")" --description "OFA SSL model"
-        stage_end
-    fi
+    publish_stage 12 "OFA SSL model" "${packed_model}" "$(basename "${ssl_exp}")"
 fi
 log "Successfully finished. [elapsed=$((SECONDS - _run_t0)) s]"
 exit 0

@@ -73,6 +73,26 @@ job_instance() {
     jcmd=("${job_cmd[@]//${jobvar}/$1}")
 }
 
+# publish_stage N DESCRIPTION ZIP NAME [ZIP NAME ...]: stage N, the last of a pipeline:
+# each packed ZIP into the --zoo as NAME (espnet_ofa.bin.publish); skipped unless
+# --skip_upload false.
+publish_stage() {
+    local n=$1 description=$2
+    shift 2
+    if [ "${skip_upload}" = true ]; then
+        log "Stage ${n}: skipped: upload (--skip_upload true)"
+        return 0
+    fi
+    [ -n "${zoo}" ] || die "stage ${n} needs --zoo (a local directory, or hf:owner/repo)"
+    stage_begin "${n}" "publishing to ${zoo}: ${description}"
+    while [ $# -ge 2 ]; do
+        ${python} -m espnet_ofa.bin.publish "$1" --zoo "${zoo}" --name "$2" \
+            --description "${description}"
+        shift 2
+    done
+    stage_end
+}
+
 # check_bool NAME...: each variable is true or false.
 check_bool() {
     local name

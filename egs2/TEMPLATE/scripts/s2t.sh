@@ -514,17 +514,11 @@ if want_stage 14; then
     fi
 fi
 if want_stage 15; then
-    if [ "${skip_upload}" = true ]; then
-        log "Stage 15: skipped: upload (--skip_upload true)"
-    else
-        [ -n "${zoo}" ] || die "stage 15 needs --zoo (a local directory, or hf:owner/repo)"
-        stage_begin 15 "publishing to ${zoo}"
-        for _exp in "${exp_dirs[@]}"; do
-            ${python} -m espnet_ofa.bin.publish "${_exp}/packed/model.zip" --zoo "${zoo}" \
-                --name "$(basename "$(pwd)")_$(basename "${_exp}")" --description "${task} model"
-        done
-        stage_end
-    fi
+    _packed=()
+    for _exp in "${exp_dirs[@]}"; do
+        _packed+=("${_exp}/packed/model.zip" "$(basename "$(pwd)")_$(basename "${_exp}")")
+    done
+    publish_stage 15 "${task} model" "${_packed[@]}"
 fi
 log "Successfully finished. [elapsed=$((SECONDS - _run_t0)) s]"
 exit 0
