@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from typing import Any, Callable, Optional, Type
 
@@ -10,6 +11,12 @@ from typing import Any, Callable, Optional, Type
 # checkpoints, archives, options; all ValueErrors) and missing files. Their messages name
 # the problem and the fix, so a command shows the message alone, not a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError)
+
+
+def configure_logging(level: str) -> None:
+    """The commands' log lines on stderr: time, level and module, at ``level`` (--log_level)."""
+    logging.basicConfig(level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def reports_errors(*extra: Type[BaseException], exit_status: Optional[int] = None

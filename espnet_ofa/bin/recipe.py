@@ -26,11 +26,10 @@ and the line where there is one), so that shell stages stop with the reason.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import List, Optional
 
-from espnet_ofa.bin import reports_errors
+from espnet_ofa.bin import configure_logging, reports_errors
 
 
 def _int_or_none(value: str) -> Optional[int]:
@@ -235,8 +234,7 @@ def _add_plan_commands(sub: argparse._SubParsersAction) -> None:
 @reports_errors(RuntimeError)
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     if args.cmd in ONE_THREAD:
         # Many small utterances: torch's intra-op threads only add overhead (50x on resampling).
         import torch
