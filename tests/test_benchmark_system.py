@@ -9,25 +9,18 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from espnet_ofa.models.pretrained import save_student
-from espnet_ofa.models.student import build_student
-
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "an4_small"
-CONF = REPO / "conf" / "tuning" / "train_asr_ofa_tiny.yaml"
-
-pytestmark = pytest.mark.skipif(
-    not (DATA / "test.jsonl").is_file(), reason=f"an4_small not found at {DATA}")
+from tiny_models import TINY_ASR_CONF
 
 
 @pytest.fixture(scope="module")
-def packed(tmp_path_factory) -> Path:
+def packed(tmp_path_factory, tiny_ofa_checkpoint) -> Path:
     import os
 
     from espnet2.tasks.asr import ASRTask
@@ -35,15 +28,15 @@ def packed(tmp_path_factory) -> Path:
     from espnet_ofa.zoo.downstream import pack_downstream
 
     root = tmp_path_factory.mktemp("system")
+    shutil.copytree(tiny_ofa_checkpoint.parent, root / "exp" / "ofa")
     torch.manual_seed(0)
-    save_student(build_student("tiny"), root / "exp" / "ofa", preset="tiny")
     (root / "tokens.txt").write_text("\n".join(
         ["<blank>", "<unk>", *"abcdefghijklmnopqrstuvwxyz", "<space>", "<sos/eos>"]) + "\n")
     cwd = os.getcwd()
     os.chdir(root)
     try:
         args = ASRTask.get_parser().parse_args(
-            ["--config", str(CONF), "--token_list", "tokens.txt", "--token_type", "char",
+            ["--config", str(TINY_ASR_CONF), "--token_list", "tokens.txt", "--token_type", "char",
              "--frontend_conf", "model=exp/ofa/valid.loss.best.pth", "--output_dir", "exp/asr"])
         model = ASRTask.build_model(args)
         exp = root / "exp" / "asr"
@@ -58,11 +51,11 @@ def packed(tmp_path_factory) -> Path:
         os.chdir(cwd)
 
 
-def test_report_per_period_and_batch_with_a_breakdown_that_adds_up(packed, tmp_path):
+def test_report_per_period_and_batch_with_a_breakdown_that_adds_up(packed, an4_small, tmp_path):
     from espnet_ofa.bin.benchmark_system import main
 
-    wavs = [str(DATA / json.loads(line)["audio"])
-            for line in (DATA / "test.jsonl").read_text().splitlines()[:3]]
+    wavs = [str(an4_small / json.loads(line)["audio"])
+            for line in (an4_small / "test.jsonl").read_text().splitlines()[:3]]
     out = tmp_path / "system.json"
     main(["--model", str(packed), "--periods", "40", "80", "--wavs", *wavs,
           "--batch_sizes", "1", "2", "--beam_size", "2", "--json", str(out)])
@@ -83,10 +76,10 @@ def test_report_per_period_and_batch_with_a_breakdown_that_adds_up(packed, tmp_p
         assert r["seconds"]["total"] == pytest.approx(r["rtf"] * r["audio_seconds"])
 
 
-def test_errors_name_the_problem(packed, tmp_path):
+def test_errors_name_the_problem(packed, an4_small, tmp_path):
     from espnet_ofa.bin.benchmark_system import main
 
-    wav = str(DATA / json.loads((DATA / "test.jsonl").read_text().splitlines()[0])["audio"])
+    wav = str(an4_small / json.loads((an4_small / "test.jsonl").read_text().splitlines()[0])["audio"])
     with pytest.raises(SystemExit) as err:
         main(["--model", str(packed), "--periods", "500", "--wavs", wav])
     assert err.value.code == 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,29 +26,22 @@ from espnet_ofa.frontend.ofa import OFAFrontend
 from espnet_ofa.models.pretrained import save_student
 from espnet_ofa.models.student import build_student
 from espnet_ofa.recipe import feature_cache
-
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "an4_small"
-CONF = REPO / "conf" / "tuning" / "train_asr_ofa_tiny.yaml"
-
-pytestmark = pytest.mark.skipif(
-    not (DATA / "train.jsonl").is_file(), reason=f"an4_small not found at {DATA}")
+from tiny_models import TINY_ASR_CONF as CONF
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
+def work(tmp_path_factory, an4_small, tiny_ofa_checkpoint) -> Path:
     """A tiny OFA checkpoint, a data dir of 12 utterances, a word token list."""
     root = tmp_path_factory.mktemp("cache")
-    torch.manual_seed(0)
-    save_student(build_student("tiny"), root / "exp" / "ofa", preset="tiny")
-    rows = [json.loads(line) for line in (DATA / "train.jsonl").read_text().splitlines()][:12]
+    shutil.copytree(tiny_ofa_checkpoint.parent, root / "exp" / "ofa")
+    rows = [json.loads(line) for line in (an4_small / "train.jsonl").read_text().splitlines()][:12]
     d = root / "data" / "train"
     d.mkdir(parents=True)
     ids = [f"utt{i:02d}" for i in range(len(rows))]
-    (d / "wav.scp").write_text("".join(f"{u} {DATA / r['audio']}\n" for u, r in zip(ids, rows)))
+    (d / "wav.scp").write_text("".join(f"{u} {an4_small / r['audio']}\n" for u, r in zip(ids, rows)))
     (d / "text").write_text("".join(f"{u} {r['text']}\n" for u, r in zip(ids, rows)))
     (d / "utt2num_samples").write_text("".join(
-        f"{u} {sf.info(str(DATA / r['audio'])).frames}\n" for u, r in zip(ids, rows)))
+        f"{u} {sf.info(str(an4_small / r['audio'])).frames}\n" for u, r in zip(ids, rows)))
     words = sorted({w for r in rows for w in r["text"].split()})
     (root / "tokens.txt").write_text("\n".join(["<blank>", "<unk>", *words, "<sos/eos>"]) + "\n")
     return root
@@ -167,6 +161,18 @@ def test_cache_keys_and_which_experiments_stay_live(work, tmp_path):
     # --<task>_args reach the cache too
     assert feature_cache.plan_caches(plan, train_args="--frontend_conf layer=3")[0].endswith(
         "_p20_l3")
+    # Statistics: a cached experiment's are its cache's own; the first experiment of each
+    # key collects them (stage 10), another seed on the same cache or frontend reuses them.
+    plan.write_text("".join(f"exp/{n}\t{c}\t{k}\t{model}\t{x}\n" for n, c, k, x in [
+        ("a_p20", fixed, "ofa_p20", "--frontend_conf frame_period=20"),
+        ("b", learnt, "ofa_learned", ""),
+        ("a_p20_seed1", fixed, "ofa_p20", "--frontend_conf frame_period=20 --seed 1"),
+        ("b_seed1", learnt, "ofa_learned", "--seed 1")]))
+    assert feature_cache.plan_stats(plan) == [
+        (keys[0], keys[0], True), ("-", "ofa_learned", True),
+        (keys[0], keys[0], False), ("-", "ofa_learned", False)]
+    assert [s[1:] for s in feature_cache.plan_stats(plan, enabled=False)] == [
+        ("ofa_p20", True), ("ofa_learned", True), ("ofa_p20", False), ("ofa_learned", False)]
 
 
 def test_cached_frontend_refuses_what_needs_the_live_model(work):
@@ -175,6 +181,12 @@ def test_cached_frontend_refuses_what_needs_the_live_model(work):
         CachedOFAFrontend(model=model, frame_period=40, learnable_rate=True)
     with pytest.raises(ValueError, match="use frontend: ofa"):
         CachedOFAFrontend(model=model, frame_period=40, freeze=False)
+    with pytest.raises(ValueError, match="two jittered periods .* use frontend: ofa"):
+        CachedOFAFrontend(model=model, frame_period=40, probe_jitter=0.1)
+    # The options are frontend: ofa's, its defaults too (ESPnet reads them off the signature).
+    with pytest.raises(ValueError, match="unknown option.* frame_priod for frontend: ofa"):
+        CachedOFAFrontend(model=model, frame_priod=40)
+    assert CachedOFAFrontend(model=model).rate.frame_period == 60.0  # OFAFrontend's default
     reader = CachedOFAFrontend(model=model, frame_period=40)
     with pytest.raises(ValueError, match="not wav.scp"):
         reader(torch.zeros(1, 16000), torch.tensor([16000]))

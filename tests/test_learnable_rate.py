@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -29,6 +28,7 @@ from espnet_ofa.frontend.learnable_rate import (
     ctc_min_input_lengths,
     relative_compute,
 )
+from tiny_models import UniformCIF
 
 LOW, HIGH, START = 20.0, 90.0, 55.0
 RATE_COST = 0.005
@@ -404,22 +404,6 @@ def spaced_clicks(gen: torch.Generator, batch: int):
     clicks = torch.zeros(batch, max_len + 1).scatter_(1, pos, sign)[:, :max_len]
     clicks = clicks * (torch.arange(max_len)[None] < lengths[:, None])
     return clicks[..., None], lengths, (clicks == 1).sum(1) / lengths
-
-
-class UniformCIF(nn.Module):
-    """Stands in for the OFA student inside a real `OFAFrontend`: its input is already 20 ms
-    frames, its alpha predictor a constant (the rate control then pools uniformly).
-    Rate checks are the replaced student's."""
-
-    def __init__(self, student) -> None:
-        super().__init__()
-        self.check_rate = student.check_rate
-
-    def forward(self, frames, lengths, frame_period=None, lam=None):
-        valid = torch.arange(frames.shape[1])[None] < lengths[:, None]
-        alpha = rate_alpha(0.2 * valid.float(), lengths, frame_period=frame_period, lam=lam)
-        out = cif(frames, alpha, lengths)
-        return SimpleNamespace(hidden=[out.frames], lengths=out.lengths)
 
 
 def spaced_frontend(checkpoint, **conf):

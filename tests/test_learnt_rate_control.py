@@ -12,14 +12,12 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 import yaml
 from torch import nn
 
-from espnet_ofa.compression import cif, rate_alpha
 from espnet_ofa.frontend.learnable_rate import (
     DEFAULT_DELTA,
     LearnableRate,
@@ -33,6 +31,7 @@ from espnet_ofa.recipe.experiments import (
     learnt_period_placeholder,
     plan_experiments,
 )
+from tiny_models import UniformCIF
 
 
 @pytest.fixture
@@ -230,21 +229,6 @@ def letters_batch(gen: torch.Generator, batch: int = 32):
     feats = 0.05 * torch.randn(batch, FRAMES, VOCAB, generator=gen)
     feats.scatter_add_(2, letters.gather(1, position)[..., None], torch.ones(batch, FRAMES, 1))
     return feats, torch.full((batch,), FRAMES), text, counts
-
-
-class UniformCIF(nn.Module):
-    """Stands in for the OFA student: its input is already 20 ms frames, pooled by CIF with
-    uniform weights at the period asked (fast; the rate and the hooks are the real ones)."""
-
-    def __init__(self, student) -> None:
-        super().__init__()
-        self.check_rate = student.check_rate
-
-    def forward(self, frames, lengths, frame_period=None, lam=None):
-        valid = torch.arange(frames.shape[1])[None] < lengths[:, None]
-        alpha = rate_alpha(0.2 * valid.float(), lengths, frame_period=frame_period, lam=lam)
-        out = cif(frames, alpha, lengths)
-        return SimpleNamespace(hidden=[out.frames], lengths=out.lengths)
 
 
 class LetterCTC(nn.Module):

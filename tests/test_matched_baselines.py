@@ -143,26 +143,13 @@ def test_results_compare_ofa_with_both_baselines_per_period(tmp_path):
 # The pretraining config of a single-period CIF student, as ssl.sh stage 10 runs it.
 
 def test_single_period_cif_student_trains_at_its_period_only(tmp_path):
-    import torchaudio
-
     from espnet_ofa.tasks.ofa_ssl import OFASSLTask
-    from espnet_ofa.teachers.torchaudio_checkpoint import save_torchaudio_checkpoint
+    from tiny_models import save_tiny_teacher
 
-    teacher_kwargs = dict(
-        extractor_mode="group_norm",
-        extractor_conv_layer_config=[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2,
-        extractor_conv_bias=False, encoder_embed_dim=64, encoder_projection_dropout=0.0,
-        encoder_pos_conv_kernel=16, encoder_pos_conv_groups=4, encoder_num_layers=2,
-        encoder_num_heads=2, encoder_attention_dropout=0.0, encoder_ff_interm_features=128,
-        encoder_ff_interm_dropout=0.0, encoder_dropout=0.0, encoder_layer_norm_first=False,
-        encoder_layer_drop=0.0, aux_num_out=None)
-    torch.manual_seed(0)
-    save_torchaudio_checkpoint(tmp_path / "teacher.pth",
-                               torchaudio.models.wav2vec2_model(**teacher_kwargs),
-                               factory="wav2vec2_model", factory_kwargs=teacher_kwargs)
+    teacher = save_tiny_teacher(tmp_path / "teacher.pth")
     student = plan_students("exp/ssl", single_rate_periods=[40])[1]
     args = OFASSLTask.get_parser().parse_args(
-        ["--config", str(SSL_CONFIG), "--teacher", str(tmp_path / "teacher.pth"),
+        ["--config", str(SSL_CONFIG), "--teacher", str(teacher),
          *" ".join(student.extra).split()])
     model = OFASSLTask.build_model(args)
     assert model.student.config.compression == "cif" and model.student.alpha_predictor is not None

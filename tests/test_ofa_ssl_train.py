@@ -11,24 +11,14 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
-import torchaudio
 
 from espnet_ofa.data.audio import load_audio
 from espnet_ofa.models.pretrained import load_student
 from espnet_ofa.segmentation.pipeline import SegmentConfig, segment_data_dir
-from espnet_ofa.teachers.torchaudio_checkpoint import save_torchaudio_checkpoint
+from tiny_models import save_tiny_teacher
 
 ITERS_PER_EPOCH = 6
 
-TINY_TEACHER = dict(
-    extractor_mode="group_norm",
-    extractor_conv_layer_config=[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2,
-    extractor_conv_bias=False, encoder_embed_dim=64, encoder_projection_dropout=0.0,
-    encoder_pos_conv_kernel=16, encoder_pos_conv_groups=4, encoder_num_layers=2,
-    encoder_num_heads=2, encoder_attention_dropout=0.0, encoder_ff_interm_features=128,
-    encoder_ff_interm_dropout=0.0, encoder_dropout=0.0, encoder_layer_norm_first=False,
-    encoder_layer_drop=0.0, aux_num_out=None,
-)
 
 CONFIG = f"""
 student_preset: tiny
@@ -85,10 +75,7 @@ def workdir(tmp_path_factory, fsdd_recordings):
     segment_data_dir(workdir / "data/train", workdir / "seg/train/boundaries", conf, progress=False)
     segment_data_dir(workdir / "data/valid", workdir / "seg/valid/boundaries", conf, progress=False,
                      kmeans=workdir / "seg/train/boundaries.kmeans.npy")
-    torch.manual_seed(0)
-    teacher = torchaudio.models.wav2vec2_model(**TINY_TEACHER)
-    save_torchaudio_checkpoint(workdir / "teacher.pth", teacher, factory="wav2vec2_model",
-                               factory_kwargs=TINY_TEACHER)
+    save_tiny_teacher(workdir / "teacher.pth")
     (workdir / "train.yaml").write_text(CONFIG)
 
     stats = [sys.executable, "-m", "espnet_ofa.bin.ofa_ssl_train", "--config", "train.yaml",

@@ -140,6 +140,77 @@ def test_commands_report_errors_through_one_helper():
     found = [f"{name}:{node.lineno}" for name, tree in package_files()
              if name.startswith("espnet_ofa/bin/") and not name.endswith("__init__.py")
              for node in ast.walk(tree) if isinstance(node, ast.ExceptHandler)
-             and any(isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"
+             and any(isinstance(n, ast.Call) and (getattr(n.func, "id", None) == "print"
+                                                  or getattr(n.func, "attr", None) == "exit")
                      for n in ast.walk(node))]
     assert not found, "decorate main with espnet_ofa.bin.reports_errors instead:\n" + "\n".join(found)
+
+
+RUN_SCRIPTS = sorted((REPO / "egs2").glob("*/*/run.sh"))
+TEMPLATE = REPO / "egs2" / "TEMPLATE"
+
+
+def test_run_scripts_take_their_own_options_through_one_helper():
+    """A recipe's own options (--smoke, ...) are parsed by scripts/run_options.sh, not by a
+    loop over "$@" copied into each run.sh."""
+    found = []
+    for path in RUN_SCRIPTS:
+        text = path.read_text()
+        name = path.relative_to(REPO)
+        if re.search(r"while \[ \$# -gt 0 \]|--smoke\)", text):
+            found.append(f"{name}: parses its options itself")
+        if re.search(r"\$\{?smoke\b", text) and ". scripts/run_options.sh" not in text:
+            found.append(f"{name}: reads --smoke without scripts/run_options.sh")
+    assert RUN_SCRIPTS and not found, "\n".join(found)
+
+
+RUN_OPTIONS_DEMO = f"""
+set -euo pipefail
+smoke=false
+tasks="word phone"
+run_options="smoke tasks"
+. {TEMPLATE}/scripts/run_options.sh
+printf '%s|' "smoke=$smoke" "tasks=$tasks" "$@"
+"""
+
+
+@pytest.mark.parametrize("args, expected", [
+    ([], "smoke=false|tasks=word phone|"),
+    (["--stage", "3", "--smoke", "true", "--tasks=phone", "pos"],
+     "smoke=true|tasks=phone|--stage|3|pos|"),
+    # another option's value is passed on whole, even when it looks like ours
+    (["--local_data_opts", "--smoke x", "--ssl_recipe_opts", "--smoke"],
+     "smoke=false|tasks=word phone|--local_data_opts|--smoke x|--ssl_recipe_opts|--smoke|"),
+])
+def test_run_options_takes_the_recipes_options_and_passes_the_rest(tmp_path, args, expected):
+    import subprocess
+
+    (tmp_path / "run.sh").write_text(RUN_OPTIONS_DEMO)
+    r = subprocess.run(["bash", "run.sh", *args], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == expected
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--smoke", "yes"], "run.sh: --smoke must be true or false, got 'yes'"),
+    (["--stage", "2", "--smoke"], "run.sh: option --smoke needs a value"),
+])
+def test_run_options_refuses_bad_values(tmp_path, args, message):
+    import subprocess
+
+    (tmp_path / "run.sh").write_text(RUN_OPTIONS_DEMO)
+    r = subprocess.run(["bash", "run.sh", *args], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.strip() == message
+
+
+def test_stages_the_pipelines_share_have_one_owner():
+    """Stages 1-4 of every pipeline are scripts/data_stages.sh's, the publishing stage is
+    common.sh's publish_stage."""
+    pipelines = (TEMPLATE / "scripts" / "s2t.sh", TEMPLATE / "ssl.sh")
+    found = [f"{path.relative_to(REPO)}: stage {m.group(1)}" for path in pipelines
+             for m in re.finditer(r"(?:want_stage|stage_begin) ([1-4])\b", path.read_text())]
+    assert not found, "call data_stages (scripts/data_stages.sh) instead:\n" + "\n".join(found)
+    found = [str(path.relative_to(REPO)) for path in pipelines
+             if "espnet_ofa.bin.publish" in path.read_text()]
+    assert not found, "call publish_stage (scripts/common.sh) instead:\n" + "\n".join(found)

@@ -129,27 +129,7 @@ hubert_data() {
         "--${1}_data_path_and_name_and_type ${units_dir}/${2}/text.km,text,text"
 }
 
-if want_stage 1; then
-    stage_begin 1 "data preparation: local/data.sh ${local_data_opts}"
-    data_prep_stage
-    stage_end
-fi
-if want_stage 2; then
-    stage_begin 2 "speed perturbation (${speed_perturb_factors:-none})"
-    speed_perturb_stage "${speed_perturb_factors}"
-    stage_end
-fi
-[ -z "${speed_perturb_factors}" ] || train_set="${train_set}_sp"
-if want_stage 3; then
-    stage_begin 3 "format wav.scp: check the data dirs, resample to ${fs}, dump to ${data_feats}"
-    format_stage
-    stage_end
-fi
-if want_stage 4; then
-    stage_begin 4 "filter: ${min_wav_duration} s <= duration <= ${max_wav_duration} s"
-    filter_stage
-    stage_end
-fi
+data_stages  # 1-4 (scripts/data_stages.sh); train_set is then the set trained on
 
 [ "${stop_stage}" -lt 5 ] || ngpu=$(resolve_ngpu "${ngpu}")
 _hubert_common="--config ${teacher_config} --use_preprocessor true --token_type word"
@@ -313,15 +293,7 @@ if want_stage 11; then
     stage_end
 fi
 if want_stage 12; then
-    if [ "${skip_upload}" = true ]; then
-        log "Stage 12: skipped: upload (--skip_upload true)"
-    else
-        [ -n "${zoo}" ] || die "stage 12 needs --zoo (a local directory, or hf:owner/repo)"
-        stage_begin 12 "publish ${packed_model} to ${zoo}"
-        ${python} -m espnet_ofa.bin.publish "${packed_model}" --zoo "${zoo}" \
-            --name "$(basename "${ssl_exp}")" --description "OFA SSL model"
-        stage_end
-    fi
+    publish_stage 12 "OFA SSL model" "${packed_model}" "$(basename "${ssl_exp}")"
 fi
 log "Successfully finished. [elapsed=$((SECONDS - _run_t0)) s]"
 exit 0

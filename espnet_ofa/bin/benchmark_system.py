@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 import torch
+from espnet_ofa.bin import reports_errors
 from espnet_ofa.constants import SAMPLE_RATE
 
 
@@ -82,6 +83,7 @@ def format_rows(rows: List[dict]) -> str:
     return "\n".join(lines)
 
 
+@reports_errors(exit_status=2)  # bad model, audio or period: the message says the fix
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser = get_parser()
     args = parser.parse_args(argv)
@@ -91,22 +93,19 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     from espnet_ofa.system_speed import benchmark_system
     from espnet_ofa.zoo.hub import download_and_unpack
 
-    try:
-        task = args.task
-        if task is None:
-            found = task_of_archive(download_and_unpack(args.model))
-            if found is None:
-                raise ValueError(f"{args.model} is not a packed asr/slu/st model; give --task")
-            task = found.name
-        speech = load_speech(args.data_dir, args.wavs, args.num_utts)
-        kwargs = {"beam_size": args.beam_size, "device": args.device}
-        if args.ctc_weight is not None:
-            kwargs["ctc_weight"] = args.ctc_weight
-        speech2x = load_pretrained(args.model, task=task, ctc_greedy=args.ctc_greedy, **kwargs)
-        rows = benchmark_system(speech2x, task, speech, args.periods or [None],
-                                args.batch_sizes, args.device, args.repeats)
-    except ValueError as err:  # bad model, audio or period: the message says the fix
-        parser.exit(2, f"error: {err}\n")
+    task = args.task
+    if task is None:
+        found = task_of_archive(download_and_unpack(args.model))
+        if found is None:
+            raise ValueError(f"{args.model} is not a packed asr/slu/st model; give --task")
+        task = found.name
+    speech = load_speech(args.data_dir, args.wavs, args.num_utts)
+    kwargs = {"beam_size": args.beam_size, "device": args.device}
+    if args.ctc_weight is not None:
+        kwargs["ctc_weight"] = args.ctc_weight
+    speech2x = load_pretrained(args.model, task=task, ctc_greedy=args.ctc_greedy, **kwargs)
+    rows = benchmark_system(speech2x, task, speech, args.periods or [None],
+                            args.batch_sizes, args.device, args.repeats)
     report = {
         "model": str(args.model), "task": task, "device": args.device,
         "conditions": {"torch_threads": torch.get_num_threads(),

@@ -15,11 +15,10 @@ Writes ``<out_dir>/<p40|learned>/<set>/{text,token,info.json}``; see
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import List, Optional
 
-from espnet_ofa.bin import reports_errors
+from espnet_ofa.bin import configure_logging, reports_errors
 from espnet_ofa.espnet_tasks import task_names
 
 
@@ -54,8 +53,7 @@ def get_parser() -> argparse.ArgumentParser:
 @reports_errors()
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     if args.merge:
         from espnet_ofa.recipe.decode import merge_splits
 

@@ -9,9 +9,11 @@ README.md written into the directory.
 
 import argparse
 
+from espnet_ofa.bin import reports_errors
 from espnet_ofa.export.huggingface import export_huggingface
 
 
+@reports_errors(OSError, exit_status=2)  # CheckpointError, ZooError: the message says the fix
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True,
@@ -20,10 +22,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", required=True, help="the directory to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
-    try:
-        out = export_huggingface(args.model, args.out, overwrite=args.overwrite)
-    except (ValueError, OSError) as err:  # CheckpointError, ZooError: the message says the fix
-        parser.exit(2, f"error: {err}\n")
+    out = export_huggingface(args.model, args.out, overwrite=args.overwrite)
     print(f"exported {out}")
 
 

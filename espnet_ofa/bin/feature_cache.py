@@ -1,6 +1,6 @@
 """Frozen OFA features computed once (`espnet_ofa.recipe.feature_cache`), for ``s2t.sh``.
 
-    # which experiments of a plan train on a cache (one key or "-" per plan line)
+    # per plan line: the cache it trains on (or -), its statistics key, 1 if it collects them
     python -m espnet_ofa.bin.feature_cache plan --plan exp/plan.asr.tsv [--train_args "..."]
     # the features of a data dir, for one training config (+ its extra options)
     python -m espnet_ofa.bin.feature_cache extract --config conf/train_asr_ofa.yaml \
@@ -17,14 +17,16 @@ import argparse
 import logging
 from typing import List, Optional
 
-from espnet_ofa.recipe import feature_cache
+from espnet_ofa.bin import reports_errors
 from espnet_ofa.constants import SAMPLE_RATE
+from espnet_ofa.recipe import feature_cache
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("plan", help="cache key (or -) per line of an experiment plan")
+    p = sub.add_parser("plan", help="per line of an experiment plan: cache key (or -), "
+                       "statistics key, 1 when it collects them (tab-separated)")
     p.add_argument("--plan", required=True, help="the plan TSV that s2t.sh writes")
     p.add_argument("--train_args", default="", help="the recipe's --<task>_args")
     p.add_argument("--enabled", default="true", choices=["true", "false"])
@@ -42,30 +44,26 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@reports_errors(OSError, exit_status=2)  # the messages name the fix
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    parser = get_parser()
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "plan":
-            for key in feature_cache.plan_caches(args.plan, args.train_args,
-                                                 args.enabled == "true"):
-                print(key)
-        elif args.command == "extract":
-            spec, why = feature_cache.cache_spec(args.config, args.options)
-            if spec is None:
-                parser.exit(2, f"error: {args.config}: no cache: {why}\n")
-            scp = feature_cache.extract(spec, args.data_dir, args.out_dir, device=args.device,
-                                        max_batch_samples=int(args.max_batch_seconds * SAMPLE_RATE))
-            mib = feature_cache.cache_bytes(args.out_dir) / 2**20
-            print(f"cached {scp} ({mib:.1f} MiB)")
-        else:
-            for path in feature_cache.to_waveform_model(args.cached_dir, args.out_dir):
-                print(f"waveform model {path}")
-    except (ValueError, OSError) as err:  # the messages name the fix
-        parser.exit(2, f"error: {err}\n")
+    args = get_parser().parse_args(argv)
+    if args.command == "plan":
+        for cache, stats, collects in feature_cache.plan_stats(
+                args.plan, args.train_args, args.enabled == "true"):
+            print(f"{cache}\t{stats}\t{int(collects)}")
+    elif args.command == "extract":
+        spec, why = feature_cache.cache_spec(args.config, args.options)
+        if spec is None:
+            raise ValueError(f"{args.config}: no cache: {why}")
+        scp = feature_cache.extract(spec, args.data_dir, args.out_dir, device=args.device,
+                                    max_batch_samples=int(args.max_batch_seconds * SAMPLE_RATE))
+        mib = feature_cache.cache_bytes(args.out_dir) / 2**20
+        print(f"cached {scp} ({mib:.1f} MiB)")
+    else:
+        for path in feature_cache.to_waveform_model(args.cached_dir, args.out_dir):
+            print(f"waveform model {path}")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

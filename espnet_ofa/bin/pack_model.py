@@ -13,11 +13,13 @@ recipe directory.
 import argparse
 from pathlib import Path
 
+from espnet_ofa.bin import reports_errors
 from espnet_ofa.espnet_tasks import task_names
 from espnet_ofa.zoo import pack_ofa_ssl
 from espnet_ofa.zoo.downstream import pack_downstream
 
 
+@reports_errors(OSError, exit_status=2)  # ZooError, CheckpointError: the message says the fix
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("task", choices=["ssl", *task_names()])
@@ -27,15 +29,11 @@ def main(argv=None) -> None:
     parser.add_argument("--results", default=None,
                         help="a RESULTS.md whose text goes into the model card")
     args = parser.parse_args(argv)
-    try:
-        results = Path(args.results).read_text(encoding="utf-8") if args.results else None
-        if args.task == "ssl":
-            out = pack_ofa_ssl(args.config, args.model, args.outpath, results=results)
-        else:
-            out = pack_downstream(args.task, args.config, args.model, args.outpath,
-                                  results=results)
-    except (ValueError, OSError) as err:  # ZooError, CheckpointError: the message says the fix
-        parser.exit(2, f"error: {err}\n")
+    results = Path(args.results).read_text(encoding="utf-8") if args.results else None
+    if args.task == "ssl":
+        out = pack_ofa_ssl(args.config, args.model, args.outpath, results=results)
+    else:
+        out = pack_downstream(args.task, args.config, args.model, args.outpath, results=results)
     print(f"packed {out}")
 
 

@@ -9,9 +9,11 @@ and ``espnet_ofa.bin.transcribe --model``).
 
 import argparse
 
-from espnet_ofa.zoo import ZooError, publish
+from espnet_ofa.bin import reports_errors
+from espnet_ofa.zoo import publish
 
 
+@reports_errors(exit_status=2)
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("archive", help="the packed .zip")
@@ -19,10 +21,7 @@ def main(argv=None) -> None:
     parser.add_argument("--name", default=None, help="name in the zoo (default: file stem)")
     parser.add_argument("--description", default="")
     args = parser.parse_args(argv)
-    try:
-        where = publish(args.archive, args.zoo, args.name, args.description)
-    except ZooError as err:
-        parser.exit(2, f"error: {err}\n")
+    where = publish(args.archive, args.zoo, args.name, args.description)
     print(f"published {where}")
 
 

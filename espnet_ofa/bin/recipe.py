@@ -26,11 +26,10 @@ and the line where there is one), so that shell stages stop with the reason.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import List, Optional
 
-from espnet_ofa.bin import reports_errors
+from espnet_ofa.bin import configure_logging, reports_errors
 
 
 def _int_or_none(value: str) -> Optional[int]:
@@ -38,14 +37,23 @@ def _int_or_none(value: str) -> Optional[int]:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    # The tasks are espnet_ofa.espnet_tasks'; the FSDD data sets are their kinds and "ssl".
-    from espnet_ofa.espnet_tasks import task_names
-    from espnet_ofa.recipe.prepare import TASKS as DATA_TASKS
-
     p = argparse.ArgumentParser(prog="python -m espnet_ofa.bin.recipe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--log_level", default="WARNING")
     sub = p.add_subparsers(dest="cmd", required=True)
+    _add_data_commands(sub)
+    _add_data_stage_commands(sub)
+    _add_scoring_commands(sub)
+    _add_plan_commands(sub)
+    for name, parser in sub.choices.items():
+        parser.set_defaults(run=COMMANDS[name])
+    return p
+
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    """Stage 1: each corpus's data directories, as released."""
+    # The FSDD data sets are the tasks' kinds and "ssl".
+    from espnet_ofa.recipe.prepare import TASKS as DATA_TASKS
 
     s = sub.add_parser("fsdd_data", help="stage 1: FSDD data directories for a task")
     s.add_argument("--task", required=True, choices=DATA_TASKS)
@@ -103,6 +111,9 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--no_download", action="store_true", help="fail instead of downloading")
     s.add_argument("--url", default=None, help="release archive URL (default: OpenSLR 101)")
 
+
+def _add_data_stage_commands(sub: argparse._SubParsersAction) -> None:
+    """Stages 2-5 and the teacher's units: data dirs in, data dirs or tables out."""
     s = sub.add_parser("speed_perturb", help="stage 2: speed-perturbed copy of a data dir")
     s.add_argument("--src", required=True)
     s.add_argument("--dst", required=True)
@@ -144,6 +155,11 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--max_utts", type=int, default=1000)
     s.add_argument("--seed", type=int, default=0)
 
+
+def _add_scoring_commands(sub: argparse._SubParsersAction) -> None:
+    """Stage 13: scores and RESULTS.md."""
+    from espnet_ofa.espnet_tasks import task_names
+
     s = sub.add_parser("score", help="stage 13: score one decoding")
     s.add_argument("--task", required=True, choices=task_names())
     s.add_argument("--ref", required=True, help="reference Kaldi text")
@@ -168,6 +184,11 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--notes", default=None, help="a Markdown file whose text goes on top")
     s.add_argument("--smoke", default="false", choices=("true", "false"),
                    help="true: a --smoke true recipe run, labelled as not a result")
+
+
+def _add_plan_commands(sub: argparse._SubParsersAction) -> None:
+    """The experiments and students to train, and what training needs before and after."""
+    from espnet_ofa.espnet_tasks import task_names
 
     s = sub.add_parser("plan", help="stages 10-15: the experiments (one tab-separated line "
                        "each: exp dir, config, stats key, SSL model, extra options)")
@@ -209,154 +230,208 @@ def get_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("resume_check", help="before --resume true: set a damaged checkpoint aside")
     s.add_argument("--exp_dir", required=True, help="the training's output dir")
 
-    return p
-
 
 @reports_errors(RuntimeError)
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return _run(args)
+    configure_logging(args.log_level)
+    if args.cmd in ONE_THREAD:
+        # Many small utterances: torch's intra-op threads only add overhead (50x on resampling).
+        import torch
 
-
-def _one_thread() -> None:
-    import torch
-
-    # Many small utterances: torch's intra-op threads only add overhead (50x on resampling).
-    torch.set_num_threads(1)
-
-
-def _run(args: argparse.Namespace) -> int:
-    if args.cmd in ("fsdd_data", "speed_perturb", "format", "kmeans_labels"):
-        _one_thread()
-    if args.cmd == "fsdd_data":
-        from espnet_ofa.recipe.prepare import PrepareConfig, prepare_fsdd
-
-        prepare_fsdd(PrepareConfig(
-            task=args.task, fsdd=args.fsdd, data_dir=args.data_dir,
-            heldout_speaker=args.heldout_speaker or None,
-            speakers=[s for s in args.speakers.split(",") if s] or None,
-            train_takes=args.train_takes, dev_takes=args.dev_takes, test_takes=args.test_takes,
-            heldout_takes=args.heldout_takes, min_digits=args.min_digits,
-            max_digits=args.max_digits, seed=args.seed,
-            train_single_takes=args.train_single_takes == "true", download=not args.no_download,
-            url=args.url,
-        ))
-    elif args.cmd == "librispeech_data":
-        from espnet_ofa.recipe import librispeech
-
-        sets = {}
-        for item in args.sets:
-            name, sep, parts = item.partition("=")
-            if not sep or not name or not parts:
-                raise ValueError(f"--set {item!r}: expected NAME=PART[,PART...]")
-            sets[name] = [p for p in parts.replace(",", " ").split() if p]
-        librispeech.prepare(args.librispeech, args.data_dir, sets,
-                            download=not args.no_download, max_utts=args.max_utts)
-    elif args.cmd == "slurp_data":
-        from espnet_ofa.recipe import slurp
-
-        slurp.prepare(args.slurp, args.data_dir, use_synthetic=args.use_synthetic == "true",
-                      train_recordings=args.train_recordings,
-                      eval_recordings=args.eval_recordings, max_utts=args.max_utts)
-    elif args.cmd == "covost2_data":
-        from espnet_ofa.recipe import covost2
-
-        covost2.prepare(args.commonvoice, args.covost2, args.data_dir,
-                        download=not args.no_download, max_utts=args.max_utts)
-    elif args.cmd == "speechocean762_data":
-        from espnet_ofa.recipe import speechocean762
-
-        speechocean762.prepare(
-            args.speechocean762, args.data_dir,
-            n_dev_speakers=args.dev_speakers or speechocean762.DEFAULT_DEV_SPEAKERS,
-            max_utts=args.max_utts, download=not args.no_download,
-            url=args.url or speechocean762.URL)
-    elif args.cmd == "speed_perturb":
-        from espnet_ofa.recipe.format import speed_perturb
-
-        speed_perturb(args.src, args.dst, args.factors)
-    elif args.cmd == "format":
-        from espnet_ofa.recipe.format import format_data_dir
-
-        format_data_dir(args.src, args.dst, args.fs, required=args.required)
-    elif args.cmd == "filter":
-        from espnet_ofa.recipe.format import filter_lengths
-
-        kept, dropped = filter_lengths(args.src, args.dst, args.fs, args.min, args.max,
-                                       args.text_files)
-        print(f"progress: {args.dst}: kept {kept}, filtered out {len(dropped)}", flush=True)
-    elif args.cmd == "token_list":
-        from espnet_ofa.recipe.tokens import make_token_list
-
-        out = make_token_list(args.text, args.out, args.token_type, args.nbpe, args.bpemode,
-                              add_blank=not args.no_blank,
-                              nbpe_fit_data=args.nbpe_fit_data == "true",
-                              nbpe_option=args.nbpe_option)
-        n = sum(1 for _ in open(out, encoding="utf-8"))
-        print(f"progress: {out}: {n} tokens ({args.token_type})", flush=True)
-    elif args.cmd == "kmeans_labels":
-        from espnet_ofa.recipe.units import kmeans_labels
-
-        kmeans_labels(args.data_dir, args.out, args.n_clusters, args.kmeans, args.max_utts,
-                      args.seed, args.token_list)
-    elif args.cmd == "score":
-        from espnet_ofa.recipe.scoring import score_files
-
-        result = score_files(args.task, args.ref, args.hyp, args.out, info=args.info,
-                             metric=args.metric)
-        print(f"progress: {args.hyp}: {result['summary']}", flush=True)
-    elif args.cmd == "score_all":
-        from espnet_ofa.recipe.scoring import score_decode_dir
-
-        for result in score_decode_dir(args.task, args.decode_dir, args.data_root, args.metric):
-            print(f"progress: {result['hyp']}: {result['summary']}", flush=True)
-    elif args.cmd == "results":
-        from espnet_ofa.recipe.results import write_results
-
-        write_results(args.exp_dirs, args.out, plot=args.plot, title=args.title,
-                      notes=args.notes, smoke=args.smoke == "true")
-        print(f"progress: wrote {args.out}" + (f" and {args.plot}" if args.plot else ""),
-              flush=True)
-    elif args.cmd == "plan":
-        from espnet_ofa.recipe.experiments import plan_experiments
-
-        for e in plan_experiments(args.task, args.configs, args.expdir, args.train_frame_periods,
-                                  args.fixed_rate_periods, args.ofa_model, args.seeds,
-                                  args.single_rate_periods, args.ssl_seeds,
-                                  args.pooled_periods, args.jitter_control == "true"):
-            print(e.line())
-    elif args.cmd == "fill_learnt_period":
-        from pathlib import Path
-
-        from espnet_ofa.frontend.ofa import learnt_period
-        from espnet_ofa.recipe.experiments import fill_learnt_period
-
-        print(fill_learnt_period(args.extra, lambda exp: learnt_period(
-            Path(exp) / "config.yaml", Path(exp) / args.model)))
-    elif args.cmd == "ssl_plan":
-        from espnet_ofa.recipe.experiments import plan_students
-
-        for student in plan_students(args.ssl_exp, args.fixed_rate_periods,
-                                     args.single_rate_periods, args.ssl_seeds):
-            print(student.line())
-    elif args.cmd == "trained_range":
-        from espnet_ofa.models.trained_range import record_trained_range
-
-        measured = record_trained_range(args.exp_dir, args.data_dir, args.model_file,
-                                        args.max_utts)
-        print(f"progress: {args.exp_dir}: " + (
-            "trained over the periods it sampled" if measured is None else
-            "mean alpha {mean_alpha:.4f} over {frames} frames: serves {lo:.1f}-{hi:.1f} ms".format(
-                lo=measured["frame_period_range"][0], hi=measured["frame_period_range"][1],
-                **measured)), flush=True)
-    elif args.cmd == "resume_check":
-        from espnet_ofa.recipe.resume import set_aside_damaged_checkpoints
-
-        for note in set_aside_damaged_checkpoints(args.exp_dir):
-            print(f"progress: {note}", flush=True)
+        torch.set_num_threads(1)
+    args.run(args)
     return 0
+
+
+# The commands that handle many small utterances one by one.
+ONE_THREAD = ("fsdd_data", "speed_perturb", "format", "kmeans_labels")
+
+
+def _fsdd_data(args: argparse.Namespace) -> None:
+    from espnet_ofa.recipe.prepare import PrepareConfig, prepare_fsdd
+
+    prepare_fsdd(PrepareConfig(
+        task=args.task, fsdd=args.fsdd, data_dir=args.data_dir,
+        heldout_speaker=args.heldout_speaker or None,
+        speakers=[s for s in args.speakers.split(",") if s] or None,
+        train_takes=args.train_takes, dev_takes=args.dev_takes, test_takes=args.test_takes,
+        heldout_takes=args.heldout_takes, min_digits=args.min_digits,
+        max_digits=args.max_digits, seed=args.seed,
+        train_single_takes=args.train_single_takes == "true", download=not args.no_download,
+        url=args.url,
+    ))
+
+
+def _librispeech_data(args: argparse.Namespace) -> None:
+    from espnet_ofa.recipe import librispeech
+
+    sets = {}
+    for item in args.sets:
+        name, sep, parts = item.partition("=")
+        if not sep or not name or not parts:
+            raise ValueError(f"--set {item!r}: expected NAME=PART[,PART...]")
+        sets[name] = [p for p in parts.replace(",", " ").split() if p]
+    librispeech.prepare(args.librispeech, args.data_dir, sets,
+                        download=not args.no_download, max_utts=args.max_utts)
+
+
+def _slurp_data(args: argparse.Namespace) -> None:
+    from espnet_ofa.recipe import slurp
+
+    slurp.prepare(args.slurp, args.data_dir, use_synthetic=args.use_synthetic == "true",
+                  train_recordings=args.train_recordings,
+                  eval_recordings=args.eval_recordings, max_utts=args.max_utts)
+
+
+def _covost2_data(args: argparse.Namespace) -> None:
+    from espnet_ofa.recipe import covost2
+
+    covost2.prepare(args.commonvoice, args.covost2, args.data_dir,
+                    download=not args.no_download, max_utts=args.max_utts)
+
+
+def _speechocean762_data(args: argparse.Namespace) -> None:
+    from espnet_ofa.recipe import speechocean762
+
+    speechocean762.prepare(
+        args.speechocean762, args.data_dir,
+        n_dev_speakers=args.dev_speakers or speechocean762.DEFAULT_DEV_SPEAKERS,
+        max_utts=args.max_utts, download=not args.no_download,
+        url=args.url or speechocean762.URL)
+
+
+def _speed_perturb(args: argparse.Namespace) -> None:
+    from espnet_ofa.recipe.format import speed_perturb
+
+    speed_perturb(args.src, args.dst, args.factors)
+
+
+def _format(args: argparse.Namespace) -> None:
+    from espnet_ofa.recipe.format import format_data_dir
+
+    format_data_dir(args.src, args.dst, args.fs, required=args.required)
+
+
+def _filter(args: argparse.Namespace) -> None:
+    from espnet_ofa.recipe.format import filter_lengths
+
+    kept, dropped = filter_lengths(args.src, args.dst, args.fs, args.min, args.max,
+                                   args.text_files)
+    print(f"progress: {args.dst}: kept {kept}, filtered out {len(dropped)}", flush=True)
+
+
+def _token_list(args: argparse.Namespace) -> None:
+    from espnet_ofa.recipe.tokens import make_token_list
+
+    out = make_token_list(args.text, args.out, args.token_type, args.nbpe, args.bpemode,
+                          add_blank=not args.no_blank,
+                          nbpe_fit_data=args.nbpe_fit_data == "true",
+                          nbpe_option=args.nbpe_option)
+    n = sum(1 for _ in open(out, encoding="utf-8"))
+    print(f"progress: {out}: {n} tokens ({args.token_type})", flush=True)
+
+
+def _kmeans_labels(args: argparse.Namespace) -> None:
+    from espnet_ofa.recipe.units import kmeans_labels
+
+    kmeans_labels(args.data_dir, args.out, args.n_clusters, args.kmeans, args.max_utts,
+                  args.seed, args.token_list)
+
+
+def _score(args: argparse.Namespace) -> None:
+    from espnet_ofa.recipe.scoring import score_files
+
+    result = score_files(args.task, args.ref, args.hyp, args.out, info=args.info,
+                         metric=args.metric)
+    print(f"progress: {args.hyp}: {result['summary']}", flush=True)
+
+
+def _score_all(args: argparse.Namespace) -> None:
+    from espnet_ofa.recipe.scoring import score_decode_dir
+
+    for result in score_decode_dir(args.task, args.decode_dir, args.data_root, args.metric):
+        print(f"progress: {result['hyp']}: {result['summary']}", flush=True)
+
+
+def _results(args: argparse.Namespace) -> None:
+    from espnet_ofa.recipe.results import write_results
+
+    write_results(args.exp_dirs, args.out, plot=args.plot, title=args.title,
+                  notes=args.notes, smoke=args.smoke == "true")
+    print(f"progress: wrote {args.out}" + (f" and {args.plot}" if args.plot else ""),
+          flush=True)
+
+
+def _plan(args: argparse.Namespace) -> None:
+    from espnet_ofa.recipe.experiments import plan_experiments
+
+    for e in plan_experiments(args.task, args.configs, args.expdir, args.train_frame_periods,
+                              args.fixed_rate_periods, args.ofa_model, args.seeds,
+                              args.single_rate_periods, args.ssl_seeds,
+                              args.pooled_periods, args.jitter_control == "true"):
+        print(e.line())
+
+
+def _fill_learnt_period(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from espnet_ofa.frontend.ofa import learnt_period
+    from espnet_ofa.recipe.experiments import fill_learnt_period
+
+    print(fill_learnt_period(args.extra, lambda exp: learnt_period(
+        Path(exp) / "config.yaml", Path(exp) / args.model)))
+
+
+def _ssl_plan(args: argparse.Namespace) -> None:
+    from espnet_ofa.recipe.experiments import plan_students
+
+    for student in plan_students(args.ssl_exp, args.fixed_rate_periods,
+                                 args.single_rate_periods, args.ssl_seeds):
+        print(student.line())
+
+
+def _trained_range(args: argparse.Namespace) -> None:
+    from espnet_ofa.models.trained_range import record_trained_range
+
+    measured = record_trained_range(args.exp_dir, args.data_dir, args.model_file,
+                                    args.max_utts)
+    print(f"progress: {args.exp_dir}: " + (
+        "trained over the periods it sampled" if measured is None else
+        "mean alpha {mean_alpha:.4f} over {frames} frames: serves {lo:.1f}-{hi:.1f} ms".format(
+            lo=measured["frame_period_range"][0], hi=measured["frame_period_range"][1],
+            **measured)), flush=True)
+
+
+def _resume_check(args: argparse.Namespace) -> None:
+    from espnet_ofa.recipe.resume import set_aside_damaged_checkpoints
+
+    for note in set_aside_damaged_checkpoints(args.exp_dir):
+        print(f"progress: {note}", flush=True)
+
+
+
+COMMANDS = {
+    "fsdd_data": _fsdd_data,
+    "librispeech_data": _librispeech_data,
+    "slurp_data": _slurp_data,
+    "covost2_data": _covost2_data,
+    "speechocean762_data": _speechocean762_data,
+    "speed_perturb": _speed_perturb,
+    "format": _format,
+    "filter": _filter,
+    "token_list": _token_list,
+    "kmeans_labels": _kmeans_labels,
+    "score": _score,
+    "score_all": _score_all,
+    "results": _results,
+    "plan": _plan,
+    "fill_learnt_period": _fill_learnt_period,
+    "ssl_plan": _ssl_plan,
+    "trained_range": _trained_range,
+    "resume_check": _resume_check,
+}
+
 
 
 if __name__ == "__main__":

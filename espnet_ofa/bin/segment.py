@@ -13,11 +13,10 @@ after adding utterances, computes only the utterances not in the output yet.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import List, Optional
 
-from espnet_ofa.bin import reports_errors
+from espnet_ofa.bin import configure_logging, reports_errors
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -57,8 +56,7 @@ def get_parser() -> argparse.ArgumentParser:
 @reports_errors()
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     # Imported after parsing so that --help is instant.
     from espnet_ofa.segmentation.pipeline import SegmentConfig, segment_data_dir
 

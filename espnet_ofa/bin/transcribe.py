@@ -18,6 +18,7 @@ import argparse
 import sys
 from typing import List, Optional, Sequence
 
+from espnet_ofa.bin import reports_errors
 from espnet_ofa.constants import SAMPLE_RATE
 
 
@@ -61,6 +62,7 @@ def transcribe(model: str, files: Sequence[str], frame_period: Optional[float] =
     return hypotheses
 
 
+@reports_errors(exit_status=2)  # bad audio, period or archive: the message says the fix
 def main(argv: Optional[Sequence[str]] = None) -> None:
     from espnet_ofa.espnet_tasks import task_names
 
@@ -74,11 +76,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("files", nargs="+", help="audio files")
     args = parser.parse_args(argv)
-    try:
-        transcribe(args.model, args.files, args.frame_period, args.task, args.beam_size,
-                   args.device)
-    except ValueError as err:  # bad audio, bad period, bad archive: the message says the fix
-        parser.exit(2, f"error: {err}\n")
+    transcribe(args.model, args.files, args.frame_period, args.task, args.beam_size,
+               args.device)
 
 
 if __name__ == "__main__":

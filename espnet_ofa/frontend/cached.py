@@ -20,55 +20,65 @@ are refused with the reason.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+import inspect
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 
 from espnet_ofa.compression import Rate
 from espnet_ofa.frontend.layers import WeightedLayerSum, check_layer
-from espnet_ofa.frontend.ofa import parse_fs, resolve_model
+from espnet_ofa.frontend.ofa import OFAFrontend, ofa_options, parse_fs, resolve_model
 from espnet_ofa.models.pretrained import load_student
-from espnet_ofa.models.student import SAMPLE_RATE
+
+
+def needs_live_model(options: Dict[str, Any]) -> Optional[str]:
+    """Why ``frontend: ofa`` with these options (`ofa_options`) cannot train on features
+    computed once, or None when it can."""
+    if options["learnable_rate"]:
+        return "a learnable rate runs the OFA model at a new period every step"
+    if options["rate_sampling"]:
+        return "a sampled period runs the OFA model at a new period every batch"
+    if options["probe_jitter"]:
+        return "a jitter control runs the OFA model at two jittered periods every step"
+    if options["pooled_period"] is not None:
+        return "the pooled rival pools the 20 ms features inside the frontend"
+    if not options["freeze"]:
+        return "freeze: false fine-tunes the OFA model"
+    return None
 
 
 class CachedOFAFrontend(AbsFrontend):
     """The trainable part of a frozen ``frontend: ofa``, on precomputed hidden states.
 
-    Args: those of `OFAFrontend`; ``learnable_rate`` must be false and ``freeze`` true.
+    Args: those of `OFAFrontend` (its signature, defaults included); those that need the
+    live model (`needs_live_model`) are refused.
 
     Shapes: ``forward((B, T', L * D) cached features, (B,) frames) -> ((B, T', D), (B,))``.
     """
 
-    def __init__(
-        self,
-        fs: Union[int, str] = SAMPLE_RATE,
-        model: Optional[str] = None,
-        frame_period: Optional[float] = 60.0,
-        lam: Optional[float] = None,
-        learnable_rate: bool = False,
-        rate_range: Optional[Sequence[float]] = None,
-        rate_cost: float = 0.0,
-        layer: int = -1,
-        freeze: bool = True,
-        compile: bool = False,
-        autocast: Optional[str] = None,
-    ) -> None:
+    def __init__(self, **frontend_conf: Any) -> None:
         super().__init__()
-        if learnable_rate or not freeze:
+        options = ofa_options(frontend_conf)
+        why = needs_live_model(options)
+        if why:
             raise ValueError(
                 "frontend ofa_cached reads features computed once by a frozen OFA model at a "
-                "fixed period; a learnable rate or fine-tuning (freeze: false) changes them at "
-                "every step: use frontend: ofa for this model (s2t.sh does so by itself)"
+                f"fixed period, but {why}: use frontend: ofa for this model (s2t.sh does so "
+                "by itself)"
             )
-        self.fs = parse_fs(fs)
-        self.model_path = str(resolve_model(model))
+        self.fs = parse_fs(options["fs"])
+        self.model_path = str(resolve_model(options["model"]))
         student = load_student(self.model_path)
-        self.rate = student.check_rate(Rate(frame_period=frame_period, lam=lam))
+        self.rate = student.check_rate(Rate(frame_period=options["frame_period"],
+                                            lam=options["lam"]))
         self.num_hidden = student.num_hidden
         self.embed_dim = student.config.embed_dim
-        self.layer = check_layer(layer, self.num_hidden)
+        self.layer = check_layer(options["layer"], self.num_hidden)
         self.layer_mix = WeightedLayerSum(self.num_hidden) if self.layer == -1 else None
+
+    # ESPnet reads a frontend's options and their defaults from its signature: OFAFrontend's.
+    __init__.__signature__ = inspect.signature(OFAFrontend.__init__)
 
     def cached_dim(self) -> int:
         """Channels of one cached frame: L * D for ``layer: -1``, D for one layer."""

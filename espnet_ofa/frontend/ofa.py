@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import inspect
 import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
@@ -464,6 +465,19 @@ class OFAFrontend(AbsFrontend):
         if self.pool is not None:
             return average_pool(feats, out.lengths, self.pool)
         return feats, out.lengths
+
+
+def ofa_options(frontend_conf: Dict[str, Any]) -> Dict[str, Any]:
+    """``frontend_conf`` of ``frontend: ofa`` with `OFAFrontend`'s defaults filled in; an
+    option it does not take is an error naming it."""
+    signature = inspect.signature(OFAFrontend)
+    unknown = sorted(set(frontend_conf) - set(signature.parameters))
+    if unknown:
+        raise ValueError(f"frontend_conf: unknown option(s) {', '.join(unknown)} for frontend: "
+                         f"ofa (it takes {', '.join(signature.parameters)})")
+    bound = signature.bind(**frontend_conf)
+    bound.apply_defaults()
+    return dict(bound.arguments)
 
 
 def learnt_period(train_config: Union[str, os.PathLike],

@@ -333,9 +333,15 @@ def plan_experiments(
     return plan
 
 
+def first_of_each(stats_keys: Sequence[str]) -> Dict[str, int]:
+    """Statistics key -> the index of the first experiment normalised with them: that one's
+    config and options collect them (stage 10 runs once per key)."""
+    first: Dict[str, int] = {}
+    for i, key in enumerate(stats_keys):
+        first.setdefault(key, i)
+    return first
+
+
 def stats_groups(plan: Sequence[Experiment]) -> Dict[str, Experiment]:
     """Statistics key -> the experiment whose config and options collect them (the first)."""
-    groups: Dict[str, Experiment] = {}
-    for e in plan:
-        groups.setdefault(e.stats_key, e)
-    return groups
+    return {key: plan[i] for key, i in first_of_each([e.stats_key for e in plan]).items()}

@@ -120,25 +120,23 @@ def cache_spec(config: PathLike, options: str = "") -> Tuple[Optional[CacheSpec]
     fconf = {**(conf.get("frontend_conf") or {}), **overrides}
     if frontend != "ofa":
         return None, f"frontend {frontend or 'default'!r} is not ofa"
-    if fconf.get("learnable_rate"):
-        return None, "a learnable rate runs the OFA model at a new period every step"
-    if fconf.get("rate_sampling"):
-        return None, "a sampled period runs the OFA model at a new period every batch"
-    if fconf.get("probe_jitter"):
-        return None, "a jitter control runs the OFA model at two jittered periods every step"
-    if fconf.get("pooled_period") is not None:
-        return None, "the pooled rival pools the 20 ms features inside the frontend"
-    if not fconf.get("freeze", True):
-        return None, "freeze: false fine-tunes the OFA model"
-    model = fconf.get("model")
-    if not model:
+    from espnet_ofa.frontend.cached import needs_live_model
+    from espnet_ofa.frontend.ofa import ofa_options
+
+    try:
+        options = ofa_options(fconf)
+    except ValueError as err:
+        raise ValueError(f"{config}: {err}") from None
+    why = needs_live_model(options)
+    if why:
+        return None, why
+    if not options["model"]:
         raise ValueError(f"{config}: frontend: ofa needs frontend_conf.model (or --ofa_model)")
-    # OFAFrontend's defaults: frame_period 60 unless lam is given.
-    lam = fconf.get("lam")
-    period = fconf.get("frame_period", 60.0) if lam is None else None
-    return CacheSpec(model=str(model), frame_period=None if period is None else float(period),
-                     lam=None if lam is None else float(lam),
-                     layer=int(fconf.get("layer", -1))), ""
+    lam = options["lam"]
+    period = options["frame_period"] if lam is None else None
+    return CacheSpec(model=str(options["model"]),
+                     frame_period=None if period is None else float(period),
+                     lam=None if lam is None else float(lam), layer=int(options["layer"])), ""
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -342,12 +340,17 @@ def to_waveform_model(cached_dir: PathLike, out_dir: PathLike) -> List[Path]:
 
 
 # ----------------------------------------------------------------------------- recipe plan
+def _plan_lines(plan_tsv: PathLike) -> List[List[str]]:
+    """The plan's lines as [exp dir, config, stats key, SSL model, extra options]."""
+    return [(line.split("\t") + [""] * 5)[:5]
+            for line in Path(plan_tsv).read_text(encoding="utf-8").splitlines()]
+
+
 def plan_caches(plan_tsv: PathLike, train_args: str = "", enabled: bool = True) -> List[str]:
     """For each line of the recipe's experiment plan (`espnet_ofa.recipe.experiments`):
     the cache key it trains on, or ``-`` for the live frontend (with the reason logged)."""
     keys = []
-    for line in Path(plan_tsv).read_text(encoding="utf-8").splitlines():
-        exp_dir, config, _stats, _model, extra = (line.split("\t") + [""] * 5)[:5]
+    for exp_dir, config, _stats, _model, extra in _plan_lines(plan_tsv):
         if not enabled:
             keys.append("-")
             continue
@@ -358,3 +361,19 @@ def plan_caches(plan_tsv: PathLike, train_args: str = "", enabled: bool = True) 
         else:
             keys.append(spec.key())
     return keys
+
+
+def plan_stats(plan_tsv: PathLike, train_args: str = "",
+               enabled: bool = True) -> List[Tuple[str, str, bool]]:
+    """For each line of the plan: the cache key it trains on (``-``: the live frontend), the
+    statistics it is normalised with (a cache's own, so per (model, period), else the plan's
+    key) and whether it collects them in stage 10 (the first of each key,
+    `experiments.first_of_each`); a cache is extracted by the experiment that collects its
+    statistics."""
+    from espnet_ofa.recipe.experiments import first_of_each
+
+    caches = plan_caches(plan_tsv, train_args, enabled)
+    stats = [line[2] if cache == "-" else cache
+             for line, cache in zip(_plan_lines(plan_tsv), caches)]
+    collectors = set(first_of_each(stats).values())
+    return [(cache, key, i in collectors) for i, (cache, key) in enumerate(zip(caches, stats))]

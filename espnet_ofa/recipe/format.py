@@ -19,13 +19,14 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Sequence, Tuple, Union
 
 import numpy as np
 
 from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.data.audio import load_audio
 from espnet_ofa.data.datadir import (
+    data_dir_utterances,
     DataDirError,
     read_kaldi_table,
     spk2utt_of,
@@ -60,17 +61,6 @@ def _write_wav(path: Path, wav: np.ndarray, rate: int) -> None:
     os.replace(tmp, path)
 
 
-def _utterances(data_dir: Path) -> List[Tuple[str, str, Optional[Tuple[float, float]]]]:
-    wavs = read_kaldi_table(data_dir / "wav.scp")
-    if (data_dir / "segments").is_file():
-        items = []
-        for utt, value in read_kaldi_table(data_dir / "segments").items():
-            rec, start, end = value.split()
-            items.append((utt, wavs[rec], (float(start), float(end))))
-        return sorted(items)
-    return sorted((utt, value, None) for utt, value in wavs.items())
-
-
 def _check(data_dir: Path, required: Sequence[str]) -> None:
     optional = tuple(n for n in ("utt2spk", "spk2utt", "segments", *UTT_TABLES)
                      if n not in required)
@@ -88,7 +78,7 @@ def format_data_dir(
     src, dst = Path(src), Path(dst)
     rate = parse_fs(fs)
     _check(src, required)
-    items = _utterances(src)
+    items = data_dir_utterances(src)
     audio = dst / "data"
     audio.mkdir(parents=True, exist_ok=True)
     wav_scp, lengths = {}, {}
@@ -145,7 +135,7 @@ def speed_perturb(
     if not factors or any(f <= 0 for f in factors):
         raise ValueError(f"speed factors must be positive numbers, got {factors}")
     _check(src, required)
-    items = _utterances(src)
+    items = data_dir_utterances(src)
     audio = dst / "data"
     audio.mkdir(parents=True, exist_ok=True)
     tables: Dict[str, Dict[str, str]] = {"wav.scp": {}}

@@ -29,7 +29,7 @@ from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.data.audio import load_audio, num_frames
 from espnet_ofa.data.datadir import (
     atomic_write_text,
-    read_kaldi_table,
+    data_dir_utterances,
     validate_data_dir,
     write_kaldi_table,
 )
@@ -142,14 +142,7 @@ def list_utterances(data_dir: PathLike) -> List[Tuple[str, str, Optional[Tuple[f
     """``[(utt, wav.scp value, (start_s, end_s) or None)]`` sorted, after validating the dir."""
     data_dir = Path(data_dir)
     validate_data_dir(data_dir, required=("wav.scp",), optional=("segments",))
-    wavs = read_kaldi_table(data_dir / "wav.scp")
-    if (data_dir / "segments").is_file():
-        items = []
-        for utt, value in read_kaldi_table(data_dir / "segments").items():
-            rec, start, end = value.split()
-            items.append((utt, wavs[rec], (float(start), float(end))))
-        return sorted(items)
-    return sorted((utt, value, None) for utt, value in wavs.items())
+    return data_dir_utterances(data_dir)
 
 
 def _meta(config: SegmentConfig, centroids: np.ndarray) -> dict:
@@ -281,15 +274,7 @@ def segment_data_dir(
     )
     meta = _meta(config, centroids)
     if meta_path.is_file():
-        old = json.loads(meta_path.read_text(encoding="utf-8"))
-        diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
-        if diff:
-            raise ValueError(
-                f"{out} was made with other settings ({', '.join(f'{k}: {old.get(k)!r} -> '
-                f'{meta.get(k)!r}' for k in diff)}). Use the same settings to resume, or "
-                f"delete {out}, {partial}, {meta_path} and {sidecar(out, '.kmeans.npy')} to "
-                "start over."
-            )
+        _refuse_other_settings(out, json.loads(meta_path.read_text(encoding="utf-8")), meta)
     # Centroids first, then the settings: a run killed in between leaves centroids without
     # settings, which the next run simply reuses; never settings without their centroids.
     if unsaved:
@@ -309,22 +294,9 @@ def segment_data_dir(
     with open(partial, "a", encoding="utf-8") as f:
         bar = tqdm(todo, desc="segmenting", disable=not progress, unit="utt")
         for n, (utt, value, seg) in enumerate(bar, start=1):
-            wav, _ = load_audio(value, SAMPLE_RATE, segment=seg)
-            if wav.numel() < MIN_SAMPLES:
-                report.skipped[utt] = (
-                    f"{wav.numel()} samples, shorter than one 25 ms frame ({MIN_SAMPLES})"
-                )
+            line = _segment_one(utt, value, seg, feature_fn, centroids, config, report)
+            if line is None:
                 continue
-            feats = feature_fn(wav)
-            expected = num_frames(wav.numel())
-            if feats.shape[0] != expected:
-                raise ValueError(
-                    f"{utt}: the features have {feats.shape[0]} frames but {wav.numel()} "
-                    f"samples give {expected} 20 ms frames; the feature extractor does not "
-                    "use the 25 ms / 20 ms frame grid."
-                )
-            b = segment_features(feats, centroids, config)
-            line = format_boundaries(b)
             f.write(f"{utt} {line}\n")
             finished[utt] = line
             report.computed.append(utt)
@@ -336,3 +308,34 @@ def segment_data_dir(
     logger.info("%s", report)
     return report
 
+
+def _refuse_other_settings(out: Path, old: dict, meta: dict) -> None:
+    """Resuming ``out`` needs the settings it was made with (``old``, its meta.json)."""
+    diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
+    if diff:
+        raise ValueError(
+            f"{out} was made with other settings ({', '.join(f'{k}: {old.get(k)!r} -> '
+            f'{meta.get(k)!r}' for k in diff)}). Use the same settings to resume, or "
+            f"delete {out}, {sidecar(out, '.partial')}, {sidecar(out, '.meta.json')} and "
+            f"{sidecar(out, '.kmeans.npy')} to start over."
+        )
+
+
+def _segment_one(utt: str, value: str, seg: Optional[Tuple[float, float]], feature_fn: FeatureFn,
+                 centroids: np.ndarray, config: SegmentConfig,
+                 report: SegmentReport) -> Optional[str]:
+    """One utterance's boundaries as a table value; None (and noted in ``report``) for one
+    shorter than a frame."""
+    wav, _ = load_audio(value, SAMPLE_RATE, segment=seg)
+    if wav.numel() < MIN_SAMPLES:
+        report.skipped[utt] = f"{wav.numel()} samples, shorter than one 25 ms frame ({MIN_SAMPLES})"
+        return None
+    feats = feature_fn(wav)
+    expected = num_frames(wav.numel())
+    if feats.shape[0] != expected:
+        raise ValueError(
+            f"{utt}: the features have {feats.shape[0]} frames but {wav.numel()} "
+            f"samples give {expected} 20 ms frames; the feature extractor does not "
+            "use the 25 ms / 20 ms frame grid."
+        )
+    return format_boundaries(segment_features(feats, centroids, config))

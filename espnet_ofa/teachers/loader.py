@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import yaml
 
@@ -104,38 +104,10 @@ def load_teacher(
 
     path = Path(source).expanduser()
     if not path.exists():
-        text = str(source)
-        if os.sep not in text and "/" not in text and not Path(text).suffix:
-            raise TeacherLoadError(
-                f"unknown teacher {text!r}: neither a torchaudio bundle name (e.g. "
-                f"{', '.join(KNOWN_BUNDLES)}; all {len(bundle_names())} Wav2Vec2Bundle names "
-                f"of torchaudio.pipelines work) nor an existing file or directory\n"
-                f"{LOCAL_FORMATS_HELP}"
-            )
-        raise TeacherLoadError(f"teacher source {text!r} does not exist\n{LOCAL_FORMATS_HELP}")
-
+        raise _not_found(str(source))
     kind = format
     if kind is None:
-        if path.is_dir():
-            if is_huggingface_dir(path):
-                kind = "huggingface"
-            elif is_espnet_source(path):
-                kind = "espnet"
-            else:
-                raise TeacherLoadError(
-                    f"directory {str(path)!r} has neither config.json (a Hugging Face model) "
-                    f"nor config.yaml (an ESPnet experiment)\n{LOCAL_FORMATS_HELP}"
-                )
-        elif is_espnet_source(path):
-            kind = "espnet"
-        elif path.name == "config.json" or path.suffix == ".safetensors" or (
-            path.suffix == ".bin" and (path.parent / "config.json").is_file()
-        ):
-            kind, path = "huggingface", path.parent
-        elif _is_espnet_checkpoint(path) and "factory" not in kwargs:
-            kind = "espnet"
-            kwargs.setdefault("checkpoint", str(path))
-            path = path.parent
+        kind, path = _kind_of_path(path, kwargs)
 
     if kind == "huggingface":
         if path.is_file():
@@ -152,18 +124,7 @@ def load_teacher(
     # A single checkpoint file: its content says what it is.
     obj = load_checkpoint(path, trust_checkpoint=bool(kwargs.get("trust_checkpoint", False)))
     if kind is None:
-        if is_torchaudio_format(obj) or "factory" in kwargs:
-            kind = "torchaudio"
-        elif is_fairseq_checkpoint(obj):
-            kind = "fairseq"
-        elif is_state_dict(obj):
-            kind = "torchaudio"  # a bare state dict: needs factory=, which says so
-        else:
-            keys = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
-            raise TeacherLoadError(
-                f"{str(path)!r} loads, but its content ({keys}) is no known teacher format\n"
-                f"{LOCAL_FORMATS_HELP}"
-            )
+        kind = _kind_of_checkpoint(path, obj, kwargs)
     kwargs = dict(_check_kwargs(kind, kwargs))
     kwargs.pop("trust_checkpoint", None)
     if kind == "fairseq":
@@ -171,3 +132,55 @@ def load_teacher(
             raise TeacherLoadError(f"{str(path)!r} is not a fairseq checkpoint (no 'model' with 'cfg'/'args')")
         return teacher_from_fairseq(path, obj, layers, **kwargs, **common)
     return teacher_from_torchaudio_file(path, obj, layers, **kwargs, **common)
+
+
+def _not_found(text: str) -> TeacherLoadError:
+    """The error for a source that is no bundle and no existing path."""
+    if os.sep not in text and "/" not in text and not Path(text).suffix:
+        return TeacherLoadError(
+            f"unknown teacher {text!r}: neither a torchaudio bundle name (e.g. "
+            f"{', '.join(KNOWN_BUNDLES)}; all {len(bundle_names())} Wav2Vec2Bundle names "
+            f"of torchaudio.pipelines work) nor an existing file or directory\n"
+            f"{LOCAL_FORMATS_HELP}"
+        )
+    return TeacherLoadError(f"teacher source {text!r} does not exist\n{LOCAL_FORMATS_HELP}")
+
+
+def _kind_of_path(path: Path, kwargs: Dict[str, Any]) -> Tuple[Optional[str], Path]:
+    """The kind of source an existing path is, and the path to load it from (a Hugging Face
+    file's directory; an ESPnet .pth's experiment, the .pth then in ``kwargs``); None: a
+    checkpoint file whose content tells (`_kind_of_checkpoint`)."""
+    if path.is_dir():
+        if is_huggingface_dir(path):
+            return "huggingface", path
+        if is_espnet_source(path):
+            return "espnet", path
+        raise TeacherLoadError(
+            f"directory {str(path)!r} has neither config.json (a Hugging Face model) "
+            f"nor config.yaml (an ESPnet experiment)\n{LOCAL_FORMATS_HELP}"
+        )
+    if is_espnet_source(path):
+        return "espnet", path
+    if path.name == "config.json" or path.suffix == ".safetensors" or (
+        path.suffix == ".bin" and (path.parent / "config.json").is_file()
+    ):
+        return "huggingface", path.parent
+    if _is_espnet_checkpoint(path) and "factory" not in kwargs:
+        kwargs.setdefault("checkpoint", str(path))
+        return "espnet", path.parent
+    return None, path
+
+
+def _kind_of_checkpoint(path: Path, obj: Any, kwargs: Dict[str, Any]) -> str:
+    """torchaudio or fairseq, from a loaded checkpoint file's content."""
+    if is_torchaudio_format(obj) or "factory" in kwargs:
+        return "torchaudio"
+    if is_fairseq_checkpoint(obj):
+        return "fairseq"
+    if is_state_dict(obj):
+        return "torchaudio"  # a bare state dict: needs factory=, which says so
+    keys = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
+    raise TeacherLoadError(
+        f"{str(path)!r} loads, but its content ({keys}) is no known teacher format\n"
+        f"{LOCAL_FORMATS_HELP}"
+    )

@@ -43,16 +43,54 @@ options_help() {
         sed -e 's/^\([a-z_]*\)=/--\1 /' -e 's/^/    /'
 }
 
-# parse_job_range ARG: when ARG is a job range VAR=FIRST:LAST (Kaldi's "JOB=1:4"), set
-# jobvar, first and last from it and succeed; otherwise set jobvar="" first=1 last=1 and
-# fail. An empty range (FIRST > LAST) is an error. For run_local.sh and run_slurm.sh.
-parse_job_range() {
-    # shellcheck disable=SC2034  # the caller's variables
+# job_args [VAR=FIRST:LAST] LOG COMMAND [ARGS...]: the arguments of run_local.sh and
+# run_slurm.sh after their options. Sets jobvar, first and last from the job range (Kaldi's
+# "JOB=1:4"; without one: jobvar="" first=1 last=1), log, and the array job_cmd. An empty
+# range (FIRST > LAST) is an error, and so is a missing LOG or COMMAND.
+# job_instance J: sets jlog and the array jcmd: LOG and COMMAND of job J, ${jobvar} in them
+# replaced by J.
+# shellcheck disable=SC2034  # the caller's variables
+job_args() {
     jobvar="" first=1 last=1
-    [[ "$1" =~ ^([A-Za-z_][A-Za-z0-9_]*)=([0-9]+):([0-9]+)$ ]] || return 1
-    # shellcheck disable=SC2034
-    jobvar=${BASH_REMATCH[1]} first=${BASH_REMATCH[2]} last=${BASH_REMATCH[3]}
-    [ "${first}" -le "${last}" ] || die "empty job range ${first}:${last}"
+    if [[ "${1:-}" =~ ^([A-Za-z_][A-Za-z0-9_]*)=([0-9]+):([0-9]+)$ ]]; then
+        jobvar=${BASH_REMATCH[1]} first=${BASH_REMATCH[2]} last=${BASH_REMATCH[3]}
+        [ "${first}" -le "${last}" ] || die "empty job range ${first}:${last}"
+        shift
+    fi
+    if [ $# -lt 2 ]; then
+        echo "usage: $0 [options] [JOB=1:N] LOG COMMAND [ARGS...]" >&2
+        exit 1
+    fi
+    log=$1
+    shift
+    job_cmd=("$@")
+}
+# shellcheck disable=SC2034
+job_instance() {
+    jlog=${log} jcmd=("${job_cmd[@]}")
+    [ -n "${jobvar}" ] || return 0
+    jlog=${log//${jobvar}/$1}
+    jcmd=("${job_cmd[@]//${jobvar}/$1}")
+}
+
+# publish_stage N DESCRIPTION ZIP NAME [ZIP NAME ...]: stage N, the last of a pipeline:
+# each packed ZIP into the --zoo as NAME (espnet_ofa.bin.publish); skipped unless
+# --skip_upload false.
+publish_stage() {
+    local n=$1 description=$2
+    shift 2
+    if [ "${skip_upload}" = true ]; then
+        log "Stage ${n}: skipped: upload (--skip_upload true)"
+        return 0
+    fi
+    [ -n "${zoo}" ] || die "stage ${n} needs --zoo (a local directory, or hf:owner/repo)"
+    stage_begin "${n}" "publishing to ${zoo}: ${description}"
+    while [ $# -ge 2 ]; do
+        ${python} -m espnet_ofa.bin.publish "$1" --zoo "${zoo}" --name "$2" \
+            --description "${description}"
+        shift 2
+    done
+    stage_end
 }
 
 # check_bool NAME...: each variable is true or false.

@@ -1,8 +1,9 @@
 # shellcheck shell=bash
-# Data stages 1-4, shared by scripts/s2t.sh (asr/slu/st) and ssl.sh (sourced).
+# Data stages 1-4, shared by scripts/s2t.sh (asr/slu/st) and ssl.sh (sourced): the
+# pipelines call data_stages, which runs those of stages 1-4 that want_stage selects.
 #
 # Uses: train_set valid_set test_sets local_data_opts speed_perturb_factors fs
-#       min_wav_duration max_wav_duration dumpdir nj python train_cmd text_tables
+#       min_wav_duration max_wav_duration dumpdir data_feats nj python train_cmd text_tables
 # (text_tables: the tables besides wav.scp each set must have, e.g. "text").
 # Commands and option strings are split into words on purpose, and the variables above
 # are the caller's:
@@ -54,4 +55,30 @@ filter_stage() {
             --dst "${dumpdir}/raw/${dset}" --fs "${fs}" --min "${min_wav_duration}" \
             --max "${max_wav_duration}" --text_files ${text_tables}
     done
+}
+
+# data_stages: stages 1-4, each with its banner; then train_set names the set the later
+# stages train on (<train_set>_sp with --speed_perturb_factors).
+data_stages() {
+    if want_stage 1; then
+        stage_begin 1 "data preparation: local/data.sh ${local_data_opts}"
+        data_prep_stage
+        stage_end
+    fi
+    if want_stage 2; then
+        stage_begin 2 "speed perturbation (${speed_perturb_factors:-none})"
+        speed_perturb_stage "${speed_perturb_factors}"
+        stage_end
+    fi
+    [ -z "${speed_perturb_factors}" ] || train_set="${train_set}_sp"
+    if want_stage 3; then
+        stage_begin 3 "format wav.scp: check the data dirs, resample to ${fs}, dump to ${data_feats}"
+        format_stage
+        stage_end
+    fi
+    if want_stage 4; then
+        stage_begin 4 "filter: ${min_wav_duration} s <= duration <= ${max_wav_duration} s"
+        filter_stage
+        stage_end
+    fi
 }

@@ -33,13 +33,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-if parse_job_range "${1:-}"; then shift; fi  # sets jobvar, first, last
-if [ $# -lt 2 ]; then
-    echo "usage: $0 [options] [JOB=1:N] LOG COMMAND [ARGS...]" >&2
-    exit 1
-fi
-log=$1
-shift
+job_args "$@"  # sets jobvar, first, last, log and job_cmd
 pattern=${PROGRESS_PATTERN:-'^progress:|epoch results|^error:|Error|Traceback|The training was finished'}
 
 # progress PREFIX: echo the lines of stdin worth showing, ESPnet's epoch lines shortened.
@@ -59,26 +53,19 @@ progress() {
 }
 
 run_job() {
-    local j=$1 jlog arg prefix="" rc start
-    local -a cmd=()
-    shift
-    jlog=${log}
-    if [ -n "${jobvar}" ]; then
-        jlog=${log//${jobvar}/${j}}
-        for arg in "$@"; do cmd+=("${arg//${jobvar}/${j}}"); done
-        [ "${first}" -eq "${last}" ] || prefix="[job ${j}] "
-    else
-        cmd=("$@")
-    fi
+    local j=$1 jlog prefix="" rc start
+    local -a jcmd
+    job_instance "${j}"
+    [ -z "${jobvar}" ] || [ "${first}" -eq "${last}" ] || prefix="[job ${j}] "
     mkdir -p "$(dirname "${jlog}")"
     start=${SECONDS}
     {
         printf '#'
-        printf ' %q' "${cmd[@]}"
+        printf ' %q' "${jcmd[@]}"
         printf '\n# Started at %s\n#\n' "$(date)"
     } > "${jlog}"
     set +e
-    OMP_NUM_THREADS=${num_threads} MKL_NUM_THREADS=${num_threads} "${cmd[@]}" 2>&1 |
+    OMP_NUM_THREADS=${num_threads} MKL_NUM_THREADS=${num_threads} "${jcmd[@]}" 2>&1 |
         tee -a "${jlog}" | progress "${prefix}"
     rc=${PIPESTATUS[0]}
     set -e
@@ -107,7 +94,7 @@ wait_all() {
 }
 total=$((last - first + 1))
 for ((j = first; j <= last; j++)); do
-    run_job "${j}" "$@" &
+    run_job "${j}" &
     pids+=("$!")
     if [ "${max_jobs_run}" -gt 0 ] && [ "${#pids[@]}" -ge "${max_jobs_run}" ]; then
         wait_all

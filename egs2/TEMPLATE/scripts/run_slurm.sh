@@ -41,13 +41,7 @@ while [ $# -gt 0 ]; do
         *) break ;;
     esac
 done
-if parse_job_range "${1:-}"; then shift; fi  # sets jobvar, first, last
-if [ $# -lt 2 ]; then
-    echo "usage: $0 [options] [JOB=1:N] LOG COMMAND [ARGS...]" >&2
-    exit 1
-fi
-log=$1
-shift
+job_args "$@"  # sets jobvar, first, last, log and job_cmd
 command -v sbatch > /dev/null || { echo "$0: sbatch not found (is Slurm installed?)" >&2; exit 1; }
 
 qdir=$(dirname "${log}")/q
@@ -58,18 +52,13 @@ qdir=$(cd "${qdir}" && pwd)
 
 # One script per job with the command written out (quoted), run by the array task.
 for ((j = first; j <= last; j++)); do
-    jlog=${log}
-    cmd=()
-    for arg in "$@"; do
-        if [ -n "${jobvar}" ]; then cmd+=("${arg//${jobvar}/${j}}"); else cmd+=("${arg}"); fi
-    done
-    [ -z "${jobvar}" ] || jlog=${log//${jobvar}/${j}}
+    job_instance "${j}"  # sets jlog and jcmd
     mkdir -p "$(dirname "${jlog}")"
     jlog=$(cd "$(dirname "${jlog}")" && pwd)/$(basename "${jlog}")
     rm -f "${qdir}/${name}.${j}.rc"
     {
         printf '#'
-        printf ' %q' "${cmd[@]}"
+        printf ' %q' "${jcmd[@]}"
         printf '\n# Submitted at %s\n#\n' "$(date)"
     } > "${jlog}"
     {
@@ -78,7 +67,7 @@ for ((j = first; j <= last; j++)); do
         printf 'export OMP_NUM_THREADS=%q MKL_NUM_THREADS=%q\n' "${num_threads}" "${num_threads}"
         launch=""
         [ "${num_nodes}" -le 1 ] || launch="srun --ntasks-per-node 1 "
-        printf '%s%s>> %q 2>&1\n' "${launch}" "$(printf '%q ' "${cmd[@]}")" "${jlog}"
+        printf '%s%s>> %q 2>&1\n' "${launch}" "$(printf '%q ' "${jcmd[@]}")" "${jlog}"
         echo 'rc=$?'
         printf 'echo "# Ended (code ${rc}) at $(date) on $(hostname)" >> %q\n' "${jlog}"
         printf 'echo "${rc}" > %q\n' "${qdir}/${name}.${j}.rc"
@@ -107,8 +96,7 @@ sbatch "${opts[@]}" "${qdir}/${name}.array.sh" > /dev/null || true
 
 failed=0
 for ((j = first; j <= last; j++)); do
-    jlog=${log}
-    [ -z "${jobvar}" ] || jlog=${log//${jobvar}/${j}}
+    job_instance "${j}"
     rc=$(cat "${qdir}/${name}.${j}.rc" 2> /dev/null || echo "none")
     if [ "${rc}" != 0 ]; then
         echo "$(basename "$0"): job ${j} failed (code ${rc}); log: ${jlog}" >&2

@@ -172,7 +172,6 @@ else
     lang_tag=${lang}
 fi
 [ -n "${stats_dir}" ] || stats_dir="${expdir}/${task}_stats_raw_${lang_tag}_${token_type}"
-[ -z "${speed_perturb_factors}" ] || train_set_sp="${train_set}_sp"
 data_feats="${dumpdir}/raw"
 token_listdir="data/${lang_tag}_token_list"
 token_list="${token_listdir}/${token_type}/tokens.txt"
@@ -260,27 +259,7 @@ common_train_args() {
 }
 
 # ----------------------------------------------------------------------------- stages 1-5
-if want_stage 1; then
-    stage_begin 1 "data preparation: local/data.sh ${local_data_opts}"
-    data_prep_stage
-    stage_end
-fi
-if want_stage 2; then
-    stage_begin 2 "speed perturbation (${speed_perturb_factors:-none})"
-    speed_perturb_stage "${speed_perturb_factors}"
-    stage_end
-fi
-[ -z "${speed_perturb_factors}" ] || train_set=${train_set_sp}
-if want_stage 3; then
-    stage_begin 3 "format wav.scp: check the data dirs, resample to ${fs}, dump to ${data_feats}"
-    format_stage
-    stage_end
-fi
-if want_stage 4; then
-    stage_begin 4 "filter: ${min_wav_duration} s <= duration <= ${max_wav_duration} s"
-    filter_stage
-    stage_end
-fi
+data_stages  # 1-4 (scripts/data_stages.sh); train_set is then the set trained on
 if want_stage 5; then
     stage_begin 5 "token list (${token_type}) in ${token_listdir}"
     ${train_cmd} --num_threads 1 "${token_listdir}/log/${token_type}.log" \
@@ -320,14 +299,18 @@ if want_stage 10 || want_stage 11 || want_stage 12 || want_stage 13 || [ "${_pac
     ngpu=$(resolve_ngpu "${ngpu}")
     plan_experiments
     # exp_caches[i]: the feature cache experiment i trains on ("-": the live frontend);
-    # its statistics are the cache's own, so per (model, period).
+    # exp_stats[i] becomes the statistics it is normalised with (a cache's are its own, so
+    # per (model, period)); exp_collects[i]: 1 when it collects them (and extracts its cache).
     ${python} -m espnet_ofa.bin.feature_cache plan --plan "${expdir}/plan.${task}.tsv" \
-        --train_args "${train_args}" --enabled "${cache_features}" > "${expdir}/caches.${task}.txt" ||
+        --train_args "${train_args}" --enabled "${cache_features}" > "${expdir}/caches.${task}.tsv" ||
         die "could not plan the feature caches (see above)"
-    mapfile -t exp_caches < "${expdir}/caches.${task}.txt"
-    for _i in "${!exp_dirs[@]}"; do
-        [ "${exp_caches[_i]}" = - ] || exp_stats[_i]=${exp_caches[_i]}
-    done
+    exp_caches=()
+    exp_collects=()
+    while IFS=$'\t' read -r _k _s _c; do
+        exp_stats[${#exp_caches[@]}]=${_s}
+        exp_caches+=("${_k}")
+        exp_collects+=("${_c}")
+    done < "${expdir}/caches.${task}.tsv"
 fi
 feats_cache="${dumpdir}/ofa_feats"
 
@@ -371,11 +354,9 @@ if want_stage 10; then
     ensure_ofa_model
     # The feature caches first (one per model, period and layers; kept across reruns).
     bg_max=${max_parallel_exps}
-    _done_keys=" "
     for _i in "${!exp_dirs[@]}"; do
         _key=${exp_caches[_i]}
-        [ "${_key}" != - ] && [[ "${_done_keys}" != *" ${_key} "* ]] || continue
-        _done_keys+="${_key} "
+        [ "${_key}" != - ] && [ "${exp_collects[_i]}" = 1 ] || continue
         for _d in "${train_set}" "${valid_set}"; do
             log "  features: ${feats_cache}/${_key}/${_d} (log ${feats_cache}/${_key}/${_d}.log)"
             mkdir -p "${feats_cache}/${_key}"
@@ -384,12 +365,9 @@ if want_stage 10; then
     done
     bg_wait
     # One pass per frontend (the first experiment using it), --max_parallel_exps at a time.
-    _done_keys=" "
     for _i in "${!exp_dirs[@]}"; do
-        _key=${exp_stats[_i]}
-        [[ "${_done_keys}" != *" ${_key} "* ]] || continue
-        _done_keys+="${_key} "
-        log "  ${stats_dir}/${_key} (config ${exp_configs[_i]} ${exp_extra[_i]})"
+        [ "${exp_collects[_i]}" = 1 ] || continue
+        log "  ${stats_dir}/${exp_stats[_i]} (config ${exp_configs[_i]} ${exp_extra[_i]})"
         bg_run collect_stats "${_i}"
     done
     bg_wait
@@ -539,17 +517,11 @@ if want_stage 14; then
     fi
 fi
 if want_stage 15; then
-    if [ "${skip_upload}" = true ]; then
-        log "Stage 15: skipped: upload (--skip_upload true)"
-    else
-        [ -n "${zoo}" ] || die "stage 15 needs --zoo (a local directory, or hf:owner/repo)"
-        stage_begin 15 "publishing to ${zoo}"
-        for _exp in "${exp_dirs[@]}"; do
-            ${python} -m espnet_ofa.bin.publish "${_exp}/packed/model.zip" --zoo "${zoo}" \
-                --name "$(basename "$(pwd)")_$(basename "${_exp}")" --description "${task} model"
-        done
-        stage_end
-    fi
+    _packed=()
+    for _exp in "${exp_dirs[@]}"; do
+        _packed+=("${_exp}/packed/model.zip" "$(basename "$(pwd)")_$(basename "${_exp}")")
+    done
+    publish_stage 15 "${task} model" "${_packed[@]}"
 fi
 log "Successfully finished. [elapsed=$((SECONDS - _run_t0)) s]"
 exit 0

@@ -11,13 +11,9 @@
 set -euo pipefail
 
 smoke=false
-args=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --smoke) smoke=$2; shift 2 ;;
-        *) args+=("$1"); shift ;;
-    esac
-done
+run_options="smoke"
+# shellcheck source-path=SCRIPTDIR source=scripts/run_options.sh
+. scripts/run_options.sh  # takes these options out of "$@"; the rest is the pipeline's
 
 if [ "${smoke}" = true ]; then
     ./st.sh \
@@ -30,7 +26,7 @@ if [ "${smoke}" = true ]; then
         --st_configs "conf/smoke/train_st_ofa_learned_rate.yaml conf/smoke/train_st_ofa.yaml" \
         --inference_config conf/decode_st.yaml \
         --frame_periods "20 40 90" \
-        "${args[@]}"
+        "$@"
 else
     ./st.sh \
         --src_lang en --tgt_lang de \
@@ -43,5 +39,5 @@ else
         --frame_periods "20 40 60 80 90" \
         --max_wav_duration 15 \
         --ngpu 1 --nj 16 --inference_nj 8 \
-        "${args[@]}"
+        "$@"
 fi

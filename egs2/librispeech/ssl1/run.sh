@@ -17,14 +17,9 @@ set -euo pipefail
 
 smoke=false
 train_parts=""   # default: the 960 h (train-clean-100 only with --smoke true)
-args=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --smoke) smoke=$2; shift 2 ;;
-        --train_parts) train_parts=$2; shift 2 ;;
-        *) args+=("$1"); shift ;;
-    esac
-done
+run_options="smoke train_parts"
+# shellcheck source-path=SCRIPTDIR source=scripts/run_options.sh
+. scripts/run_options.sh  # takes these options out of "$@"; the rest is the pipeline's
 
 if [ -z "${train_parts}" ]; then
     train_parts="train-clean-100 train-clean-360 train-other-500"
@@ -41,7 +36,7 @@ if [ "${smoke}" = true ]; then
         --teacher_config conf/smoke/train_hubert_tiny.yaml --n_units 20 \
         --segment_feature teacher --segment_opts "--n_clusters 10 --min_duration 2" \
         --ssl_config conf/smoke/train_ofa_tiny.yaml \
-        "${args[@]}"
+        "$@"
 else
     ./ssl.sh \
         --train_set "${train_set}" --valid_set "${valid_set}" \
@@ -51,5 +46,5 @@ else
         --segment_opts "--n_clusters 100 --min_duration 2 --max_utts_for_kmeans 20000" \
         --ssl_config conf/train_ofa_distilhubert.yaml \
         --ngpu 1 --nj 16 \
-        "${args[@]}"
+        "$@"
 fi

@@ -17,13 +17,9 @@
 set -euo pipefail
 
 smoke=false
-args=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --smoke) smoke=$2; shift 2 ;;
-        *) args+=("$1"); shift ;;
-    esac
-done
+run_options="smoke"
+# shellcheck source-path=SCRIPTDIR source=scripts/run_options.sh
+. scripts/run_options.sh  # takes these options out of "$@"; the rest is the pipeline's
 
 train_set=train_clean_100
 valid_set=dev
@@ -45,7 +41,7 @@ if [ "${smoke}" = true ]; then
         --asr_configs "conf/smoke/train_asr_ofa_learned_rate.yaml conf/smoke/train_asr_ofa_blstm.yaml" \
         --inference_config conf/decode_asr.yaml \
         --frame_periods "20 40 90" \
-        "${args[@]}"
+        "$@"
 else
     ./asr.sh \
         --lang en --token_type char \
@@ -57,5 +53,5 @@ else
         --inference_config conf/decode_asr.yaml \
         --frame_periods "20 40 60 80 90" \
         --ngpu 1 --nj 16 --inference_nj 8 \
-        "${args[@]}"
+        "$@"
 fi

@@ -12,13 +12,9 @@
 set -euo pipefail
 
 smoke=false
-args=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --smoke) smoke=$2; shift 2 ;;
-        *) args+=("$1"); shift ;;
-    esac
-done
+run_options="smoke"
+# shellcheck source-path=SCRIPTDIR source=scripts/run_options.sh
+. scripts/run_options.sh  # takes these options out of "$@"; the rest is the pipeline's
 
 if [ "${smoke}" = true ]; then
     ./slu.sh \
@@ -30,7 +26,7 @@ if [ "${smoke}" = true ]; then
         --slu_configs "conf/smoke/train_slu_ofa_learned_rate.yaml conf/smoke/train_slu_ofa.yaml" \
         --inference_config conf/decode_slu.yaml \
         --frame_periods "20 40 90" \
-        "${args[@]}"
+        "$@"
 else
     ./slu.sh \
         --lang en --token_type word \
@@ -41,5 +37,5 @@ else
         --inference_config conf/decode_slu.yaml \
         --frame_periods "20 40 60 80 90" \
         --ngpu 1 --nj 16 --inference_nj 8 \
-        "${args[@]}"
+        "$@"
 fi

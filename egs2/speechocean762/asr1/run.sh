@@ -24,15 +24,9 @@ set -euo pipefail
 
 smoke=false
 tasks="word phone"
-args=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --smoke) smoke=$2; shift 2 ;;
-        --tasks) tasks=$2; shift 2 ;;
-        *) args+=("$1"); shift ;;
-    esac
-done
-case "${smoke}" in true | false) ;; *) echo "run.sh: --smoke must be true or false" >&2; exit 1 ;; esac
+run_options="smoke tasks"
+# shellcheck source-path=SCRIPTDIR source=scripts/run_options.sh
+. scripts/run_options.sh  # takes these options out of "$@"; the rest is the pipeline's
 
 periods="20 30 40 50 60 70 80 90"
 configs="conf/train_asr_ofa_learned_rate.yaml conf/train_asr_ofa.yaml conf/train_asr_ofa_sampled.yaml conf/train_asr_logmel.yaml"
@@ -75,5 +69,5 @@ for task in ${tasks}; do
         --ofa_model "${ofa_model}" --asr_configs "${configs}" \
         --train_frame_periods "${periods}" --frame_periods "${periods}" \
         --fixed_rate_periods "${fixed_rate_periods}" "${baselines[@]}" \
-        "${args[@]}"
+        "$@"
 done

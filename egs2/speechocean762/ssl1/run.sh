@@ -19,14 +19,9 @@
 set -euo pipefail
 
 smoke=false
-args=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --smoke) smoke=$2; shift 2 ;;
-        *) args+=("$1"); shift ;;
-    esac
-done
-case "${smoke}" in true | false) ;; *) echo "run.sh: --smoke must be true or false" >&2; exit 1 ;; esac
+run_options="smoke"
+# shellcheck source-path=SCRIPTDIR source=scripts/run_options.sh
+. scripts/run_options.sh  # takes these options out of "$@"; the rest is the pipeline's
 
 if [ "${smoke}" = true ]; then
     if [ -z "${SPEECHOCEAN762:-}" ]; then
@@ -41,7 +36,7 @@ if [ "${smoke}" = true ]; then
         --ssl_config conf/smoke/train_ofa_tiny.yaml \
         --fixed_rate_periods "80" \
         --max_parallel_exps 2 \
-        "${args[@]}"
+        "$@"
 else
     ./ssl.sh \
         --train_set pretrain --valid_set dev \
@@ -51,5 +46,5 @@ else
         --fixed_rate_periods "40 80" \
         --single_rate_periods "40 80" \
         --max_parallel_exps 3 \
-        "${args[@]}"
+        "$@"
 fi
