@@ -22,6 +22,7 @@ import soundfile
 
 from espnet_ofa.data.datadir import read_kaldi_table, validate_data_dir
 from espnet_ofa.recipe import speechocean762 as so
+from espnet_ofa.recipe.results import SMOKE_BANNER
 from espnet_ofa.recipe.scoring import score
 
 REPO = Path(__file__).resolve().parents[1]
@@ -288,7 +289,7 @@ def check_smoke_outputs(recipes: Path) -> None:
             assert not r["missing"]
         assert (asr / results).is_file() and (asr / results.replace(".md", ".png")).is_file()
         text = (asr / results).read_text()
-        assert f"OFA {metric}" in text
+        assert f"|{metric} (%)|" in text and SMOKE_BANNER in text  # labelled: not a result
         periods = {row[1].strip() for row in _result_rows(asr / results)}
         assert {"40", "80"} <= periods
     phone_tokens = (asr / "data" / "en_phone_token_list" / "word" / "tokens.txt").read_text().split()

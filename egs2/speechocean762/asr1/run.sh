@@ -47,7 +47,7 @@ if [ "${smoke}" = true ]; then
     ofa_model=../ssl1/exp/ssl_train_ofa_tiny/valid.loss.best.pth
     fixed_rate_periods="80"
     nbpe=40
-    opts+=(--ssl_recipe_opts "--smoke true" --nj 1
+    opts+=(--smoke true --ssl_recipe_opts "--smoke true" --nj 1
         --local_data_opts "--dev_speakers 2 --max_utts 24 --no_download")
 fi
 
