@@ -56,10 +56,14 @@ import corpus_layouts
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = corpus_layouts.SHARED_DATA
 
-# Slowest first: the order in which the two workers take them (minutes of a 2-core run).
-# The files that wait for ``fsdd_recipes`` (built by the first) come after the others.
-SLOW_FILES = ("test_recipe_integration.py", "test_speechocean762.py", "test_frontend_espnet.py",
-              "test_recipe_scale.py", "test_recipe_fsdd_slu_st.py", "test_espnet3.py",
+# The order in which the two workers take them (tools/test.sh). pytest-xdist's loadfile hands
+# a worker a second file at once when its first has at most two tests left: the first file
+# (which builds ``fsdd_recipes``, then trains on it) gets the third as its follower, the
+# scale smokes, whose LibriSpeech half needs that fixture; the speechocean762 smoke and the
+# rest go to the other worker, where test_recipe_fsdd_slu_st.py comes late enough to find
+# the fixture built.
+SLOW_FILES = ("test_recipe_integration.py", "test_speechocean762.py", "test_recipe_scale.py",
+              "test_frontend_espnet.py", "test_recipe_fsdd_slu_st.py", "test_espnet3.py",
               "test_stage_kill.py")
 
 # The small FSDD subset of the end-to-end runs: 3 takes per speaker and digit to train on.
