@@ -1,8 +1,12 @@
-"""The suite's own guards (tests/conftest.py): missing shared data under CI, hung recipes."""
+"""The suite's own guards (tests/conftest.py): missing shared data under CI, hung recipes,
+the opt-in stage-kill sweep."""
 
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +48,22 @@ def test_a_hung_background_recipe_fails_the_test_and_is_killed(tmp_path):
     with pytest.raises(pytest.fail.Exception, match=r"killed after 2 s:\nstarted"):
         finish_recipe(proc, timeout=2)
     assert proc.returncode == -signal.SIGKILL
+
+
+def test_the_stage_kill_sweep_is_deselected_not_skipped_unless_asked():
+    """CI's run shows no skips: the sweep is left out at collection, and selected by
+    ESPNET_OFA_RUN_STAGE_KILL=1."""
+    def collect(run_sweep: str) -> str:
+        env = {**os.environ, "ESPNET_OFA_RUN_STAGE_KILL": run_sweep}
+        out = subprocess.run([sys.executable, "-m", "pytest", "tests/test_stage_kill.py",
+                              "--collect-only", "-q", "-p", "no:cacheprovider"],
+                             cwd=Path(__file__).resolve().parents[1], env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        return out.stdout
+
+    default = collect("")
+    assert "test_every_stage_survives_a_kill_and_rerun" not in default
+    assert "2/4 tests collected (2 deselected)" in default and "skip" not in default
+    assert "test_data_units_and_training_stages_survive_a_kill" in default
+    assert "4 tests collected" in collect("1")
