@@ -17,7 +17,8 @@ Reuse them in new test files (pytest finds them by name, no import needed):
     (``FSDD_ASR_OPTS``): stage 10 finds no OFA model and runs ``../ssl1/run.sh`` (tiny
     HuBERT teacher, pseudo boundaries, OFA pretraining and a fixed-rate student at 80 ms,
     pack). A `RecipeRun`; the OFA model is ``fsdd_ofa_model``. Only
-    ``test_recipe_integration.py`` runs further stages in it; others read its models.
+    ``test_recipe_integration.py`` (asr1 stages 11-13) and ``test_recipe_fsdd_slu_st.py``
+    (slu1, st1) run further stages in it; others read its models.
 ``fsdd_ofa_model`` (session)
     ``ssl1/exp/ssl_train_ofa_tiny/valid.loss.best.pth`` of ``fsdd_recipes``: a trained
     tiny OFA model, for a recipe's ``--ofa_model``.
@@ -30,6 +31,8 @@ its process group past a limit), ``once_per_run`` (a build shared by the xdist w
 Scheduling: the slow files (``SLOW_FILES``, marked ``slow``) are collected first, so that
 ``tools/test.sh`` (``-n 2 --dist loadfile --no-loadscope-reorder``) starts them at once on
 the two workers; ``-m "not slow"`` leaves them out for a quick run (CI runs everything).
+Tests marked ``stage_kill_sweep`` (the kill-every-stage sweep of test_stage_kill.py) are
+deselected, not skipped, unless ESPNET_OFA_RUN_STAGE_KILL=1.
 """
 
 from __future__ import annotations
@@ -53,15 +56,24 @@ import corpus_layouts
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = corpus_layouts.SHARED_DATA
 
-# Slowest first: the order in which the two workers take them (minutes of a 2-core run).
-SLOW_FILES = ("test_recipe_integration.py", "test_speechocean762.py", "test_frontend_espnet.py",
-              "test_recipe_scale.py", "test_espnet3.py")
+# The order in which the two workers take them (tools/test.sh). pytest-xdist's loadfile hands
+# a worker a second file at once when its first has at most two tests left: the first file
+# (which builds ``fsdd_recipes``, then trains on it) gets the third as its follower, the
+# scale smokes, whose LibriSpeech half needs that fixture; the speechocean762 smoke and the
+# rest go to the other worker, where test_recipe_fsdd_slu_st.py comes late enough to find
+# the fixture built.
+SLOW_FILES = ("test_recipe_integration.py", "test_speechocean762.py", "test_recipe_scale.py",
+              "test_frontend_espnet.py", "test_recipe_fsdd_slu_st.py", "test_espnet3.py",
+              "test_stage_kill.py")
 
 # The small FSDD subset of the end-to-end runs: 3 takes per speaker and digit to train on.
+# One job per data/statistics stage (--nj 1): on a few hundred utterances a second job
+# costs a Python start-up (ESPnet's import alone is seconds) and saves nothing. Splitting
+# into jobs and merging their statistics run in the LibriSpeech smoke (test_recipe_scale.py).
 FSDD_DATA_OPTS = "--train_takes 3 --dev_takes 1 --test_takes 1 --heldout_takes 1"
-FSDD_SSL_OPTS = (f"--local_data_opts '{FSDD_DATA_OPTS}' --n_units 20 "
+FSDD_SSL_OPTS = (f"--local_data_opts '{FSDD_DATA_OPTS}' --n_units 20 --nj 1 "
                  "--teacher_args '--max_epoch 1' --ssl_args '--max_epoch 1'")
-FSDD_ASR_OPTS = (f'--local_data_opts "{FSDD_DATA_OPTS}" --ssl_recipe_opts "{FSDD_SSL_OPTS}" '
+FSDD_ASR_OPTS = (f'--local_data_opts "{FSDD_DATA_OPTS}" --ssl_recipe_opts "{FSDD_SSL_OPTS}" --nj 1 '
                  '--asr_args "--max_epoch 1" --frame_periods "20 80" '
                  '--train_frame_periods "20 80" --fixed_rate_periods 80 --single_rate_periods 80 '
                  '--pooled_periods 80')
@@ -70,6 +82,11 @@ FSDD_FIRST_STOP_STAGE = 10
 
 
 def pytest_collection_modifyitems(config, items) -> None:
+    if os.environ.get("ESPNET_OFA_RUN_STAGE_KILL", "") in ("", "0"):  # opt-in: deselected
+        sweep = [item for item in items if item.get_closest_marker("stage_kill_sweep")]
+        if sweep:
+            config.hook.pytest_deselected(items=sweep)
+            items[:] = [item for item in items if item not in sweep]
     rank = {name: i for i, name in enumerate(SLOW_FILES)}
     for item in items:
         if item.path.name in rank:

@@ -16,18 +16,14 @@ import torch
 from espnet_ofa.data.datadir import DataDirError, read_kaldi_table
 from espnet_ofa.integrations.espnet3_data import DataDirDataset, FsddDataset
 from espnet_ofa.integrations.espnet3_system import best_checkpoint, export_best_model
-from espnet_ofa.models.pretrained import save_student
-from espnet_ofa.models.student import build_student
 
 REPO = Path(__file__).resolve().parents[1]
-FSDD = REPO.parent / "shared" / "data" / "fsdd" / "recordings"
 ASR_TASK = "espnet3.systems.esp2_asr.task.ASRTask"
 
 
 @pytest.fixture(scope="module")
-def ofa_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    return save_student(build_student("tiny"), tmp_path_factory.mktemp("ofa"), preset="tiny")
+def ofa_checkpoint(tiny_ofa_checkpoint) -> Path:
+    return tiny_ofa_checkpoint
 
 
 def test_espnet3_task_builds_a_model_with_the_ofa_frontend(ofa_checkpoint, tmp_path):
@@ -61,8 +57,9 @@ def write_data_dir(path: Path, takes) -> None:
     (path / "text").write_text("".join(f"{u} {takes[u][1]}\n" for u in ids))
 
 
-def test_data_dir_dataset_reads_resamples_and_checks(tmp_path):
-    takes = {"u1": (FSDD / "0_george_0.wav", "zero"), "u2": (FSDD / "5_theo_3.wav", "five")}
+def test_data_dir_dataset_reads_resamples_and_checks(tmp_path, fsdd_recordings):
+    takes = {"u1": (fsdd_recordings / "0_george_0.wav", "zero"),
+             "u2": (fsdd_recordings / "5_theo_3.wav", "five")}
     write_data_dir(tmp_path / "d", takes)
     ds = DataDirDataset(tmp_path / "d", fs=16000, with_utt_id=True)
     assert len(ds) == 2 and ds.utt_ids == ["u1", "u2"]
@@ -71,7 +68,7 @@ def test_data_dir_dataset_reads_resamples_and_checks(tmp_path):
     assert item["speech"].dtype == np.float32 and item["speech"].ndim == 1
     import soundfile as sf
 
-    n8k = sf.info(str(FSDD / "5_theo_3.wav")).frames  # FSDD is 8 kHz: twice the samples
+    n8k = sf.info(str(fsdd_recordings / "5_theo_3.wav")).frames  # FSDD is 8 kHz: twice the samples
     assert abs(item["speech"].shape[0] - 2 * n8k) <= 1
     assert "utt_id" not in DataDirDataset(tmp_path / "d")[0]  # training collates every key
 

@@ -7,10 +7,10 @@ pack), whose OFA model the scale smokes reuse; stages 11-13 here train the OFA d
 at 20 and 80 ms, with a learnt rate (and its jitter control, after it), with the period
 sampled per batch, on the fixed-rate and single-period CIF students, on the OFA model at
 20 ms pooled to 80 ms, and on log-mel (speed perturbation, single takes and SpecAugment on,
-as in the recipe); a rerun adding a second seed; then slu1 and st1 (side by side) through
-their statistics on the same OFA model (their training, decoding and scoring run end to end
-in ``test_recipe_scale.py``'s SLURP and CoVoST 2 smokes). The recipes run in a copy of their
-directories under a temporary ``egs2/`` whose TEMPLATE links to the repository's.
+as in the recipe); a rerun adding a second seed. slu1 and st1 on the same OFA model are in
+``test_recipe_fsdd_slu_st.py`` (a file of their own, so that they run on the other xdist
+worker while this one trains). The recipes run in a copy of their directories under a
+temporary ``egs2/`` whose TEMPLATE links to the repository's.
 
 Set ESPNET_OFA_SKIP_RECIPE_E2E=1 to skip this module.
 """
@@ -25,8 +25,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import (FSDD_ASR_OPTS, FSDD_DATA_OPTS, FSDD_FIRST_STOP_STAGE, finish_recipe,
-                      recipe_env, run_recipe, start_recipe)
+from conftest import FSDD_ASR_OPTS, FSDD_FIRST_STOP_STAGE, recipe_env, run_recipe
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("ESPNET_OFA_SKIP_RECIPE_E2E", "") not in ("", "0"),
@@ -35,10 +34,6 @@ pytestmark = pytest.mark.skipif(
 
 def run(recipe: Path, args: str, fsdd: Path) -> subprocess.CompletedProcess:
     return run_recipe(recipe, args, recipe_env(FSDD=fsdd))
-
-
-def start(recipe: Path, args: str, fsdd: Path) -> subprocess.Popen:
-    return start_recipe(recipe, args, recipe_env(FSDD=fsdd))
 
 
 def result_rows(results_md: Path, section: str = ""):
@@ -212,27 +207,3 @@ def test_asr1_rerun_keeps_finished_work(egs, asr_run, fsdd):
     assert "do not cover the pretraining run" in text  # one pretraining seed
     compare = [c for c in result_rows(asr / "RESULTS.md") if len(c) == 8]
     assert {c[0] for c in compare} == {"test", "test_theo"} and all(" ± " in c[2] for c in compare)
-
-
-def test_slu1_and_st1_prepare_their_data_on_the_same_ofa_model(egs, fsdd, fsdd_recipes):
-    """Data preparation (synthetic intents and German over the digits), token lists and
-    statistics, whose model build reads every training config (OFA and log-mel), reusing
-    the asr1 run's OFA model rather than pretraining again. Training, decoding and scoring
-    are the same s2t.sh stages as asr1's (above) and the SLURP/CoVoST 2 smokes'."""
-    common = (f'--local_data_opts "{FSDD_DATA_OPTS}" --frame_periods "40" '
-              f'--stop_stage {FSDD_FIRST_STOP_STAGE} --fixed_rate_periods ""')
-    procs = {name: start(egs / name, common, fsdd) for name in ("slu1", "st1")}
-    outputs = {name: finish_recipe(p) for name, p in procs.items()}
-    for name, p in procs.items():
-        assert p.returncode == 0, outputs[name][-4000:]
-        assert "running ../ssl1/run.sh" not in outputs[name]  # the OFA model is reused
-        assert re.search(rf"\(\w+.sh\) Stage {FSDD_FIRST_STOP_STAGE}[: ]", outputs[name])
-        stats = {d.parent.parent.name
-                 for d in (egs / name / "exp").glob("*stats*/*/train/feats_stats.npz")}
-        assert any(key.startswith("ofa_ssl_train_ofa_tiny_") for key in stats), stats
-        assert any(key.startswith("default_") for key in stats), stats  # the log-mel config
-    intents = (egs / "slu1/dump/raw/test/text").read_text().splitlines()
-    assert intents and all(len(line.split()) >= 3 for line in intents)  # <intent> <word>
-    german = (egs / "st1/dump/raw/test/text").read_text()
-    assert german != (egs / "asr1/dump/raw/test/text").read_text()
-    assert "synthetic" in (egs / "st1/data/README.txt").read_text()

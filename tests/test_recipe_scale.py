@@ -2,13 +2,15 @@
 layouts of LibriSpeech, SLURP and CoVoST 2 / Common Voice (tests/corpus_layouts.py).
 
 - ``egs2/slurp/slu1`` and ``egs2/covost2/st1`` stages 1-13 side by side, on a tiny OFA model
-  given with ``--ofa_model`` (the recipes' own default is ../../fsdd/ssl1's): the SLU and ST
-  recipes end to end (training with a learnt rate, decoding, scoring, RESULTS.md);
+  given with ``--ofa_model`` (the recipes' own default is ../../fsdd/ssl1's), one job per
+  data stage: the SLU and ST recipes end to end (training with a learnt rate, decoding,
+  scoring, RESULTS.md);
 - ``egs2/librispeech/ssl1/run.sh --smoke true`` with the FSDD recipe's tiny HuBERT as its
   teacher (``--teacher``; the teacher's own training runs once, in the FSDD fixture):
   pseudo boundaries from its units, OFA pretraining initialised from it, pack; then
   ``egs2/librispeech_100/asr1/run.sh --stage 1 --stop_stage 13 --smoke true`` on the FSDD
-  OFA model (``--ofa_model``, conftest.py's ``fsdd_ofa_model``).
+  OFA model (``--ofa_model``, conftest.py's ``fsdd_ofa_model``), with the recipes' two
+  jobs per data stage (the suite's one run of split segmentation and merged statistics).
 
 The recipes run in copies of their directories under a temporary ``egs2/`` whose TEMPLATE
 links to the repository's. ESPNET_OFA_SKIP_RECIPE_E2E=1 skips this module.
@@ -71,7 +73,9 @@ def _rows(results_md: Path):
 
 
 def test_slurp_and_covost2_smoke(workdir, tiny_ofa_checkpoint):
-    args = f"--stage 1 --stop_stage 13 --smoke true --ofa_model {tiny_ofa_checkpoint}"
+    # One job per data/statistics stage: each job is a Python start-up; the LibriSpeech
+    # smoke below runs them in the recipes' two jobs.
+    args = f"--stage 1 --stop_stage 13 --smoke true --ofa_model {tiny_ofa_checkpoint} --nj 1"
     procs = {name: _start(workdir, name, args) for name in ("slurp/slu1", "covost2/st1")}
     for name, proc in procs.items():
         _finish(proc, name)

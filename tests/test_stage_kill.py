@@ -1,23 +1,25 @@
-"""INTEGRATION (slow): every stage of ssl.sh and s2t.sh survives a SIGKILL mid-way.
+"""INTEGRATION (slow): the stages of ssl.sh and s2t.sh survive a SIGKILL mid-way.
 
 The FSDD recipes (ssl1, then asr1 on its model) run on a tiny subset one stage at a time.
-Each stage is first started and killed (SIGKILL to its whole process group) as soon as it
-has written its first output file, then run again to the end. The outputs of the one
-complete pass are reused by the next stage, so the whole pipeline runs about once and a
-half. After each rerun, everything a later stage or a user reads must be whole: data
-directories validate, checkpoints match torch.save's checksums, YAML parses, archives
-verify, no half-written file sits under a reader's name.
+A stage is first started and killed (SIGKILL to its whole process group) as soon as it
+has written its first output file, then run again to the end. After each rerun,
+everything a later stage or a user reads must be whole: data directories validate,
+checkpoints match torch.save's checksums, YAML parses, archives verify, no half-written
+file sits under a reader's name.
 
-The kill-every-stage test costs about one and a half pipeline runs, beyond the suite's
-budget: it runs only with ESPNET_OFA_RUN_STAGE_KILL=1 (and not with
-ESPNET_OFA_SKIP_RECIPE_E2E=1). The damaged-checkpoint test always runs.
+- ``test_data_units_and_training_stages_survive_a_kill`` (every run): ssl1 stages 1-7 with
+  a kill in the representative ones: the dump of the data dirs (3), the teacher's units
+  (5) and the teacher's training (7), then a cut-off trainer state at the training stage.
+- ``test_every_stage_survives_a_kill_and_rerun`` (the sweep, opt-in): every stage of
+  ssl1 and asr1 up to the zoo upload; about one and a half pipeline runs, beyond the
+  suite's budget. ESPNET_OFA_RUN_STAGE_KILL=1 selects it (``tools/test.sh`` then reports
+  it among the tests run); without it, it is deselected, never skipped.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,18 +32,19 @@ import yaml
 
 import torch
 
+import corpus_layouts
+from conftest import copy_recipes
 from espnet_ofa.data import validate_data_dir
 from espnet_ofa.models.pretrained import check_checkpoint_integrity
 from espnet_ofa.recipe.resume import set_aside_damaged_checkpoints
 from espnet_ofa.zoo import verify_archive
 
 REPO = Path(__file__).resolve().parents[1]
-FSDD = REPO.parent / "shared" / "data" / "fsdd"
+FSDD = corpus_layouts.FSDD.parent
 
-slow_recipe = pytest.mark.skipif(
-    os.environ.get("ESPNET_OFA_SKIP_RECIPE_E2E", "") not in ("", "0")
-    or os.environ.get("ESPNET_OFA_RUN_STAGE_KILL", "") in ("", "0"),
-    reason="runs only with ESPNET_OFA_RUN_STAGE_KILL=1")
+recipe_e2e = pytest.mark.skipif(
+    os.environ.get("ESPNET_OFA_SKIP_RECIPE_E2E", "") not in ("", "0"),
+    reason="ESPNET_OFA_SKIP_RECIPE_E2E is set")
 
 DATA_OPTS = "--train_takes 2 --dev_takes 1 --test_takes 1 --heldout_takes 1"
 SSL_ARGS = (f"--local_data_opts '{DATA_OPTS}' --n_units 10 --teacher_args '--max_epoch 1' "
@@ -128,21 +131,49 @@ def check_outputs_whole(recipe: Path) -> None:
                 assert path.read_text(encoding="utf-8").endswith("<sos/eos>\n"), path
 
 
-@pytest.fixture(scope="module")
-def egs(tmp_path_factory):
-    if not (FSDD / "recordings").is_dir():
-        pytest.skip(f"FSDD not found at {FSDD} (../shared/data next to the repo)")
-    root = tmp_path_factory.mktemp("killed") / "egs2"
-    (root / "fsdd").mkdir(parents=True)
-    (root / "TEMPLATE").symlink_to(REPO / "egs2" / "TEMPLATE")
-    skip = shutil.ignore_patterns("data", "dump", "exp", "downloads", "RESULTS.*")
-    for name in ("ssl1", "asr1"):
-        shutil.copytree(REPO / "egs2" / "fsdd" / name, root / "fsdd" / name, symlinks=True,
-                        ignore=skip)
+def fsdd_copies(root: Path) -> Path:
+    """egs2/fsdd/{ssl1,asr1} under ``root``, without outputs."""
+    copy_recipes(root, ["fsdd/ssl1", "fsdd/asr1"])
     return root
 
 
-@slow_recipe
+@pytest.fixture(scope="module")
+def egs(tmp_path_factory, fsdd_recordings):
+    return fsdd_copies(tmp_path_factory.mktemp("killed") / "egs2")
+
+
+def break_trainer_state(recipe: Path, train_stage: int, exp: str, args: str) -> None:
+    """A kill while the trainer saves its resumable state leaves it cut off (the trainer
+    writes it in place): the training stage must not fail on it at every rerun."""
+    state = recipe / exp / "checkpoint.pth"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    log = rerun_stage(recipe, train_stage, args)
+    assert "checkpoint.pth is damaged" in log and "starts again from the first epoch" in log
+    check_outputs_whole(recipe)
+
+
+# ssl1's representative stages: data dirs dumped (3), teacher units (5), training (7).
+QUICK_KILLS = (3, 5, 7)
+
+
+@recipe_e2e
+def test_data_units_and_training_stages_survive_a_kill(tmp_path, fsdd_recordings):
+    recipe = fsdd_copies(tmp_path / "egs2") / "fsdd" / "ssl1"
+    args = SSL_ARGS.format(zoo=tmp_path / "zoo")
+    outcome = {}
+    for stage in range(1, 8):
+        if stage in QUICK_KILLS:
+            outcome[stage] = kill_mid_stage(recipe, "ssl.sh", stage, args,
+                                            tmp_path / f"kill{stage}.log")
+        rerun_stage(recipe, stage, args)
+        check_outputs_whole(recipe)
+    assert all(what.startswith("killed") for what in outcome.values()), outcome
+    assert (recipe / "exp/hubert_train_hubert_tiny/valid.loss.best.pth").is_file()
+    break_trainer_state(recipe, 7, "exp/hubert_train_hubert_tiny", args)
+
+
+@recipe_e2e
+@pytest.mark.stage_kill_sweep
 @pytest.mark.parametrize("recipe_name, script, stages, args", [
     ("ssl1", "ssl.sh", range(1, 13), SSL_ARGS),
     ("asr1", "asr.sh", range(1, 16), ASR_ARGS),
@@ -157,15 +188,9 @@ def test_every_stage_survives_a_kill_and_rerun(egs, recipe_name, script, stages,
                                         egs / f"{recipe_name}_kill{stage}.log")
         rerun_stage(recipe, stage, args)
         check_outputs_whole(recipe)
-    # A kill while the trainer saves its resumable state leaves it cut off (the trainer
-    # writes it in place): the training stage must not fail on it at every rerun.
     train_stage, exp = {"ssl1": (7, "exp/hubert_train_hubert_tiny"),
                         "asr1": (11, "exp/asr_train_asr_ofa_p40")}[recipe_name]
-    state = recipe / exp / "checkpoint.pth"
-    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
-    log = rerun_stage(recipe, train_stage, args)
-    assert "checkpoint.pth is damaged" in log and "starts again from the first epoch" in log
-    check_outputs_whole(recipe)
+    break_trainer_state(recipe, train_stage, exp, args)
     print(f"{recipe_name}: {time.time() - start:.0f} s; " +
           "; ".join(f"stage {s}: {what}" for s, what in outcome.items()))
     # The pipeline reached its end: the packed model(s) and the zoo entry.

@@ -50,7 +50,7 @@ if [ "${smoke}" = true ]; then
     fixed_rate_periods="80"
     baselines=()
     nbpe=40
-    opts+=(--ssl_recipe_opts "--smoke true" --nj 1
+    opts+=(--smoke true --ssl_recipe_opts "--smoke true" --nj 1
         --local_data_opts "--dev_speakers 2 --max_utts 24 --no_download")
 fi
 
