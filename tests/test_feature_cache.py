@@ -169,10 +169,58 @@ def test_cache_keys_and_which_experiments_stay_live(work, tmp_path):
         ("a_p20_seed1", fixed, "ofa_p20", "--frontend_conf frame_period=20 --seed 1"),
         ("b_seed1", learnt, "ofa_learned", "--seed 1")]))
     assert feature_cache.plan_stats(plan) == [
-        (keys[0], keys[0], True), ("-", "ofa_learned", True),
-        (keys[0], keys[0], False), ("-", "ofa_learned", False)]
+        (keys[0], keys[0], True, True), ("-", "ofa_learned", True, False),
+        (keys[0], keys[0], False, False), ("-", "ofa_learned", False, False)]
     assert [s[1:] for s in feature_cache.plan_stats(plan, enabled=False)] == [
-        ("ofa_p20", True), ("ofa_learned", True), ("ofa_p20", False), ("ofa_learned", False)]
+        ("ofa_p20", True, False), ("ofa_learned", True, False), ("ofa_p20", False, False),
+        ("ofa_learned", False, False)]
+
+
+def test_the_pooled_rival_trains_on_the_20ms_cache_with_statistics_of_its_own(work, tmp_path):
+    model = work / "exp/ofa/valid.loss.best.pth"
+    conf = yaml.safe_load(CONF.read_text())
+    conf["frontend_conf"]["model"] = str(model)
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(yaml.safe_dump(conf))
+    pooled = "--frontend_conf frame_period=null --frontend_conf pooled_period={}"
+    plan = tmp_path / "plan.tsv"
+    plan.write_text("".join(f"exp/{n}\t{fixed}\t{k}\t{model}\t{x}\n" for n, k, x in [
+        ("pooled40", "ofa_p20_pooled40", pooled.format(40)),
+        ("p20", "ofa_p20", "--frontend_conf frame_period=20"),
+        ("pooled80", "ofa_p20_pooled80", pooled.format(80)),
+        ("pooled80_seed1", "ofa_p20_pooled80", pooled.format(80) + " --seed 1")]))
+    rows = feature_cache.plan_stats(plan)
+    cache = rows[1][0]
+    assert cache.endswith("_p20_all") and {r[0] for r in rows} == {cache}  # one 20 ms cache
+    # ... extracted once (by the first experiment on it), each pooled period normalised with
+    # statistics of its own (pooling shrinks the variance), collected once per key
+    assert [r[1:] for r in rows] == [(f"{cache}_pooled40", True, True), (cache, True, False),
+                                     (f"{cache}_pooled80", True, False),
+                                     (f"{cache}_pooled80", False, False)]
+
+
+def test_cached_pooled_rival_equals_the_live_one(work):
+    spec = spec_for(work, 20.0)
+    scp = feature_cache.extract(spec, work / "data/train", work / f"cache_{spec.key()}",
+                                max_batch_samples=16000 * 8, progress=False)
+    cached = kaldiio.load_scp(str(scp))
+    model = str(work / "exp/ofa/valid.loss.best.pth")
+    live = OFAFrontend(model=model, frame_period=None, pooled_period=80).eval()
+    reader = CachedOFAFrontend(model=model, frame_period=None, pooled_period=80)
+    with torch.no_grad():
+        live.layer_mix.weights.normal_()
+    reader.load_state_dict(live.state_dict(), strict=False)
+    mats = [torch.from_numpy(np.array(cached[u])) for u in ("utt00", "utt07")]
+    padded = torch.nn.utils.rnn.pad_sequence(mats, batch_first=True)
+    out, out_lengths = reader(padded, torch.tensor([m.shape[0] for m in mats]))
+    for i, utt in enumerate(("utt00", "utt07")):
+        with torch.no_grad():
+            feats, lengths = live(*_audio(work, utt))
+        assert int(out_lengths[i]) == int(lengths[0]) == -(-mats[i].shape[0] // 4)  # 20 -> 80 ms
+        torch.testing.assert_close(out[i, :lengths[0]], feats[0], rtol=1e-5, atol=1e-5)
+        assert torch.all(out[i, lengths[0]:] == 0)
+    with pytest.raises(ValueError, match="integer multiple"):
+        CachedOFAFrontend(model=model, frame_period=None, pooled_period=50)
 
 
 def test_cached_frontend_refuses_what_needs_the_live_model(work):

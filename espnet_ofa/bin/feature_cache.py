@@ -1,6 +1,7 @@
 """Frozen OFA features computed once (`espnet_ofa.recipe.feature_cache`), for ``s2t.sh``.
 
-    # per plan line: the cache it trains on (or -), its statistics key, 1 if it collects them
+    # per plan line: the cache it trains on (or -), its statistics key, 1 if it collects
+    # them, 1 if it extracts its cache
     python -m espnet_ofa.bin.feature_cache plan --plan exp/plan.asr.tsv [--train_args "..."]
     # the features of a data dir, for one training config (+ its extra options)
     python -m espnet_ofa.bin.feature_cache extract --config conf/train_asr_ofa.yaml \
@@ -26,7 +27,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("plan", help="per line of an experiment plan: cache key (or -), "
-                       "statistics key, 1 when it collects them (tab-separated)")
+                       "statistics key, 1 when it collects them, 1 when it extracts its "
+                       "cache (tab-separated)")
     p.add_argument("--plan", required=True, help="the plan TSV that s2t.sh writes")
     p.add_argument("--train_args", default="", help="the recipe's --<task>_args")
     p.add_argument("--enabled", default="true", choices=["true", "false"])
@@ -49,9 +51,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     args = get_parser().parse_args(argv)
     if args.command == "plan":
-        for cache, stats, collects in feature_cache.plan_stats(
+        for cache, stats, collects, extracts in feature_cache.plan_stats(
                 args.plan, args.train_args, args.enabled == "true"):
-            print(f"{cache}\t{stats}\t{int(collects)}")
+            print(f"{cache}\t{stats}\t{int(collects)}\t{int(extracts)}")
     elif args.command == "extract":
         spec, why = feature_cache.cache_spec(args.config, args.options)
         if spec is None:

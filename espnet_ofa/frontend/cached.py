@@ -12,6 +12,11 @@ model trained on the cache becomes a waveform model by renaming the frontend to 
     cached features (B, T', L * D)  [L hidden states of D channels, or D for ``layer: k``]
       -> (B, T', L, D) -> learned weighted sum (``layer: -1``)  | as they are (``layer: k``)
       -> (B, T', D) features, the lengths unchanged
+      -> average-pooled by k (the pooled rival, ``pooled_period``): (B, ceil(T' / k), D)
+
+The pooled rival runs the SSL model at 20 ms and pools after the weighted sum, so it trains
+on the 20 ms cache (pooling and the weighted sum are both linear: the order is the live
+frontend's, and the result equal).
 
 Its options are those of ``frontend: ofa`` (the checkpoint gives L and D, and is what the
 waveform model will load); those that need the live model (a learnable rate, fine-tuning)
@@ -28,7 +33,9 @@ from espnet2.asr.frontend.abs_frontend import AbsFrontend
 
 from espnet_ofa.compression import Rate
 from espnet_ofa.frontend.layers import WeightedLayerSum, check_layer
-from espnet_ofa.frontend.ofa import OFAFrontend, ofa_options, parse_fs, resolve_model
+from espnet_ofa.frontend.ofa import (OFAFrontend, ofa_options, parse_fs, resolve_model,
+                                     ssl_frame_period)
+from espnet_ofa.frontend.pooling import average_pool, pool_factor
 from espnet_ofa.models.pretrained import load_student
 
 
@@ -41,8 +48,6 @@ def needs_live_model(options: Dict[str, Any]) -> Optional[str]:
         return "a sampled period runs the OFA model at a new period every batch"
     if options["probe_jitter"]:
         return "a jitter control runs the OFA model at two jittered periods every step"
-    if options["pooled_period"] is not None:
-        return "the pooled rival pools the 20 ms features inside the frontend"
     if not options["freeze"]:
         return "freeze: false fine-tunes the OFA model"
     return None
@@ -54,7 +59,8 @@ class CachedOFAFrontend(AbsFrontend):
     Args: those of `OFAFrontend` (its signature, defaults included); those that need the
     live model (`needs_live_model`) are refused.
 
-    Shapes: ``forward((B, T', L * D) cached features, (B,) frames) -> ((B, T', D), (B,))``.
+    Shapes: ``forward((B, T', L * D) cached features, (B,) frames) -> ((B, T', D), (B,))``,
+    or ``(B, ceil(T' / k), D)`` pooled by k for the pooled rival.
     """
 
     def __init__(self, **frontend_conf: Any) -> None:
@@ -70,8 +76,11 @@ class CachedOFAFrontend(AbsFrontend):
         self.fs = parse_fs(options["fs"])
         self.model_path = str(resolve_model(options["model"]))
         student = load_student(self.model_path)
-        self.rate = student.check_rate(Rate(frame_period=options["frame_period"],
-                                            lam=options["lam"]))
+        period = ssl_frame_period(options["frame_period"], options["lam"],
+                                  options["pooled_period"])
+        self.rate = student.check_rate(Rate(frame_period=period, lam=options["lam"]))
+        self.pool = (None if options["pooled_period"] is None
+                     else pool_factor(options["pooled_period"], self.rate.frame_period))
         self.num_hidden = student.num_hidden
         self.embed_dim = student.config.embed_dim
         self.layer = check_layer(options["layer"], self.num_hidden)
@@ -111,4 +120,7 @@ class CachedOFAFrontend(AbsFrontend):
             stacked = input.reshape(b, t, self.num_hidden, self.embed_dim)
             feats = self.layer_mix(stacked.unbind(dim=2))
         valid = torch.arange(feats.shape[1], device=feats.device)[None, :] < input_lengths[:, None]
-        return feats.masked_fill(~valid[..., None], 0.0), input_lengths
+        feats = feats.masked_fill(~valid[..., None], 0.0)
+        if self.pool is not None:
+            return average_pool(feats, input_lengths, self.pool)
+        return feats, input_lengths

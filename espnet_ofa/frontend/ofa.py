@@ -225,8 +225,7 @@ class OFAFrontend(AbsFrontend):
     ) -> None:
         super().__init__()
         self.fs = parse_fs(fs)
-        if pooled_period is not None and frame_period is None and lam is None:
-            frame_period = INPUT_PERIOD_MS  # the pooled rival: the SSL model at its own period
+        frame_period = ssl_frame_period(frame_period, lam, pooled_period)
         checkpoint = resolve_model(model)
         self.model_path = str(checkpoint)
         student = load_student(checkpoint)
@@ -465,6 +464,15 @@ class OFAFrontend(AbsFrontend):
         if self.pool is not None:
             return average_pool(feats, out.lengths, self.pool)
         return feats, out.lengths
+
+
+def ssl_frame_period(frame_period: Optional[float], lam: Optional[float],
+                     pooled_period: Optional[float]) -> Optional[float]:
+    """The period the SSL model runs at: ``frame_period``, except that the pooled rival
+    given no period (nor ``lam``) runs it at its own 20 ms and pools after it."""
+    if pooled_period is not None and frame_period is None and lam is None:
+        return INPUT_PERIOD_MS
+    return frame_period
 
 
 def ofa_options(frontend_conf: Dict[str, Any]) -> Dict[str, Any]:

@@ -16,19 +16,22 @@ downstream does not have. Average pooling is also what CIF does with uniform wei
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
 from espnet_ofa.compression import INPUT_PERIOD_MS
 
 
-def pool_factor(pooled_period: float, frame_period: float) -> int:
+def pool_factor(pooled_period: float, frame_period: Optional[float]) -> int:
     """``pooled_period / frame_period`` as the integer stride of the pool.
 
     Raises:
-        ValueError: the ratio is not an integer >= 2 (name both periods and a fix).
+        ValueError: no frame period (a ``lam`` rate), or the ratio is not an integer >= 2
+            (name both periods and a fix).
     """
+    if frame_period is None:
+        raise ValueError("frontend_conf.pooled_period needs frame_period (ms), not lam")
     ratio = float(pooled_period) / float(frame_period)
     factor = round(ratio)
     if not (math.isfinite(ratio) and factor >= 2 and abs(ratio - factor) < 1e-6):

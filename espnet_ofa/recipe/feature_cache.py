@@ -14,13 +14,15 @@ training time. Stages 10-11 of ``s2t.sh`` (``--cache_features true``) therefore:
 2. collect global-MVN statistics and train with ``frontend: ofa_cached``
    (`espnet_ofa.frontend.cached`) on those features: the same weighted sum, SpecAugment and
    normalisation as the live frontend, without the SSL model. Statistics are per cache key,
-   so per (model, period).
+   so per (model, period). The pooled rival (``pooled_period``) trains on its model's 20 ms
+   cache and pools in the cached frontend, with statistics of its own per pooled period.
 3. turn the trained model into one that runs from the waveform (:func:`to_waveform_model`):
    the config's frontend becomes ``ofa`` with the same options, and the OFA weights of the
    checkpoint join the trained ones (the cached frontend's parameters are named as in
    ``frontend: ofa``). Decoding, packing and publishing see an ordinary OFA model.
 
-A learnt rate, fine-tuning and any other frontend keep the live path. Extraction is
+A learnt rate, a sampled period, a jitter control, fine-tuning and any other frontend keep
+the live path. Extraction is
 resumable and atomic: shards of utterances are written whole (the shard's scp appears
 last), a rerun skips finished shards, and a cache whose model, options or data changed is
 recomputed (``meta.json`` records them).
@@ -37,7 +39,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import yaml
 
@@ -107,36 +109,50 @@ def frontend_overrides(options: str) -> Tuple[Optional[str], Dict[str, object]]:
     return frontend, conf
 
 
-def cache_spec(config: PathLike, options: str = "") -> Tuple[Optional[CacheSpec], str]:
-    """The cache a training run can use, or (None, why not).
-
-    Args:
-        config: the training YAML.
-        options: extra training options (``--frontend_conf model=...`` etc.) that override it.
-    """
+def _ofa_frontend(config: PathLike, options: str) -> Tuple[Optional[Dict[str, Any]], str]:
+    """``frontend: ofa``'s options (`ofa_options`) of a training config with its extra
+    options over it, or (None, why not) for another frontend."""
     conf = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
     frontend, overrides = frontend_overrides(options)
     frontend = frontend or conf.get("frontend")
     fconf = {**(conf.get("frontend_conf") or {}), **overrides}
     if frontend != "ofa":
         return None, f"frontend {frontend or 'default'!r} is not ofa"
-    from espnet_ofa.frontend.cached import needs_live_model
     from espnet_ofa.frontend.ofa import ofa_options
 
     try:
-        options = ofa_options(fconf)
+        return ofa_options(fconf), ""
     except ValueError as err:
         raise ValueError(f"{config}: {err}") from None
+
+
+def _spec(options: Dict[str, Any], config: PathLike) -> Tuple[Optional[CacheSpec], str]:
+    from espnet_ofa.frontend.cached import needs_live_model
+    from espnet_ofa.frontend.ofa import ssl_frame_period
+
     why = needs_live_model(options)
     if why:
         return None, why
     if not options["model"]:
         raise ValueError(f"{config}: frontend: ofa needs frontend_conf.model (or --ofa_model)")
     lam = options["lam"]
-    period = options["frame_period"] if lam is None else None
+    period = None if lam is not None else ssl_frame_period(
+        options["frame_period"], lam, options["pooled_period"])
     return CacheSpec(model=str(options["model"]),
                      frame_period=None if period is None else float(period),
                      lam=None if lam is None else float(lam), layer=int(options["layer"])), ""
+
+
+def cache_spec(config: PathLike, options: str = "") -> Tuple[Optional[CacheSpec], str]:
+    """The cache a training run can use, or (None, why not). The pooled rival's is its SSL
+    model's at 20 ms (it pools while training).
+
+    Args:
+        config: the training YAML.
+        options: extra training options (``--frontend_conf model=...`` etc.) that override it.
+    """
+    ofa, why = _ofa_frontend(config, options)
+    return (None, why) if ofa is None else _spec(ofa, config)
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -346,34 +362,47 @@ def _plan_lines(plan_tsv: PathLike) -> List[List[str]]:
             for line in Path(plan_tsv).read_text(encoding="utf-8").splitlines()]
 
 
+def _plan_entries(plan_tsv: PathLike, train_args: str,
+                  enabled: bool) -> List[Tuple[str, str]]:
+    """Per plan line: the cache key it trains on (``-``: the live frontend, with the reason
+    logged) and the statistics it is normalised with: its cache's own, so per (model,
+    period), and the pooled rival's per pooled period too (averaging shrinks the variance);
+    the plan's key for the live frontend."""
+    entries = []
+    for exp_dir, config, stats, _model, extra in _plan_lines(plan_tsv):
+        spec, why, pooled = None, "feature caching is off", None
+        if enabled:
+            ofa, why = _ofa_frontend(config, f"{extra} {train_args}")
+            if ofa is not None:
+                spec, why = _spec(ofa, config)
+                pooled = ofa["pooled_period"]
+        if spec is None:
+            if enabled:
+                logger.info("%s: live OFA frontend (%s)", exp_dir, why)
+            entries.append(("-", stats))
+        else:
+            key = spec.key()
+            entries.append((key, key if pooled is None else f"{key}_pooled{float(pooled):g}"))
+    return entries
+
+
 def plan_caches(plan_tsv: PathLike, train_args: str = "", enabled: bool = True) -> List[str]:
     """For each line of the recipe's experiment plan (`espnet_ofa.recipe.experiments`):
     the cache key it trains on, or ``-`` for the live frontend (with the reason logged)."""
-    keys = []
-    for exp_dir, config, _stats, _model, extra in _plan_lines(plan_tsv):
-        if not enabled:
-            keys.append("-")
-            continue
-        spec, why = cache_spec(config, f"{extra} {train_args}")
-        if spec is None:
-            logger.info("%s: live OFA frontend (%s)", exp_dir, why)
-            keys.append("-")
-        else:
-            keys.append(spec.key())
-    return keys
+    return [cache for cache, _ in _plan_entries(plan_tsv, train_args, enabled)]
 
 
 def plan_stats(plan_tsv: PathLike, train_args: str = "",
-               enabled: bool = True) -> List[Tuple[str, str, bool]]:
+               enabled: bool = True) -> List[Tuple[str, str, bool, bool]]:
     """For each line of the plan: the cache key it trains on (``-``: the live frontend), the
-    statistics it is normalised with (a cache's own, so per (model, period), else the plan's
-    key) and whether it collects them in stage 10 (the first of each key,
-    `experiments.first_of_each`); a cache is extracted by the experiment that collects its
-    statistics."""
+    statistics it is normalised with (`_plan_entries`), whether it collects them in stage
+    10 (the first of each key, `experiments.first_of_each`) and whether it extracts its
+    cache there (the first of each cache: the pooled rivals share their model's 20 ms one)."""
     from espnet_ofa.recipe.experiments import first_of_each
 
-    caches = plan_caches(plan_tsv, train_args, enabled)
-    stats = [line[2] if cache == "-" else cache
-             for line, cache in zip(_plan_lines(plan_tsv), caches)]
-    collectors = set(first_of_each(stats).values())
-    return [(cache, key, i in collectors) for i, (cache, key) in enumerate(zip(caches, stats))]
+    entries = _plan_entries(plan_tsv, train_args, enabled)
+    collectors = set(first_of_each([stats for _, stats in entries]).values())
+    extractors = {i for cache, i in first_of_each([c for c, _ in entries]).items()
+                  if cache != "-"}
+    return [(cache, stats, i in collectors, i in extractors)
+            for i, (cache, stats) in enumerate(entries)]

@@ -300,16 +300,19 @@ if want_stage 10 || want_stage 11 || want_stage 12 || want_stage 13 || [ "${_pac
     plan_experiments
     # exp_caches[i]: the feature cache experiment i trains on ("-": the live frontend);
     # exp_stats[i] becomes the statistics it is normalised with (a cache's are its own, so
-    # per (model, period)); exp_collects[i]: 1 when it collects them (and extracts its cache).
+    # per (model, period)); exp_collects[i]: 1 when it collects them; exp_extracts[i]: 1 when
+    # it extracts its cache (the first experiment on it).
     ${python} -m espnet_ofa.bin.feature_cache plan --plan "${expdir}/plan.${task}.tsv" \
         --train_args "${train_args}" --enabled "${cache_features}" > "${expdir}/caches.${task}.tsv" ||
         die "could not plan the feature caches (see above)"
     exp_caches=()
     exp_collects=()
-    while IFS=$'\t' read -r _k _s _c; do
+    exp_extracts=()
+    while IFS=$'\t' read -r _k _s _c _x; do
         exp_stats[${#exp_caches[@]}]=${_s}
         exp_caches+=("${_k}")
         exp_collects+=("${_c}")
+        exp_extracts+=("${_x}")
     done < "${expdir}/caches.${task}.tsv"
 fi
 feats_cache="${dumpdir}/ofa_feats"
@@ -356,7 +359,7 @@ if want_stage 10; then
     bg_max=${max_parallel_exps}
     for _i in "${!exp_dirs[@]}"; do
         _key=${exp_caches[_i]}
-        [ "${_key}" != - ] && [ "${exp_collects[_i]}" = 1 ] || continue
+        [ "${exp_extracts[_i]}" = 1 ] || continue
         for _d in "${train_set}" "${valid_set}"; do
             log "  features: ${feats_cache}/${_key}/${_d} (log ${feats_cache}/${_key}/${_d}.log)"
             mkdir -p "${feats_cache}/${_key}"
