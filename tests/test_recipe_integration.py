@@ -192,13 +192,22 @@ def test_asr1_rerun_keeps_finished_work(egs, asr_run, fsdd):
     model = (exp / "valid.loss.best.pth").stat().st_mtime_ns
     before = result_rows(asr / "RESULTS.md", "exp/asr_train_asr_ofa_p20")
     assert len(before) == 4
-    r = run(asr, '--stage 11 --stop_stage 13 --asr_configs conf/train_asr_ofa.yaml '
-                 '--asr_args "--max_epoch 1" --frame_periods "20 80" --train_frame_periods 20 '
-                 '--fixed_rate_periods "" --single_rate_periods "" --pooled_periods "" --seeds 2 --inference_nj 2', fsdd)
+    opts = ('--asr_configs conf/train_asr_ofa.yaml '
+            '--asr_args "--max_epoch 1" --frame_periods "20 80" --train_frame_periods 20 '
+            '--fixed_rate_periods "" --single_rate_periods "" --pooled_periods "" --seeds 2 '
+            '--inference_nj 2')
+    r = run(asr, f'--stage 11 --stop_stage 13 {opts}', fsdd)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (exp / "valid.loss.best.pth").stat().st_mtime_ns == model  # resumed: nothing to do
     assert "--seed 1" in (asr / "exp/asr_train_asr_ofa_p20_seed1/train.log").read_text()
-    assert list(exp.glob("decode_*/p20/test/split2/2/text"))  # decoded in two jobs, merged
+    merged = list(exp.glob("decode_*/p20/test/text"))
+    assert list(exp.glob("decode_*/p20/test/split2/2/text")) and merged  # two jobs, merged
+    # Stage 12 again with the same models and options: nothing is decoded twice.
+    decoded_at = merged[0].stat().st_mtime_ns
+    r = run(asr, f'--stage 12 --stop_stage 12 {opts}', fsdd)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr.count("decoded already") == 2  # the seed 0 and seed 1 models
+    assert merged[0].stat().st_mtime_ns == decoded_at
     after = result_rows(asr / "RESULTS.md", "exp/asr_train_asr_ofa_p20")
     # The same scores (GMACs/s and RTF, the last columns, are measured on other utterances).
     assert [row[:7] for row in before] == [row[:7] for row in after]

@@ -8,6 +8,10 @@
 
     python -m espnet_ofa.bin.decode --merge exp/asr/decode/p40/test --num_splits N
 
+    # the same options as the decoding, plus: exit 0 if out_dir holds exactly that decoding
+    # (stage 12 skips it on a rerun), or record that it does once every job has finished
+    python -m espnet_ofa.bin.decode ... --done check|mark
+
 Writes ``<out_dir>/<p40|learned>/<set>/{text,token,info.json}``; see
 :mod:`espnet_ofa.recipe.decode`.
 """
@@ -46,6 +50,10 @@ def get_parser() -> argparse.ArgumentParser:
                    help="utterances per rate and set whose MACs are counted")
     p.add_argument("--merge", nargs="+", default=None, metavar="DECODE_DIR",
                    help="merge the split outputs of these decode dirs instead of decoding")
+    p.add_argument("--done", choices=("check", "mark"), default=None,
+                   help="check: exit 0 when --out_dir already holds this decoding (same "
+                        "model, sets, periods and options), 1 otherwise; mark: record that "
+                        "it does (after all jobs and the merge)")
     p.add_argument("--log_level", default="WARNING")
     return p
 
@@ -63,6 +71,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     missing = [n for n in ("train_config", "model_file", "out_dir") if not getattr(args, n)]
     if missing or not args.data_dirs:
         raise ValueError(f"missing --{', --'.join(missing or ['data_dirs'])}")
+    if args.done:
+        from espnet_ofa.recipe.decode import decode_request, is_decoded, mark_decoded
+
+        request = decode_request(args.train_config, args.model_file, args.data_dirs,
+                                 args.frame_periods, args.learned, args.own_period == "true",
+                                 args.inference_config, args.num_splits)
+        if args.done == "mark":
+            mark_decoded(args.out_dir, request)
+            return 0
+        return 0 if is_decoded(args.out_dir, request) else 1
     from espnet_ofa.recipe.decode import decode_periods
 
     device = "cuda" if args.ngpu > 0 else "cpu"

@@ -387,3 +387,40 @@ def merge_splits(decode_dir: PathLike, num_splits: int) -> dict:
                                   if merged["macs_audio_seconds"] else None)
     atomic_write_text(decode_dir / "info.json", json.dumps(merged, indent=2) + "\n")
     return merged
+
+
+# ----------------------------------------------------------------------------- resuming
+DONE_FILE = "decoded.json"
+
+
+def decode_request(train_config: PathLike, model_file: PathLike, data_dirs: Sequence[PathLike],
+                   frame_periods: Sequence[float], learned: str, own_period: bool,
+                   inference_config: Optional[PathLike], num_splits: int) -> dict:
+    """What a decode dir's outputs depend on: the model file, the inference options, the
+    test sets' audio (their ``wav.scp``), the periods and the decoding flags. A dir whose
+    recorded request equals this one need not be decoded again (stage 12 on a rerun)."""
+    from espnet_ofa.recipe.feature_cache import file_sha1
+
+    def digest(path: Optional[PathLike]) -> Optional[str]:
+        return None if path is None else file_sha1(path)
+
+    return {"train_config": digest(train_config), "model_file": digest(model_file),
+            "inference_config": digest(inference_config),
+            "data_dirs": {str(Path(d).resolve()): digest(Path(d) / "wav.scp") for d in data_dirs},
+            "frame_periods": [float(p) for p in frame_periods], "learned": learned,
+            "own_period": bool(own_period), "num_splits": int(num_splits)}
+
+
+def is_decoded(out_dir: PathLike, request: dict) -> bool:
+    """True when ``out_dir`` holds a finished decoding of exactly ``request``."""
+    done = Path(out_dir) / DONE_FILE
+    try:
+        return json.loads(done.read_text(encoding="utf-8")) == request
+    except (OSError, ValueError):
+        return False
+
+
+def mark_decoded(out_dir: PathLike, request: dict) -> None:
+    """Record that ``out_dir`` holds the whole decoding of ``request`` (after every job and
+    the merge have finished; written atomically, so a killed stage leaves no mark)."""
+    atomic_write_text(Path(out_dir) / DONE_FILE, json.dumps(request, indent=2) + "\n")

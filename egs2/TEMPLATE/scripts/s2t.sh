@@ -463,28 +463,41 @@ if want_stage 12; then
     [ -z "${inference_config}" ] || _infer=(--inference_config "${inference_config}")
     bg_max=1
     [ "${ngpu}" -gt 0 ] || bg_max=${max_parallel_exps}
+    # decode_args EXP: the options that define EXP's decoding, its output dir included
+    decode_args() {
+        # shellcheck disable=SC2086  # frame_periods are separate arguments
+        printf '%s\n' --task "${task}" --train_config "$1/config.yaml" \
+            --model_file "$1/${inference_model}" --data_dirs "${_sets[@]}" \
+            --out_dir "$1/${inference_tag}" --frame_periods ${frame_periods} --learned auto \
+            --own_period "${decode_own_period}" "${_infer[@]}" --num_splits "${inference_nj}"
+    }
+    _decoded=()
     for _exp in "${exp_dirs[@]}"; do
         _dir="${_exp}/${inference_tag}"
         [ -f "${_exp}/${inference_model}" ] || die "${_exp}/${inference_model} not found: run stage 11 (or set --inference_model)"
+        mapfile -t _request < <(decode_args "${_exp}")
+        if ${python} -m espnet_ofa.bin.decode "${_request[@]}" --done check; then
+            log "  ${_dir}: decoded already (same model, sets, periods and options)"
+            continue
+        fi
+        _decoded+=("${_exp}")
         rm -rf "${_dir}"
         mkdir -p "${_dir}/logdir"
         log "  ${_dir}: logs ${_dir}/logdir/decode.*.log"
-        # shellcheck disable=SC2086  # frame_periods are separate arguments
         bg_run ${decode_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" \
             JOB=1:"${inference_nj}" "${_dir}/logdir/decode.JOB.log" \
-            ${python} -m espnet_ofa.bin.decode --task "${task}" --train_config "${_exp}/config.yaml" \
-            --model_file "${_exp}/${inference_model}" --data_dirs "${_sets[@]}" --out_dir "${_dir}" \
-            --frame_periods ${frame_periods} --learned auto --own_period "${decode_own_period}" \
-            "${_infer[@]}" --ngpu "${ngpu}" \
-            --num_splits "${inference_nj}" --split JOB
+            ${python} -m espnet_ofa.bin.decode "${_request[@]}" --ngpu "${ngpu}" --split JOB
     done
     bg_wait
-    if [ "${inference_nj}" -gt 1 ]; then
-        for _exp in "${exp_dirs[@]}"; do
-            _dir="${_exp}/${inference_tag}"
-            ${python} -m espnet_ofa.bin.decode --merge "${_dir}"/*/*/ --num_splits "${inference_nj}"
-        done
-    fi
+    # Only now, with every job done (and merged), is a decoding marked finished.
+    for _exp in "${_decoded[@]}"; do
+        if [ "${inference_nj}" -gt 1 ]; then
+            ${python} -m espnet_ofa.bin.decode --merge "${_exp}/${inference_tag}"/*/*/ \
+                --num_splits "${inference_nj}"
+        fi
+        mapfile -t _request < <(decode_args "${_exp}")
+        ${python} -m espnet_ofa.bin.decode "${_request[@]}" --done mark
+    done
     stage_end
 fi
 
