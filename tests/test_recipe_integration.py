@@ -74,9 +74,9 @@ def asr_run(egs, fsdd, fsdd_recipes):
 def ofa_stats_key(stats, model: str, period: float) -> str:
     """The statistics of the OFA model ``model`` at ``period``: the planner's key
     (``ofa_<model>_p80``) or, for features computed once, the cache's
-    (``ofa_<model>_<frontend hash>_p80_<layers>``)."""
+    (``ofa_<model>_<frontend hash>_p80_<layers>``); not the pooled rival's (``..._pooled80``)."""
     pattern = re.compile(
-        rf"ofa_{re.escape(model)}(_default_[0-9a-f]+)?_p{period:g}(_(?!pooled)\w+)?")
+        rf"ofa_{re.escape(model)}(_default_[0-9a-f]+)?_p{period:g}(_all|_l\d+)?")
     found = [k for k in stats if pattern.fullmatch(k)]
     assert len(found) == 1, (model, period, sorted(stats))
     return found[0]
@@ -116,7 +116,8 @@ def test_asr1_runs_ssl1_first_and_leaves_results(egs, asr_run):
     assert dims[keys[("ssl_train_ofa_tiny", 20)]] == 64
     # Baselines are decoded as trained: the fixed-rate student at 80 ms, log-mel once.
     def rates(exp):
-        return {d.name for d in (asr / "exp" / exp).glob("decode_*/*") if d.name != "logdir"}
+        return {d.name for d in (asr / "exp" / exp).glob("decode_*/*")
+                if d.is_dir() and d.name != "logdir"}
 
     assert rates("asr_train_asr_ofa_fixed80") == {"p80"} and rates("asr_train_asr_logmel") == {"native"}
     assert rates("asr_train_asr_ofa_cif80") == {"p80"}
