@@ -101,13 +101,20 @@ def _decode_batch(speech2x: Any, task: str, speech: Sequence[torch.Tensor], devi
                                                              CTCGreedySearch):
         return speech2x(list(speech))
     model = esp_model(speech2x, task)
-    lengths = torch.tensor([s.numel() for s in speech])
-    padded = torch.nn.utils.rnn.pad_sequence(list(speech), batch_first=True)
+    # Longest first, as ESPnet's batches come: its RNN encoders pack the padded batch and
+    # require decreasing lengths.
+    order = sorted(range(len(speech)), key=lambda i: -speech[i].numel())
+    lengths = torch.tensor([speech[i].numel() for i in order])
+    padded = torch.nn.utils.rnn.pad_sequence([speech[i] for i in order], batch_first=True)
     enc, enc_lens = model.encode(padded.to(device), lengths.to(device))
     if isinstance(enc, tuple):  # intermediate CTC outputs
         enc = enc[0]
-    return [speech2x.beam_search(x=enc[i, : enc_lens[i]], maxlenratio=speech2x.maxlenratio,
-                                 minlenratio=speech2x.minlenratio) for i in range(len(speech))]
+    results = [None] * len(speech)
+    for row, i in enumerate(order):
+        results[i] = speech2x.beam_search(x=enc[row, : enc_lens[row]],
+                                          maxlenratio=speech2x.maxlenratio,
+                                          minlenratio=speech2x.minlenratio)
+    return results
 
 
 def timed_decode(speech2x: Any, task: str, speech, device: str = "cpu"):

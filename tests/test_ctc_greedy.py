@@ -80,3 +80,27 @@ def test_inference_yaml_option_is_checked(tmp_path):
     conf.write_text("ctc_greedy: yes please\n")
     with pytest.raises(ValueError, match="ctc_greedy must be true or false"):
         _load_inference("asr", tmp_path / "config.yaml", tmp_path / "model.pth", "cpu", conf)
+
+
+class PackingEncoder(torch.nn.Module):
+    """Frame labels in, one-hot frames out, through ``pack_padded_sequence`` as ESPnet's RNN
+    encoders do: a batch whose lengths do not decrease is refused."""
+
+    def encode(self, speech, lengths):
+        enc = torch.nn.functional.one_hot(speech.long(), VOCAB).float()
+        packed = torch.nn.utils.rnn.pack_padded_sequence(enc, lengths, batch_first=True)
+        enc, enc_lens = torch.nn.utils.rnn.pad_packed_sequence(packed, batch_first=True)
+        return enc, enc_lens
+
+
+def test_a_padded_batch_reaches_an_rnn_encoder_longest_first_and_comes_back_in_order():
+    from espnet_ofa.system_speed import timed_decode
+
+    ctc = peaky_ctc()
+    s2t = SimpleNamespace(asr_model=PackingEncoder(), beam_search=CTCGreedySearch(ctc, SOS, EOS),
+                          maxlenratio=0.0, minlenratio=0.0)
+    batch = [torch.tensor(labels, dtype=torch.float32)
+             for labels in ([1, 0, 2], [3, 3, 0, 4, 0, 1], [2, 2, 0, 2])]  # not sorted
+    results, timing = timed_decode(s2t, "asr", batch)
+    assert [r[0].yseq.tolist()[1:-1] for r in results] == [[1, 2], [3, 4, 1], [2, 2]]
+    assert timing.total > 0
