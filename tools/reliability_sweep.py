@@ -1262,14 +1262,14 @@ clear("an unknown frontend_conf option", F, ValueError, r"unknown option\(s\) fr
     lambda ws: __import__("espnet_ofa.frontend.ofa", fromlist=["ofa_options"]).ofa_options(
         {"model": "m.pth", "frame_rate": 40}))
 clear("wav.scp starting with a UTF-8 byte-order mark", D, DataDirError,
-      r"wav.scp:1: id .* contains U\+FEFF")(
+      r"wav.scp:1: id .* starts with U\+FEFF \(a byte-order mark\).*without a BOM")(
     lambda ws: _validate(ws.data_dir({"wav.scp": "\ufeff" + WAVS, "text": "a x\nb y\n"},
                                      ("a.wav", "b.wav"))))
 clear("an id with a zero-width space", D, DataDirError, r"wav.scp:1: id .* contains U\+200B")(
     lambda ws: _validate(ws.data_dir({"wav.scp": "a\u200bx {dir}/a.wav\n"}, ("a.wav",))))
-correct("wav.scp with a byte-order mark: no utterance lost silently", X,
-        lambda r: _keys(r[0], "wav.scp") == ["b"] and "a" not in _keys(r[0], "text")
-        and any("FEFF" in x for x in r[1].dropped_lines))(
+correct("wav.scp with a byte-order mark: the mark removed, no utterance lost", X,
+        lambda r: _keys(r[0], "wav.scp") == ["a", "b"] and _keys(r[0], "text") == ["a", "b"]
+        and _validate(r[0]).num_utterances == 2)(
     lambda ws: _fix_then(ws, {"wav.scp": "\ufeff" + WAVS, "text": "a x\nb y\n"}))
 clear("a negative segment start", D, DataDirError, r"segments:1: .*0 <= start")(
     lambda ws: _validate(ws.data_dir({"wav.scp": "rec {dir}/a.wav\n",
@@ -1287,7 +1287,7 @@ clear("a data dir without text", T3, DataDirError, r"text.*(not found|missing|do
     .DataDirDataset(ws.data_dir({"wav.scp": "a {dir}/a.wav\n"}, ("a.wav",))))
 clear("an utterance id in both train and test", O, SpeechOcean762Error, r"\d+.*(both|twice)")(
     lambda ws: _corpus_with(ws, lambda root: _copy_utterance_to_test(root)))
-clear("an empty transcript", O, SpeechOcean762Error, r"text.*\d+.*(empty|no words|0 words)")(
+clear("an empty transcript", O, DataDirError, r"train/text:1: empty transcript for utterance")(
     lambda ws: _corpus_with(ws, lambda root: _blank_first_transcript(root)))
 clear("an archive without meta.yaml", Z, ZooError, r"meta.yaml")(
     lambda ws: _download(_zip_with(ws, {"exp/x.pth": b"w"}), cachedir=ws.tmp()))
@@ -1383,7 +1383,8 @@ def raised_by_us(err: BaseException) -> bool:
 def classify(case: Case, ws: Workspace) -> Tuple[str, str]:
     """(outcome, first line of the message) of one case."""
     try:
-        with warnings.catch_warnings():
+        # What a case prints (ESPnet's packer lists its files) is not its outcome.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             value = case.run(ws)
     except Skip as err:
