@@ -9,10 +9,13 @@ with the sweep's classification and the message the user would have seen.
 from __future__ import annotations
 
 import importlib.util
+import string
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 _PATH = Path(__file__).resolve().parents[1] / "tools" / "reliability_sweep.py"
 _spec = importlib.util.spec_from_file_location("reliability_sweep", _PATH)
@@ -61,3 +64,46 @@ def test_the_runner_tells_the_outcomes_apart(workspace):
                    match="") == "unclear"  # raised inside torch, not by a check
     with pytest.raises(sweep.CommandFailed, match=r"exit 2: .*invalid choice"):
         sweep.run_command("espnet_ofa.bin.publish", "a.zip")  # --zoo missing
+
+
+# ----------------------------------------------------------------------------- the rules behind
+# the cases the sweep found (each case above is the regression test of its own input)
+
+INVISIBLE = st.sampled_from(["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(head=st.text(string.ascii_letters, min_size=1, max_size=5), char=INVISIBLE,
+       tail=st.text(string.ascii_letters, min_size=0, max_size=5))
+def test_ids_never_hold_an_invisible_format_character(tmp_path_factory, head, char, tail):
+    """Two ids that print alike must be equal: a zero-width or format character inside an
+    id is refused by the validation and its line dropped (reported) by the repair."""
+    from espnet_ofa.data import DataDirError, fix_data_dir, validate_data_dir
+    from espnet_ofa.data.datadir import read_table_lines
+
+    root = tmp_path_factory.mktemp("dd")
+    (root / "wav.scp").write_text(f"{head}{char}{tail} a.wav\nzz b.wav\n", encoding="utf-8")
+    with pytest.raises(DataDirError, match=rf"wav.scp:1: id .* contains U\+{ord(char):04X}"):
+        validate_data_dir(root, check_audio_paths=False)
+    report = fix_data_dir(root, backup=False)
+    assert [x.key for x in read_table_lines(root / "wav.scp")] == ["zz"]
+    assert any(f"U+{ord(char):04X}" in line for line in report.dropped_lines)
+
+
+@pytest.mark.parametrize("name", ["wav.scp", "text", "utt2spk"])
+def test_a_byte_order_mark_is_refused_and_removed_by_the_repair(tmp_path, name):
+    from espnet_ofa.data import DataDirError, fix_data_dir, read_kaldi_table, validate_data_dir
+
+    tables = {"wav.scp": "a a.wav\nb b.wav\n", "text": "a x\nb y\n", "utt2spk": "a s\nb s\n"}
+    for table, text in tables.items():
+        (tmp_path / table).write_text(("\ufeff" if table == name else "") + text,
+                                      encoding="utf-8")
+    with pytest.raises(DataDirError, match=rf"{name}:1: id .* starts with U\+FEFF \(a "
+                                           r"byte-order mark\).*without a BOM"):
+        validate_data_dir(tmp_path, check_audio_paths=False)
+    report = fix_data_dir(tmp_path, backup=False)
+    assert report.num_kept == 2 and not report.dropped
+    assert read_kaldi_table(tmp_path / name) == {k: v for k, v in (
+        line.split(" ", 1) for line in tables[name].splitlines())}
+    assert not (tmp_path / name).read_bytes().startswith(b"\xef\xbb\xbf")
+    validate_data_dir(tmp_path, check_audio_paths=False)

@@ -53,6 +53,10 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 import espnet_ofa  # noqa: E402
+from espnet_ofa.data.datadir import DataDirError  # noqa: E402
+from espnet_ofa.models.pretrained import CheckpointError  # noqa: E402
+from espnet_ofa.recipe.speechocean762 import SpeechOcean762Error  # noqa: E402
+from espnet_ofa.zoo import ZooError  # noqa: E402
 
 PACKAGE_DIR = Path(espnet_ofa.__file__).resolve().parent
 SPEECHOCEAN762_MINI = Path(os.environ.get(
@@ -501,15 +505,6 @@ def _load(path):
     return load_student(path)
 
 
-def _ckpt_error():
-    from espnet_ofa.models.pretrained import CheckpointError
-
-    return CheckpointError
-
-
-CheckpointError = None  # set in _bind_error_types (the import needs torch/ESPnet first)
-
-
 def _truncated(ws):
     ckpt = ws.checkpoint_copy()
     data = ckpt.read_bytes()
@@ -554,15 +549,6 @@ def _frames(samples: int, period: float) -> int:
     return max(1, round(t * 20 / period))
 
 
-def _bind_error_types() -> None:
-    global CheckpointError, ZooError, DataDirError, SpeechOcean762Error
-    from espnet_ofa.data.datadir import DataDirError
-    from espnet_ofa.models.pretrained import CheckpointError
-    from espnet_ofa.recipe.speechocean762 import SpeechOcean762Error
-    from espnet_ofa.zoo import ZooError
-
-
-_bind_error_types()
 S = "load_student"
 clear("checkpoint missing", S, CheckpointError, r"does not exist; train one")(
     lambda ws: _load(ws.tmp() / "exp" / "valid.loss.best.pth"))

@@ -107,7 +107,7 @@ def id_problem(key: str) -> Optional[str]:
         if char.isspace() or unicodedata.category(char) in ("Zs", "Cc", "Cf"):
             code = f"U+{ord(char):04X}"
             name = unicodedata.name(char, "a control character")
-            if char == BYTE_ORDER_MARK:
+            if char == BYTE_ORDER_MARK and key.startswith(char):
                 return (f"id {key!r} starts with {code} (a byte-order mark), which Kaldi and "
                         "ESPnet read as part of the id: save the file as UTF-8 without a BOM "
                         "(fix_data_dir removes it)")
