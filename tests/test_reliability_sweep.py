@@ -62,7 +62,7 @@ def test_the_runner_tells_the_outcomes_apart(workspace):
     assert outcome(run=lambda ws: [][1], error=ValueError, match="x") == "crash"
     assert outcome(run=lambda ws: torch.zeros(2) @ torch.zeros(3), error=RuntimeError,
                    match="") == "unclear"  # raised inside torch, not by a check
-    with pytest.raises(sweep.CommandFailed, match=r"exit 2: .*invalid choice"):
+    with pytest.raises(sweep.CommandFailed, match=r"exit 2: .*required: --zoo"):
         sweep.run_command("espnet_ofa.bin.publish", "a.zip")  # --zoo missing
 
 
