@@ -357,7 +357,8 @@ correct("alpha_pred NaN only in padding", "rate_alpha",
     lambda ws: (_rate_alpha(_nan_at((1, slice(6, None))), frame_period=40.0),
                 _rate_alpha(_alpha(2, 10), frame_period=40.0)))
 clear("alpha_pred int64", "rate_alpha", ValueError,
-      r"alpha_pred must be a floating-point tensor, got a tensor of dtype torch.int64.*\.float\(\)")(
+      r"alpha_pred must be a floating-point tensor, got a tensor of dtype torch.int64"
+      r".*\.float\(\)")(
     lambda ws: _rate_alpha(torch.ones(2, 10, dtype=torch.long), frame_period=40.0))
 clear("alpha_pred a list", "rate_alpha", ValueError,
       r"alpha_pred must be a floating-point tensor, got list")(
@@ -389,7 +390,8 @@ clear("frame_period negative", "rate_alpha", ValueError, r"frame_period must be 
 clear("frame_period a string", "rate_alpha", ValueError,
       r"frame_period must be a number of milliseconds.*'40'")(
     lambda ws: _rate_alpha(_alpha(2, 10), frame_period="40"))
-clear("frame_period and lam both", "rate_alpha", ValueError, r"set only one of frame_period and lam")(
+clear("frame_period and lam both", "rate_alpha", ValueError,
+      r"set only one of frame_period and lam")(
     lambda ws: _rate_alpha(_alpha(2, 10), frame_period=40.0, lam=0.5))
 clear("no rate at all", "rate_alpha", ValueError, r"no rate given: set frame_period")(
     lambda ws: _rate_alpha(_alpha(2, 10)))
@@ -496,7 +498,7 @@ clear("sampler low above high", "RateSampler", ValueError, r"low.*high")(
         low=80, high=40))
 
 
-# ============================================================================ student and checkpoints
+# ============================================================================ checkpoints
 
 
 def _load(path):
@@ -862,7 +864,8 @@ clear("missing file", W, (ValueError, FileNotFoundError), r"audio file not found
     lambda ws: _load_audio(ws.tmp() / "a.wav"))
 clear("a text file named .wav", W, ValueError, r"a.wav.*(not (readable )?audio|convert)")(
     lambda ws: _load_audio((lambda p: (p.write_text("hello\n"), p)[1])(ws.tmp() / "a.wav")))
-clear("8 kHz waveform", W, ValueError, r"wav is at 8000 Hz but the model needs 16000 Hz\. Resample")(
+clear("8 kHz waveform", W, ValueError,
+      r"wav is at 8000 Hz but the model needs 16000 Hz\. Resample")(
     lambda ws: _check_waveform(torch.zeros(8000), 8000))
 clear("stereo waveform (2, N)", W, ValueError, r"2 channels, but mono is needed")(
     lambda ws: _check_waveform(torch.zeros(2, 16000)))
@@ -1176,7 +1179,8 @@ clear("export_hf: a model that does not exist", C, CommandFailed,
       r"exit 2: error: OFA checkpoint .*nope.pth' does not exist")(
     _cli("export_hf", "--model", lambda ws: ws.tmp() / "nope.pth", "--out",
          lambda ws: ws.tmp() / "hf"))
-clear("export_hf: no --out", C, CommandFailed, r"exit 2: .*the following arguments are required: --out")(
+clear("export_hf: no --out", C, CommandFailed,
+      r"exit 2: .*the following arguments are required: --out")(
     _cli("export_hf", "--model", "m.pth"))
 clear("export_hf: an ASR model", C, CommandFailed, r"exit 2: error: .*not an ofa_ssl_train config")(
     lambda ws: run_command("espnet_ofa.bin.export_hf", "--model", ws.other_kind_checkpoint(),
