@@ -25,6 +25,7 @@ from typing import Callable, Dict, List, Sequence
 
 import torch
 
+from espnet_ofa.bin import reports_errors
 from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.models.fronts import FRONTS
 from espnet_ofa.models.macs import count_macs
@@ -84,6 +85,7 @@ def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
     return args
 
 
+@reports_errors(exit_status=2)  # an unknown preset: one error line, not a traceback
 def main(argv: Sequence[str] = None) -> List[dict]:
     args = parse_args(argv)
     if args.threads is not None:

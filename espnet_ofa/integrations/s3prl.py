@@ -135,6 +135,9 @@ class OFAUpstream(nn.Module):
 
         Utterance b has exactly ``floor((N_b - 1) / stride) + 1`` valid frames (zero after).
         """
+        if len(wavs) == 0:
+            raise ValueError("ofa_local got an empty list of waveforms; pass at least one "
+                             "(N,) 16 kHz waveform")
         lengths = torch.tensor([len(w) for w in wavs], device=wavs[0].device)
         counts = s3prl_lengths(lengths, self.stride)
         # Samples the front needs for `counts` frames; shorter utterances get zeros appended

@@ -264,6 +264,10 @@ def decode_periods(
             (not switched to ``periods`` at run time); a sampled or learnt rate is
             unaffected.
     """
+    for option, path in (("train_config", train_config), ("model_file", model_file)):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{option} {path} not found: train the model first (the "
+                                    "recipe's training stage) or fix the path")
     spec = get_task(task)
     import soundfile as sf
 

@@ -216,6 +216,13 @@ def read_corpus(root: PathLike) -> Corpus:
     for split in LABELLED_SPLITS:
         splits[split], split_ages = _read_split(root, split, phones)
         ages.update(split_ages)
+    ids = {s: {u.utt_id for u in utts} for s, utts in splits.items()}
+    both = sorted(ids["train"] & ids["test"])
+    if both:
+        raise SpeechOcean762Error(
+            f"utterance {both[0]} is in both {root / 'train'} and {root / 'test'} "
+            f"({len(both)} shared utterances); the release's train and test sets are disjoint: "
+            "restore their wav.scp files")
     speakers = {s: {u.speaker for u in utts} for s, utts in splits.items()}
     shared = sorted(speakers["train"] & speakers["test"])
     if shared:

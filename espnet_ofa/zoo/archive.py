@@ -67,13 +67,20 @@ def verify_archive(path: PathLike, sha256: Optional[str] = None) -> Dict:
             if not metas:
                 raise ZooError(f"{path} has no meta.yaml: not an ESPnet model archive")
             meta = yaml.safe_load(archive.read(metas[0]))
+            members = {_member_name(n) for n in archive.namelist()}
     except (zipfile.BadZipFile, EOFError, OSError) as err:
         raise ZooError(
             f"{path} is not a readable zip archive ({err}); it is probably truncated: "
             "delete it and download or pack it again"
         ) from err
-    if not isinstance(meta, dict) or "files" not in meta or "yaml_files" not in meta:
+    if not isinstance(meta, dict) or not all(isinstance(meta.get(k), dict)
+                                             for k in ("files", "yaml_files")):
         raise ZooError(f"{path}: meta.yaml lacks 'files'/'yaml_files': not an ESPnet model archive")
+    listed = [*meta["files"].values(), *meta["yaml_files"].values()]
+    missing = [str(v) for v in listed if _member_name(str(v)) not in members]
+    if missing:
+        raise ZooError(f"{path}: meta.yaml lists {missing[0]}, which the archive does not hold: "
+                       "it is incomplete; pack or download it again")
     return meta
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Set
 
 from espnet_ofa.data.datadir.tables import (
+    BYTE_ORDER_MARK,
     RECO_KEYED_PATTERN,
     SPK_KEYED_PATTERN,
     UTT_KEYED_TABLES,
@@ -58,6 +59,8 @@ def _read_lenient(path: Path, report: FixReport, allow_empty: bool) -> Dict[str,
     first: Dict[str, int] = {}
     for lineno, _raw, key, value in _iter_table(path):
         where = f"{path.name}:{lineno}"
+        if lineno == 1 and key is not None and key.startswith(BYTE_ORDER_MARK):
+            key = key[len(BYTE_ORDER_MARK):]  # the file's encoding mark, not the id's
         if key is None:
             report.dropped_lines.append(f"{where}: blank line")
         elif id_problem(key) is not None:

@@ -95,12 +95,22 @@ def _iter_table(path: Path) -> Iterable[Tuple[int, str, Optional[str], Optional[
             yield lineno, line, key, value
 
 
+# What some editors write at the start of a UTF-8 file; not part of the first id.
+BYTE_ORDER_MARK = "\ufeff"
+
+
 def id_problem(key: str) -> Optional[str]:
     """Why ``key`` cannot be a Kaldi id (it holds a space Kaldi does not split at), or None."""
     for char in key:
-        if char.isspace() or unicodedata.category(char) in ("Zs", "Cc"):
+        # Cf: invisible format characters (a byte-order mark, a zero-width space), which
+        # make two ids that print alike differ.
+        if char.isspace() or unicodedata.category(char) in ("Zs", "Cc", "Cf"):
             code = f"U+{ord(char):04X}"
             name = unicodedata.name(char, "a control character")
+            if char == BYTE_ORDER_MARK and key.startswith(char):
+                return (f"id {key!r} starts with {code} (a byte-order mark), which Kaldi and "
+                        "ESPnet read as part of the id: save the file as UTF-8 without a BOM "
+                        "(fix_data_dir removes it)")
             return (f"id {key!r} contains {code} ({name}), which Kaldi and ESPnet do not "
                     "treat as a separator: if it separates the id from the value, replace it "
                     "with an ASCII space, otherwise remove it from the id")
