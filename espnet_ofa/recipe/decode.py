@@ -45,7 +45,8 @@ from espnet_ofa.data.audio import num_frames
 from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table, validate_data_dir
 from espnet_ofa.espnet_tasks import get_task
 from espnet_ofa.fileio import PathLike
-from espnet_ofa.recipe.experiments import JITTER, POOLED, SAMPLED, TEACHER_FRONTEND, TEACHER_POOLED
+from espnet_ofa.recipe.experiments import JITTER, POOLED, SAMPLED, TEACHER_POOLED
+from espnet_ofa.registration import TEACHER_FRONTEND_NAME
 from espnet_ofa.frontend.lookup import find_ofa_frontend
 from espnet_ofa.inference import use_ctc_greedy_search
 from espnet_ofa.system_speed import timed_decode
@@ -142,7 +143,7 @@ def model_description(train_config: PathLike) -> dict:
     seed, from the experiment's config.yaml (ESPnet writes every option there)."""
     conf = yaml.safe_load(Path(train_config).read_text(encoding="utf-8")) or {}
     fconf = conf.get("frontend_conf") or {}
-    ssl_model = {"ofa": fconf.get("model"), TEACHER_FRONTEND: fconf.get("source")}
+    ssl_model = {"ofa": fconf.get("model"), TEACHER_FRONTEND_NAME: fconf.get("source")}
     return {"frontend": conf.get("frontend") or "default",
             "ssl_model": ssl_model.get(conf.get("frontend")),
             "seed": conf.get("seed", 0), "variant": variant(conf)}
@@ -153,7 +154,7 @@ def variant(conf: dict) -> Optional[str]:
     a jitter control, the pooled teacher (the kinds of `espnet_ofa.recipe.experiments`), or
     None."""
     fconf = conf.get("frontend_conf") or {}
-    if conf.get("frontend") == TEACHER_FRONTEND and fconf.get("pooled_period") is not None:
+    if conf.get("frontend") == TEACHER_FRONTEND_NAME and fconf.get("pooled_period") is not None:
         return TEACHER_POOLED
     if conf.get("frontend") != "ofa":
         return None

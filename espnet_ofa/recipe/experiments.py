@@ -55,6 +55,7 @@ import yaml
 
 from espnet_ofa.constants import INPUT_PERIOD_MS
 from espnet_ofa.fileio import PathLike
+from espnet_ofa.registration import TEACHER_FRONTEND_NAME
 
 
 # Experiment kinds (the results summary compares them).
@@ -66,9 +67,6 @@ BASELINE_SUFFIX = {FIXED_RATE: "fixed", SINGLE_RATE: "cif"}
 _SEED_SUFFIX = re.compile(r"(?:_sslseed(\d+))?(?:_seed(\d+))?$")
 POOLED, SAMPLED, JITTER = "pooled", "sampled", "jitter_control"
 TEACHER_POOLED = "teacher_pooled"
-# The frontend of TEACHER_POOLED experiments (espnet_ofa.registration.TEACHER_FRONTEND_NAME:
-# that module is imported at interpreter start-up, so it is not imported here).
-TEACHER_FRONTEND = "ssl_teacher"
 # A placeholder in an experiment's options: the learnt period of another experiment.
 _LEARNT_PERIOD = re.compile(r"\{learnt_period:([^}]+)\}")
 
@@ -274,9 +272,10 @@ def teacher_of(ofa_model: PathLike) -> str:
     return str(root / teacher)
 
 
-def teacher_config(config: PathLike, teacher: str, out: PathLike) -> str:
+def teacher_config(config: PathLike, teacher: str, out: PathLike) -> dict:
     """Write ``config`` with its OFA frontend replaced by ``frontend: ssl_teacher`` on
     ``teacher`` (the same ``fs`` and ``layer``) to ``out``; everything downstream stays.
+    Returns the config written.
 
     A config of its own, not options over the OFA one: ESPnet merges ``--frontend_conf``
     into the config's options, and the OFA ones (``model``, ``frame_period``, ...) are not
@@ -286,11 +285,11 @@ def teacher_config(config: PathLike, teacher: str, out: PathLike) -> str:
 
     conf = read_config(config)
     fconf = conf.get("frontend_conf") or {}
-    conf["frontend"] = TEACHER_FRONTEND
+    conf["frontend"] = TEACHER_FRONTEND_NAME
     conf["frontend_conf"] = {"fs": fconf.get("fs", "16k"), "source": teacher,
                              "layer": fconf.get("layer", -1)}
     atomic_write(out, yaml.safe_dump(conf, sort_keys=False))
-    return str(out)
+    return conf
 
 
 def plan_experiments(
@@ -378,17 +377,16 @@ def plan_experiments(
             if teacher_pooled_periods and ssl_seed == 0:
                 if teacher is None:
                     teacher = teacher_of(ofa_model or fconf.get("model") or "")
-                own = teacher_config(config, teacher,
-                                     Path(expdir) / "conf" / f"{name}_teacher.yaml")
+                own = Path(expdir) / "conf" / f"{name}_teacher.yaml"
+                own_conf = teacher_config(config, teacher, own)
                 for p in teacher_pooled_periods:
                     # Statistics per (teacher, period), keyed by the frontend's options.
                     p = float(p)
-                    pooled_conf = {"frontend": TEACHER_FRONTEND, "frontend_conf": {
-                        **read_config(own)["frontend_conf"], "pooled_period": p}}
+                    pooled = {**own_conf, "frontend_conf": {**own_conf["frontend_conf"],
+                                                            "pooled_period": p}}
                     base.append(Experiment(
-                        f"{root}_teacher_pooled{p:g}", own, TEACHER_POOLED,
-                        stats_key(pooled_conf), p,
-                        extra=[f"--frontend_conf pooled_period={p:g}"]))
+                        f"{root}_teacher_pooled{p:g}", str(own), TEACHER_POOLED,
+                        stats_key(pooled), p, extra=[f"--frontend_conf pooled_period={p:g}"]))
         by_ssl_seed.append(base)
     plan = []
     for seed in range(seeds):
