@@ -38,6 +38,8 @@ from espnet_ofa.espnet_tasks import TASKS
 FRONTEND_NAME = "ofa"
 # The same frontend on features computed once (espnet_ofa.recipe.feature_cache).
 CACHED_FRONTEND_NAME = "ofa_cached"
+# A frozen off-the-shelf SSL model (e.g. the OFA model's teacher), the pooled rival's other arm.
+TEACHER_FRONTEND_NAME = "ssl_teacher"
 # Task module -> the AbsTask subclass whose build_model is wrapped (from the task table):
 # ESPnet2's task modules and espnet3's copies of them.
 TASK_MODULES: Dict[str, str] = {
@@ -98,16 +100,18 @@ def _wrap_build_model_from_file(task_cls: type) -> None:
 
 
 def register_task_module(module: ModuleType) -> None:
-    """Add ``ofa`` (and ``ofa_cached``) to ``module.frontend_choices`` and wrap its task's
-    ``build_model``."""
+    """Add ``ofa`` (and ``ofa_cached``, ``ssl_teacher``) to ``module.frontend_choices`` and
+    wrap its task's ``build_model``."""
     from espnet_ofa.frontend.cached import CachedOFAFrontend
     from espnet_ofa.frontend.ofa import OFAFrontend
+    from espnet_ofa.frontend.teacher import SSLTeacherFrontend
 
     choices = getattr(module, "frontend_choices", None)
     if choices is None:
         raise RuntimeError(f"{module.__name__} has no frontend_choices; ESPnet changed?")
     choices.classes[FRONTEND_NAME] = OFAFrontend
     choices.classes[CACHED_FRONTEND_NAME] = CachedOFAFrontend
+    choices.classes[TEACHER_FRONTEND_NAME] = SSLTeacherFrontend
     task_cls = getattr(module, TASK_MODULES.get(module.__name__, ""), None)
     if isinstance(task_cls, type):
         _wrap_build_model(task_cls)

@@ -101,7 +101,8 @@ def test_pooled_frontend_rejects_bad_options(checkpoint):
 
 
 def _configs(tmp_path: Path):
-    ofa = {"frontend": "ofa", "frontend_conf": {"model": "x.pth", "frame_period": 40}}
+    ofa = {"frontend": "ofa", "frontend_conf": {"model": "x.pth", "frame_period": 40},
+           "encoder": "rnn", "encoder_conf": {"num_layers": 2}}
     logmel = {"frontend": "default", "frontend_conf": {"n_mels": 80}}
     paths = []
     for name, conf in (("train_ofa.yaml", ofa), ("train_logmel.yaml", logmel)):
@@ -185,3 +186,104 @@ def test_model_card_says_the_pooled_period_is_fixed():
 
     assert _period_field({"frame_period": None, "pooled_period": 80}).startswith("80 ms, fixed")
     assert "changeable" in _period_field({"frame_period": 40})
+
+
+# ----------------------------------------------------------------------------- the teacher
+def _ofa_exp_with_teacher(tmp_path: Path, teacher: str) -> str:
+    """An ssl1-like layout: ssl1/exp/ssl_train_ofa_tiny/config.yaml names its teacher as
+    ofa_ssl_train ran it, from ssl1 (paths relative to there)."""
+    exp = tmp_path / "ssl1" / "exp" / "ssl_train_ofa_tiny"
+    exp.mkdir(parents=True)
+    (exp / "config.yaml").write_text(yaml.safe_dump(
+        {"teacher": teacher, "output_dir": "exp/ssl_train_ofa_tiny"}))
+    return str(exp / "valid.loss.best.pth")
+
+
+def test_teacher_of_the_ofa_model_is_the_one_its_config_names(tmp_path):
+    from espnet_ofa.recipe.experiments import teacher_of
+
+    model = _ofa_exp_with_teacher(tmp_path, "exp/hubert_train_hubert_tiny")
+    assert teacher_of(model) == str(tmp_path / "ssl1" / "exp" / "hubert_train_hubert_tiny")
+    other = _ofa_exp_with_teacher(tmp_path / "b", "HUBERT_BASE")
+    assert teacher_of(other) == "HUBERT_BASE"  # a bundle name as it is
+    with pytest.raises(FileNotFoundError, match="name the teacher with --teacher"):
+        teacher_of(tmp_path / "nowhere" / "valid.loss.best.pth")
+
+
+def test_plan_trains_the_teacher_as_a_pooled_rival(tmp_path, monkeypatch):
+    """``<exp>_teacher_pooled<P>``: the OFA config with frontend ssl_teacher on the OFA
+    model's teacher, once (no pretraining seeds), statistics per (teacher, period)."""
+    from espnet2.utils.nested_dict_action import NestedDictAction
+
+    from espnet_ofa.recipe.decode import own_period_only, train_frame_period, variant
+    from espnet_ofa.recipe.experiments import TEACHER_POOLED
+
+    model = _ofa_exp_with_teacher(tmp_path, "exp/hubert_train_hubert_tiny")
+    configs = _configs(tmp_path)
+    plan = plan_experiments("asr", configs, tmp_path / "exp", [40], [], model, seeds=2,
+                            ssl_seeds=2, pooled_periods=[80], teacher_pooled_periods=[40, 80])
+    names = [Path(e.exp_dir).name for e in plan]
+    teacher = [e for e in plan if e.kind == TEACHER_POOLED]
+    assert [Path(e.exp_dir).name for e in teacher] == [
+        "asr_train_ofa_teacher_pooled40", "asr_train_ofa_teacher_pooled80",
+        "asr_train_ofa_teacher_pooled40_seed1", "asr_train_ofa_teacher_pooled80_seed1"]
+    assert "asr_train_ofa_pooled80_sslseed1" in names  # the OFA rivals keep their seeds
+    assert [e.frame_period for e in teacher] == [40.0, 80.0, 40.0, 80.0]
+    assert teacher[0].ssl_model is None
+    keys = {Path(e.exp_dir).name: e.stats_key for e in plan}
+    own = {keys["asr_train_ofa_teacher_pooled40"], keys["asr_train_ofa_teacher_pooled80"]}
+    assert len(own) == 2 and not own & {k for n, k in keys.items() if "teacher" not in n}
+
+    # Its config: the OFA one with the teacher for frontend; the options over it give the pool.
+    conf = yaml.safe_load(Path(teacher[1].config).read_text())
+    assert conf["frontend"] == "ssl_teacher"
+    assert Path(teacher[1].config) == tmp_path / "exp" / "conf" / "asr_train_ofa_teacher.yaml"
+    original = yaml.safe_load(Path(configs[0]).read_text())
+    assert conf["frontend_conf"]["layer"] == -1 and "model" not in conf["frontend_conf"]
+    assert {k: v for k, v in conf.items() if not k.startswith("frontend")} == {
+        k: v for k, v in original.items() if not k.startswith("frontend")}
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--frontend_conf", action=NestedDictAction, default=conf["frontend_conf"])
+    conf["frontend_conf"] = vars(parser.parse_args(" ".join(teacher[1].extra).split()))[
+        "frontend_conf"]
+    assert conf["frontend_conf"] == {"fs": "16k", "layer": -1, "pooled_period": 80,
+                                     "source": str(tmp_path / "ssl1/exp/hubert_train_hubert_tiny")}
+    # ... decoded at its own period only.
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(conf))
+    assert variant(conf) == TEACHER_POOLED
+    assert train_frame_period(tmp_path / "config.yaml") == 80.0
+    assert own_period_only(TEACHER_POOLED, 80.0)
+    # --teacher names another one; without an OFA model to ask, it is required.
+    plan = plan_experiments("asr", configs[:1], tmp_path / "exp2", teacher_pooled_periods=[40],
+                            teacher="HUBERT_BASE")
+    assert yaml.safe_load(Path(plan[-1].config).read_text())["frontend_conf"]["source"] == \
+        "HUBERT_BASE"
+    with pytest.raises(FileNotFoundError, match="--teacher"):
+        plan_experiments("asr", configs[:1], tmp_path / "exp3", teacher_pooled_periods=[40])
+
+
+def test_results_show_the_pooled_teacher_beside_ofa_and_the_pooled_rival(tmp_path):
+    from espnet_ofa.recipe.experiments import TEACHER_POOLED
+    from espnet_ofa.recipe.results import kind, plot_results, render
+
+    rows = [_row("exp/asr_p40", 40.0, 4.0, 2, 0.05), _row("exp/asr_p80", 80.0, 8.0, 4, 0.03),
+            _row("exp/asr_pooled40", 40.0, 6.0, 3, 0.09, variant=POOLED),
+            _row("exp/asr_teacher_pooled40", 40.0, 2.0, 1, 0.4, variant=TEACHER_POOLED,
+                 frontend="ssl_teacher", compression=None),
+            _row("exp/asr_teacher_pooled80", 80.0, 4.0, 2, 0.38, variant=TEACHER_POOLED,
+                 frontend="ssl_teacher", compression=None)]
+    assert kind(rows[3]) == TEACHER_POOLED
+    text = render(rows, env={"date": "now"})
+    section = text[text.index("## The pooled rival"):].split("\n\n")
+    assert "*teacher* does the same with the OFA model's teacher" in section[1]
+    header, _, at40, at80 = section[2].splitlines()
+    assert header == ("|dataset|period (ms)|OFA WER|OFA GMACs/s|pooled WER|pooled GMACs/s|"
+                      "pooled − OFA [95% CI]|relative|teacher WER|teacher GMACs/s|"
+                      "teacher − OFA [95% CI]|relative|")
+    assert at40.startswith("|test|40|4.00|0.0500|6.00|0.0900|+2.00 [")
+    assert "|2.00|0.4000|-2.00 [" in at40  # the teacher: better, and 8 times the compute
+    assert at80.startswith("|test|80|8.00|0.0300|-|-|-|-|4.00|0.3800|")  # no pooled OFA at 80
+    assert ("Model on the OFA model's teacher at 20 ms, its features average-pooled to 80 ms."
+            in text)
+    plot_results(rows, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 10000

@@ -206,6 +206,12 @@ def _add_plan_commands(sub: argparse._SubParsersAction) -> None:
                         "with its features average-pooled to each period")
     s.add_argument("--jitter_control", choices=("true", "false"), default="false",
                    help="also train each learnt-rate model's jitter control")
+    s.add_argument("--teacher_pooled_periods", type=float, nargs="*", default=[],
+                   help="ms: also train each fixed-rate OFA config on the OFA model's teacher "
+                        "at 20 ms with its features average-pooled to each period")
+    s.add_argument("--teacher", default=None,
+                   help="that teacher (a load_teacher source); default: the one the OFA "
+                        "model's config.yaml names")
 
     s = sub.add_parser("fill_learnt_period", help="stage 11: an experiment's options with "
                        "{learnt_period:<exp dir>} replaced by that experiment's learnt period")
@@ -369,7 +375,8 @@ def _plan(args: argparse.Namespace) -> None:
     for e in plan_experiments(args.task, args.configs, args.expdir, args.train_frame_periods,
                               args.fixed_rate_periods, args.ofa_model, args.seeds,
                               args.single_rate_periods, args.ssl_seeds,
-                              args.pooled_periods, args.jitter_control == "true"):
+                              args.pooled_periods, args.jitter_control == "true",
+                              args.teacher_pooled_periods, args.teacher):
         print(e.line())
 
 

@@ -11,6 +11,7 @@ from espnet_ofa.lazy_exports import lazy_exports
 _EXPORTS = {
     "OFAFrontend": "espnet_ofa.frontend.ofa",
     "CachedOFAFrontend": "espnet_ofa.frontend.cached",
+    "SSLTeacherFrontend": "espnet_ofa.frontend.teacher",
     "resolve_model": "espnet_ofa.frontend.ofa",
     "ENV_FRAME_PERIOD": "espnet_ofa.frontend.ofa",
     "ENV_LAM": "espnet_ofa.frontend.ofa",

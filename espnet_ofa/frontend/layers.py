@@ -41,13 +41,14 @@ class WeightedLayerSum(nn.Module):
         return out
 
 
-def check_layer(layer: int, num_hidden: int) -> int:
-    """``layer`` is -1 (weighted sum) or the index of one hidden state in [0, num_hidden)."""
+def check_layer(layer: int, num_hidden: int, model: str = "OFA model") -> int:
+    """``layer`` is -1 (weighted sum) or the index of one hidden state in [0, num_hidden);
+    ``model`` names what has them in the error."""
     if isinstance(layer, bool) or not isinstance(layer, int):
         raise ValueError(f"layer must be an integer, got {layer!r}")
     if layer != -1 and not 0 <= layer < num_hidden:
         raise ValueError(
-            f"layer {layer} does not exist: this OFA model has {num_hidden} hidden states "
+            f"layer {layer} does not exist: this {model} has {num_hidden} hidden states "
             f"(0 = the Transformer's input, {num_hidden - 1} = its last layer); use one of "
             f"0..{num_hidden - 1}, or -1 for a learned weighted sum of all of them"
         )

@@ -8,7 +8,8 @@ loaded once with ESPnet's own inference classes (``Speech2Text`` for asr/st,
 learnt its rate (``learnable_rate: true``) is decoded at its learnt period. Baselines are
 decoded as they were trained: a model on a fixed-rate student (``compression: fixed``) at
 its own period only, and so are the pooled rival (``pooled_period``: its SSL model runs at
-20 ms whatever the period) and the jitter control (``probe_jitter``, at the period it
+20 ms whatever the period), the teacher pooled the same way (``frontend: ssl_teacher``) and
+the jitter control (``probe_jitter``, at the period it
 copied); a model without the OFA frontend (e.g. ESPnet's log-mel) once, at its
 features' own period (rate tag ``native``). A model trained with ``rate_sampling`` is
 decoded at every period asked for.
@@ -44,7 +45,8 @@ from espnet_ofa.data.audio import num_frames
 from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table, validate_data_dir
 from espnet_ofa.espnet_tasks import get_task
 from espnet_ofa.fileio import PathLike
-from espnet_ofa.recipe.experiments import JITTER, POOLED, SAMPLED
+from espnet_ofa.recipe.experiments import JITTER, POOLED, SAMPLED, TEACHER_POOLED
+from espnet_ofa.registration import TEACHER_FRONTEND_NAME
 from espnet_ofa.frontend.lookup import find_ofa_frontend
 from espnet_ofa.inference import use_ctc_greedy_search
 from espnet_ofa.system_speed import timed_decode
@@ -141,15 +143,19 @@ def model_description(train_config: PathLike) -> dict:
     seed, from the experiment's config.yaml (ESPnet writes every option there)."""
     conf = yaml.safe_load(Path(train_config).read_text(encoding="utf-8")) or {}
     fconf = conf.get("frontend_conf") or {}
+    ssl_model = {"ofa": fconf.get("model"), TEACHER_FRONTEND_NAME: fconf.get("source")}
     return {"frontend": conf.get("frontend") or "default",
-            "ssl_model": fconf.get("model") if conf.get("frontend") == "ofa" else None,
+            "ssl_model": ssl_model.get(conf.get("frontend")),
             "seed": conf.get("seed", 0), "variant": variant(conf)}
 
 
 def variant(conf: dict) -> Optional[str]:
     """Which downstream variant a training config is: the pooled rival, a sampled period,
-    a jitter control (the kinds of `espnet_ofa.recipe.experiments`), or None."""
+    a jitter control, the pooled teacher (the kinds of `espnet_ofa.recipe.experiments`), or
+    None."""
     fconf = conf.get("frontend_conf") or {}
+    if conf.get("frontend") == TEACHER_FRONTEND_NAME and fconf.get("pooled_period") is not None:
+        return TEACHER_POOLED
     if conf.get("frontend") != "ofa":
         return None
     if fconf.get("pooled_period") is not None:
@@ -164,9 +170,11 @@ def variant(conf: dict) -> Optional[str]:
 def train_frame_period(train_config: PathLike) -> Optional[float]:
     """The fixed frame period an experiment was trained at (its config.yaml's
     ``frontend_conf.frame_period``, or ``pooled_period`` for the pooled rival); None for a
-    learnt or sampled rate or a non-OFA frontend."""
+    learnt or sampled rate or a non-OFA frontend (but the pooled teacher's ``pooled_period``)."""
     conf = yaml.safe_load(Path(train_config).read_text(encoding="utf-8")) or {}
     fconf = conf.get("frontend_conf") or {}
+    if variant(conf) == TEACHER_POOLED:
+        return float(fconf["pooled_period"])
     if conf.get("frontend") != "ofa" or fconf.get("learnable_rate") or fconf.get("rate_sampling"):
         return None
     if fconf.get("pooled_period") is not None:
@@ -178,9 +186,10 @@ def train_frame_period(train_config: PathLike) -> Optional[float]:
 def own_period_only(variant: Optional[str], trained_at: Optional[float],
                     own_period: bool = False) -> bool:
     """Whether a downstream is decoded at the period it was trained at only: the pooled
-    rival and the jitter control always, a downstream trained at one fixed period when
-    ``own_period`` asks; never a sampled or learnt rate (``trained_at`` None)."""
-    if variant in (POOLED, JITTER):
+    rivals (on the OFA model and on the teacher) and the jitter control always, a downstream
+    trained at one fixed period when ``own_period`` asks; never a sampled or learnt rate
+    (``trained_at`` None)."""
+    if variant in (POOLED, TEACHER_POOLED, JITTER):
         return True
     return own_period and variant is None and trained_at is not None
 
@@ -280,9 +289,10 @@ def decode_periods(
     frontend = find_ofa_frontend(model)
     compression = frontend.student.config.compression if frontend is not None else None
     ssl_range = list(frontend.student.config.frame_period_range) if frontend is not None else None
-    native = frontend is None
     described = {**model_description(train_config), "compression": compression,
                  "ssl_period_range": ssl_range}
+    # The pooled teacher has no OFA frontend, but a period of its own (its pool's).
+    native = frontend is None and described["variant"] != TEACHER_POOLED
     pooled = described["variant"] == POOLED
     rates = decode_rates(periods, learned, native=native, compression=compression,
                          has_rate=(frontend is not None and frontend.rate is not None

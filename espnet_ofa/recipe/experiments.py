@@ -13,6 +13,10 @@ From the training configs and the recipe options this lists every experiment to 
 - the same config on the OFA model run at 20 ms, its features average-pooled to each
   ``pooled_periods`` (``<exp>_pooled40``): the pooled rival, which pays the whole SSL model
   at 20 ms (see `espnet_ofa.frontend.pooling`);
+- the same config on the OFA model's teacher (``frontend: ssl_teacher``, the model a user
+  would otherwise take off the shelf) at its 20 ms, its features average-pooled to each
+  ``teacher_pooled_periods`` (``<exp>_teacher_pooled40``): the teacher as the pooled rival,
+  once (the teacher has no pretraining seeds; `teacher_config`);
 - a config that learns its period, one that samples its period per batch
   (``rate_sampling``: one model for every period), or one without the OFA frontend (e.g.
   ESPnet's default log-mel frontend, the no-SSL floor): once;
@@ -51,6 +55,7 @@ import yaml
 
 from espnet_ofa.constants import INPUT_PERIOD_MS
 from espnet_ofa.fileio import PathLike
+from espnet_ofa.registration import TEACHER_FRONTEND_NAME
 
 
 # Experiment kinds (the results summary compares them).
@@ -61,6 +66,7 @@ OFA, LEARNED, FIXED_RATE, SINGLE_RATE, OTHER = (
 BASELINE_SUFFIX = {FIXED_RATE: "fixed", SINGLE_RATE: "cif"}
 _SEED_SUFFIX = re.compile(r"(?:_sslseed(\d+))?(?:_seed(\d+))?$")
 POOLED, SAMPLED, JITTER = "pooled", "sampled", "jitter_control"
+TEACHER_POOLED = "teacher_pooled"
 # A placeholder in an experiment's options: the learnt period of another experiment.
 _LEARNT_PERIOD = re.compile(r"\{learnt_period:([^}]+)\}")
 
@@ -237,6 +243,55 @@ def stats_key(conf: dict, ssl_model: Optional[str] = None,
     return f"{frontend}_{digest[:8]}"
 
 
+def teacher_of(ofa_model: PathLike) -> str:
+    """The teacher an OFA checkpoint was distilled from: ``teacher`` in the ``config.yaml``
+    beside it (what ``ofa_ssl_train`` ran with). A relative path there is relative to the
+    directory the SSL recipe ran in: the experiment directory without its ``output_dir``.
+
+    Raises:
+        FileNotFoundError: no config.yaml yet (the OFA model is not trained).
+        ValueError: the config names no teacher.
+    """
+    exp = Path(ofa_model).parent
+    config = exp / "config.yaml"
+    if not config.is_file():
+        raise FileNotFoundError(
+            f"{config} not found, so the OFA model's teacher is unknown: train the OFA model "
+            "first (its SSL recipe), or name the teacher with --teacher (e.g. "
+            "../ssl1/exp/hubert_train_hubert_small, or HUBERT_BASE)")
+    conf = read_config(config)
+    teacher = conf.get("teacher")
+    if not teacher:
+        raise ValueError(f"{config} names no teacher; give one with --teacher")
+    teacher = str(teacher)
+    if "/" not in teacher or Path(teacher).is_absolute():
+        return teacher  # a torchaudio bundle name, or a path as it is
+    root = exp
+    for _ in Path(str(conf.get("output_dir") or exp.name)).parts:
+        root = root.parent
+    return str(root / teacher)
+
+
+def teacher_config(config: PathLike, teacher: str, out: PathLike) -> dict:
+    """Write ``config`` with its OFA frontend replaced by ``frontend: ssl_teacher`` on
+    ``teacher`` (the same ``fs`` and ``layer``) to ``out``; everything downstream stays.
+    Returns the config written.
+
+    A config of its own, not options over the OFA one: ESPnet merges ``--frontend_conf``
+    into the config's options, and the OFA ones (``model``, ``frame_period``, ...) are not
+    the teacher's.
+    """
+    from espnet_ofa.fileio import atomic_write
+
+    conf = read_config(config)
+    fconf = conf.get("frontend_conf") or {}
+    conf["frontend"] = TEACHER_FRONTEND_NAME
+    conf["frontend_conf"] = {"fs": fconf.get("fs", "16k"), "source": teacher,
+                             "layer": fconf.get("layer", -1)}
+    atomic_write(out, yaml.safe_dump(conf, sort_keys=False))
+    return conf
+
+
 def plan_experiments(
     task: str,
     configs: Sequence[PathLike],
@@ -249,10 +304,16 @@ def plan_experiments(
     ssl_seeds: int = 1,
     pooled_periods: Sequence[float] = (),
     jitter_control: bool = False,
+    teacher_pooled_periods: Sequence[float] = (),
+    teacher: Optional[str] = None,
 ) -> List[Experiment]:
     """Every experiment of the recipe, in training order (seed-major: all models of
     downstream seed 0 and pretraining seed 0 first, so a partial run has one complete
-    comparison; the jitter controls last, as they wait for their learnt-rate runs)."""
+    comparison; the jitter controls last, as they wait for their learnt-rate runs).
+
+    ``teacher_pooled_periods`` writes each OFA config's teacher version (`teacher_config`)
+    to ``<expdir>/conf/<exp name>_teacher.yaml``; ``teacher`` is its SSL model (default:
+    `teacher_of` ``ofa_model``)."""
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     if ssl_seeds < 1:
@@ -313,6 +374,19 @@ def plan_experiments(
                     ssl_model=model,
                     extra=override + ["--frontend_conf frame_period=null",
                                       f"--frontend_conf pooled_period={p:g}"]))
+            if teacher_pooled_periods and ssl_seed == 0:
+                if teacher is None:
+                    teacher = teacher_of(ofa_model or fconf.get("model") or "")
+                own = Path(expdir) / "conf" / f"{name}_teacher.yaml"
+                own_conf = teacher_config(config, teacher, own)
+                for p in teacher_pooled_periods:
+                    # Statistics per (teacher, period), keyed by the frontend's options.
+                    p = float(p)
+                    pooled = {**own_conf, "frontend_conf": {**own_conf["frontend_conf"],
+                                                            "pooled_period": p}}
+                    base.append(Experiment(
+                        f"{root}_teacher_pooled{p:g}", str(own), TEACHER_POOLED,
+                        stats_key(pooled), p, extra=[f"--frontend_conf pooled_period={p:g}"]))
         by_ssl_seed.append(base)
     plan = []
     for seed in range(seeds):

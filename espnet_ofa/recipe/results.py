@@ -41,6 +41,7 @@ from espnet_ofa.recipe.experiments import (
     POOLED,
     SAMPLED,
     SINGLE_RATE,
+    TEACHER_POOLED,
     model_id,
     seed_of,
     ssl_seed_of,
@@ -78,7 +79,7 @@ def kind(r: dict) -> str:
     OFA frontend: a log-mel floor)."""
     if r.get("learned"):
         return LEARNED
-    if r.get("variant") in (POOLED, SAMPLED, JITTER):
+    if r.get("variant") in (POOLED, SAMPLED, JITTER, TEACHER_POOLED):
         return r["variant"]
     if r.get("frontend", "ofa") != "ofa" or r.get("rate") == "native":
         return OTHER
@@ -305,7 +306,8 @@ def _gmacs(m: Model) -> str:
 
 def _interval_note(ms: List[Model]) -> str:
     """What the intervals of a rival comparison cover (`coverage_note` over its models)."""
-    return coverage_note(ms, {OFA: "OFA", POOLED: "pooled rival", SAMPLED: "sampled period",
+    return coverage_note(ms, {OFA: "OFA", POOLED: "pooled rival",
+                              TEACHER_POOLED: "pooled teacher", SAMPLED: "sampled period",
                               LEARNED: "learnt rate", JITTER: "jitter control"})
 
 
@@ -323,25 +325,40 @@ def rival_comparisons(rows: List[dict]) -> List[str]:
         lines.extend(["|" + "|".join(header) + "|", "|" + "|".join(["---"] * len(header)) + "|"]
                      + ["|" + "|".join(cells) + "|" for cells in body] + [""])
 
-    pooled = sorted((m for m in ms if m.kind == POOLED), key=lambda m: (m.test_set, m.period))
-    if pooled:
+    pooled = {(m.test_set, m.period): m for m in ms if m.kind == POOLED}
+    teacher = {(m.test_set, m.period): m for m in ms if m.kind == TEACHER_POOLED}
+    if pooled or teacher:
         lines += ["## The pooled rival: the OFA model at 20 ms, its features average-pooled", "",
                   f"{metric} and compute at each output period: *OFA* runs the OFA model at the "
                   "period itself; *pooled* runs it at 20 ms and average-pools its features to "
-                  "the period before the same downstream (no special pretraining). GMACs/s = "
+                  "the period before the same downstream (no special pretraining)"
+                  + ("; *teacher* does the same with the OFA model's teacher, the SSL model "
+                     "one would take off the shelf" if teacher else "") + ". GMACs/s = "
                   "multiply-accumulates per second of audio of the whole encoder side (SSL "
                   "model + pooling + downstream encoder): the pooled rival pays the SSL model "
-                  f"at 20 ms. Pooled − OFA in points. "
-                  f"{_interval_note(pooled + list(ofa.values()))}", ""]
-        body = []
-        for m in pooled:
-            o = ofa.get((m.test_set, m.period))
+                  f"at 20 ms. Rival − OFA in points. "
+                  f"{_interval_note([*pooled.values(), *teacher.values(), *ofa.values()])}",
+                  ""]
+
+        def rival(o: Optional[Model], m: Optional[Model]) -> List[str]:
+            if m is None:
+                return ["-"] * 4
             d = compare(o, m, metric) if o else None
-            body.append([m.test_set, f"{m.period:g}", o.cell() if o else "-",
-                         _gmacs(o) if o else "-", m.cell(), _gmacs(m), _diff_cell(d),
-                         _rel_cell(d)])
-        table(["dataset", "period (ms)", f"OFA {metric}", "OFA GMACs/s", f"pooled {metric}",
-               "pooled GMACs/s", "pooled − OFA [95% CI]", "relative"], body)
+            return [m.cell(), _gmacs(m), _diff_cell(d), _rel_cell(d)]
+
+        body = []
+        for key in sorted(set(pooled) | set(teacher)):
+            o = ofa.get(key)
+            cells = [key[0], f"{key[1]:g}", o.cell() if o else "-", _gmacs(o) if o else "-"]
+            cells += rival(o, pooled.get(key)) if pooled else []
+            cells += rival(o, teacher.get(key)) if teacher else []
+            body.append(cells)
+        header = ["dataset", "period (ms)", f"OFA {metric}", "OFA GMACs/s"]
+        for name, rivals in (("pooled", pooled), ("teacher", teacher)):
+            if rivals:
+                header += [f"{name} {metric}", f"{name} GMACs/s", f"{name} − OFA [95% CI]",
+                           "relative"]
+        table(header, body)
 
     sampled = sorted((m for m in ms if m.kind == SAMPLED), key=lambda m: (m.test_set, m.period))
     if sampled:
@@ -505,6 +522,8 @@ def render(rows: List[dict], title: Optional[str] = None, notes: Optional[str] =
         how = ("learns its frame period" if k == LEARNED else
                f"on the OFA model at 20 ms, its features average-pooled to {trained:g} ms"
                if k == POOLED else
+               f"on the OFA model's teacher at 20 ms, its features average-pooled to "
+               f"{trained:g} ms" if k == TEACHER_POOLED else
                "trained at a frame period drawn per batch, decoded at each" if k == SAMPLED else
                f"trained at {trained:g} ms with the learnt rate's probe jitter (its control)"
                if k == JITTER else
@@ -584,6 +603,10 @@ def plot_results(rows: List[dict], out: PathLike) -> None:
         series.append((f"{dset}: pooled rival (OFA at 20 ms, pooled)",
                        [m for m in mine if m.kind == POOLED],
                        dict(color=color, marker="^", markersize=8, linestyle="-.",
+                            markeredgecolor="black")))
+        series.append((f"{dset}: pooled teacher (teacher at 20 ms, pooled)",
+                       [m for m in mine if m.kind == TEACHER_POOLED],
+                       dict(color=color, marker="v", markersize=8, linestyle="-.",
                             markeredgecolor="black")))
         series.append((f"{dset}: one downstream, period sampled in training",
                        [m for m in mine if m.kind == SAMPLED],

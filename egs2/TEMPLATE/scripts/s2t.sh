@@ -101,6 +101,10 @@ train_frame_periods=""  # ms; train each fixed-rate OFA config once per period (
 seeds=1                 # train every experiment with seeds 0..N-1 (exp suffix _seed<k> for k > 0)
 pooled_periods=""       # ms; also train each fixed-rate OFA config on the OFA model at 20 ms with
                         # its features average-pooled to each period (the pooled rival; _pooled<P>)
+teacher_pooled_periods="" # ms; ... and on the OFA model's teacher at 20 ms (frontend: ssl_teacher),
+                        # its features average-pooled to each period (_teacher_pooled<P>)
+teacher=""              # that teacher (HUBERT_BASE, a checkpoint, an ESPnet hubert_train exp);
+                        # empty: the one named by the OFA model's config.yaml
 jitter_control=false    # also train each learnt-rate model's control: its learnt period held
                         # fixed, the same probe jitter (exp suffix _jitter; after the learnt one)
 # Decoding
@@ -201,8 +205,10 @@ plan_experiments() {
     local -a a=(--task "${task}" --configs ${configs} --expdir "${expdir}" --seeds "${seeds}"
         --train_frame_periods ${train_frame_periods} --fixed_rate_periods ${fixed_rate_periods}
         --single_rate_periods ${single_rate_periods} --ssl_seeds "${ssl_seeds}"
-        --pooled_periods ${pooled_periods} --jitter_control "${jitter_control}")
+        --pooled_periods ${pooled_periods} --jitter_control "${jitter_control}"
+        --teacher_pooled_periods ${teacher_pooled_periods})
     [ -z "${ofa_model}" ] || a+=(--ofa_model "${ofa_model}")
+    [ -z "${teacher}" ] || a+=(--teacher "${teacher}")
     mkdir -p "${expdir}"
     ${python} -m espnet_ofa.bin.recipe plan "${a[@]}" > "${plan}.tmp" || die "could not plan the experiments (see above)"
     mv "${plan}.tmp" "${plan}"
