@@ -52,8 +52,8 @@ def check_fsdd_data(root: Path, run) -> None:
 
 
 def check_format(root: Path, run) -> None:
-    src = read_kaldi_table(root / "data" / "test" / "wav.scp")
-    dst = root / "dump" / "raw" / "org" / "test"
+    src = read_kaldi_table(root / "data" / "an4" / "wav.scp")
+    dst = root / "dump" / "raw" / "org" / "an4"
     wavs = read_kaldi_table(dst / "wav.scp")
     lengths = read_kaldi_table(dst / "utt2num_samples")
     assert set(wavs) == set(lengths) == set(src)
@@ -62,12 +62,12 @@ def check_format(root: Path, run) -> None:
         written, written_rate = sf.read(wavs[utt], dtype="int16")
         assert rate == written_rate == 16000
         assert (written == original).all() and int(lengths[utt]) == len(original)
-    assert read_kaldi_table(dst / "text") == read_kaldi_table(root / "data" / "test" / "text")
+    assert read_kaldi_table(dst / "text") == read_kaldi_table(root / "data" / "an4" / "text")
 
 
 def check_filter(root: Path, run) -> None:
-    lengths = read_kaldi_table(root / "dump" / "raw" / "org" / "test" / "utt2num_samples")
-    kept = read_kaldi_table(root / "dump" / "raw" / "test" / "wav.scp")
+    lengths = read_kaldi_table(root / "dump" / "raw" / "org" / "an4" / "utt2num_samples")
+    kept = read_kaldi_table(root / "dump" / "raw" / "an4" / "wav.scp")
     expected = {u for u, n in lengths.items() if 0.1 <= int(n) / 16000 <= 20.0}
     assert set(kept) == expected
     assert f"kept {len(expected)}, filtered out {len(lengths) - len(expected)}" in run.stdout
@@ -75,7 +75,7 @@ def check_filter(root: Path, run) -> None:
 
 def check_token_list(root: Path, run) -> None:
     tokens = (root / "tokens.txt").read_text().split()
-    words = {w for t in read_kaldi_table(root / "dump" / "raw" / "test" / "text").values()
+    words = {w for t in read_kaldi_table(root / "dump" / "raw" / "an4" / "text").values()
              for w in t.split()}
     assert tokens[:2] == ["<blank>", "<unk>"] and tokens[-1] == "<sos/eos>"
     assert set(tokens[2:-1]) == words
@@ -104,9 +104,9 @@ def check_not_decoded(root: Path, run) -> None:
 
 
 def check_merge(root: Path, run) -> None:
-    utts = read_kaldi_table(root / "data" / "test" / "wav.scp")
+    utts = read_kaldi_table(root / "data" / "an4" / "wav.scp")
     for period in (20, 80):
-        merged = root / "exp" / "asr" / "decode" / f"p{period}" / "test"
+        merged = root / "exp" / "asr" / "decode" / f"p{period}" / "an4"
         info = json.loads((merged / "info.json").read_text())
         assert info["num_utts"] == len(utts) and info["frame_period"] == period
         assert info["achieved_period"] == pytest.approx(period, rel=0.05)
@@ -125,9 +125,9 @@ def check_decoded(root: Path, run) -> None:
 
 def check_score_all(root: Path, run) -> None:
     for period in (20, 80):
-        result = json.loads((root / "exp" / "asr" / "decode" / f"p{period}" / "test" /
+        result = json.loads((root / "exp" / "asr" / "decode" / f"p{period}" / "an4" /
                              "result.json").read_text())
-        assert result["wer"] == 0.0  # the hypotheses are the references
+        assert (result["metric"], result["value"]) == ("WER", 0.0)  # hypotheses = references
     assert run.stdout.count("progress: ") == 2
 
 

@@ -2,6 +2,7 @@
 
     python tools/benchmark_startup.py                  # every step, 3 runs each
     python tools/benchmark_startup.py --repeats 5 -k decode
+    python tools/benchmark_startup.py --light           # the light steps only
 
 A recipe run calls many small steps (check a decoding is done, merge split outputs, filter
 a data dir, ...) as separate processes; one that imports torch or ESPnet pays seconds for
@@ -110,7 +111,7 @@ FSDD_DATA_ARGS = ("--task", "asr", "--fsdd", "{fsdd}", "--data_dir", "data", "--
                   "--train_takes", "1", "--dev_takes", "1", "--test_takes", "1",
                   "--heldout_takes", "1", "--speakers", "george,jackson")
 DECODE_REQUEST = ("--task", "asr", "--train_config", "exp/asr/config.yaml",
-                  "--model_file", "exp/asr/valid.acc.best.pth", "--data_dirs", "dump/raw/test",
+                  "--model_file", "exp/asr/valid.acc.best.pth", "--data_dirs", "dump/raw/an4",
                   "--out_dir", "exp/asr/decode", "--frame_periods", "20", "80",
                   "--num_splits", "2")
 CONF = REPO / "egs2" / "fsdd" / "asr1" / "conf"
@@ -127,21 +128,21 @@ def steps(fsdd: Path) -> List[Step]:
         Step("recipe format (8 -> 16 kHz)", RECIPE, (
             "format", "--src", "data/dev", "--dst", "dump/raw/org/dev"), light=False),
         Step("recipe format (16 kHz)", RECIPE, (
-            "format", "--src", "data/test", "--dst", "dump/raw/org/test", "--required",
+            "format", "--src", "data/an4", "--dst", "dump/raw/org/an4", "--required",
             "wav.scp", "text"), light=True),
         Step("recipe filter", RECIPE, (
-            "filter", "--src", "dump/raw/org/test", "--dst", "dump/raw/test"), light=True),
+            "filter", "--src", "dump/raw/org/an4", "--dst", "dump/raw/an4"), light=True),
         Step("recipe token_list", RECIPE, (
-            "token_list", "--text", "dump/raw/test/text", "--out", "tokens.txt"), light=True),
+            "token_list", "--text", "dump/raw/an4/text", "--out", "tokens.txt"), light=True),
         Step("recipe kmeans_labels", RECIPE, (
-            "kmeans_labels", "--data_dir", "dump/raw/test", "--out", "exp/km/text.km",
+            "kmeans_labels", "--data_dir", "dump/raw/an4", "--out", "exp/km/text.km",
             "--n_clusters", "4"), light=False),
         Step("recipe plan", RECIPE, (
             "plan", "--task", "asr", "--configs", str(CONF / "train_asr_ofa.yaml"),
             "--ofa_model", "exp/ssl/valid.loss.best.pth", "--train_frame_periods", "20",
             "80"), light=True),
         Step("recipe trained_range", RECIPE, (
-            "trained_range", "--exp_dir", "exp/ssl", "--data_dir", "dump/raw/test"),
+            "trained_range", "--exp_dir", "exp/ssl", "--data_dir", "dump/raw/an4"),
              light=False),
         Step("recipe fill_learnt_period", RECIPE, (
             "fill_learnt_period", "--extra", "--frontend_conf frame_period=40"), light=True),
@@ -150,7 +151,7 @@ def steps(fsdd: Path) -> List[Step]:
         Step("decode --done check (not done)", DECODE, DECODE_REQUEST + (
             "--frame_periods", "20", "40", "--done", "check"), light=True, returncode=1),
         Step("decode --merge", DECODE, (
-            "--merge", "exp/asr/decode/p20/test", "exp/asr/decode/p80/test",
+            "--merge", "exp/asr/decode/p20/an4", "exp/asr/decode/p80/an4",
             "--num_splits", "2"), light=True),
         Step("decode --done mark", DECODE, DECODE_REQUEST + ("--done", "mark"), light=True),
         Step("decode --done check (done)", DECODE, DECODE_REQUEST + ("--done", "check"),
@@ -167,21 +168,23 @@ def steps(fsdd: Path) -> List[Step]:
 
 
 def build_workspace(root: Path, an4: Path) -> None:
-    """What the steps read that no earlier step writes: the an4_small test utterances as a
-    16 kHz data dir (``data/test``), a trained experiment's files (their bytes are only
-    hashed) and its decoding in two split jobs (as ``decode_periods`` writes them), and an
-    experiment plan (``exp/plan.tsv``), a training killed while saving (``exp/killed``)
-    and a student pretrained in ``frame_period`` mode
-    (``exp/ssl/config.yaml``: nothing to measure)."""
-    test = root / "data" / "test"
-    test.mkdir(parents=True)
+    """What the steps read that no earlier step writes:
+
+    - ``data/an4``: the an4_small test utterances as a 16 kHz data dir;
+    - ``exp/asr``: a trained experiment's files (their bytes are only hashed) and its
+      decoding in two split jobs, as ``decode_periods`` writes them;
+    - ``exp/plan.tsv``: an experiment plan; ``exp/killed``: a training killed while saving;
+    - ``exp/ssl``: a student pretrained in ``frame_period`` mode (nothing to measure).
+    """
+    an4_dir = root / "data" / "an4"
+    an4_dir.mkdir(parents=True)
     utts = {}
     for line in (an4 / "test.jsonl").read_text(encoding="utf-8").splitlines():
         item = json.loads(line)
         utts[Path(item["audio"]).stem] = (str((an4 / item["audio"]).resolve()), item["text"])
     for name, column in (("wav.scp", 0), ("text", 1)):
-        (test / name).write_text("".join(f"{u} {v[column]}\n" for u, v in sorted(utts.items())))
-    (test / "utt2spk").write_text("".join(f"{u} {u}\n" for u in sorted(utts)))
+        (an4_dir / name).write_text("".join(f"{u} {v[column]}\n" for u, v in sorted(utts.items())))
+    (an4_dir / "utt2spk").write_text("".join(f"{u} {u}\n" for u in sorted(utts)))
     ssl = root / "exp" / "ssl"
     ssl.mkdir(parents=True)
     (ssl / "config.yaml").write_text("rate_conf:\n  mode: frame_period\n  low: 20.0\n"
@@ -200,14 +203,14 @@ def build_workspace(root: Path, an4: Path) -> None:
     for period in (20, 80):
         ordered = sorted(utts)
         for job in (1, 2):
-            out = exp / "decode" / f"p{period}" / "test" / "split2" / str(job)
+            out = exp / "decode" / f"p{period}" / "an4" / "split2" / str(job)
             out.mkdir(parents=True)
             mine = ordered[job - 1::2]
             (out / "text").write_text("".join(f"{u} {utts[u][1]}\n" for u in mine))
             (out / "token").write_text("".join(f"{u} {utts[u][1]}\n" for u in mine))
             seconds = sum(sf.info(utts[u][0]).duration for u in mine)
             frames = int(seconds * 50)
-            info = {"task": "asr", "test_set": "test", "model_file": str(exp / "valid.acc.best.pth"),
+            info = {"task": "asr", "test_set": "an4", "model_file": str(exp / "valid.acc.best.pth"),
                     "train_frame_period": None, "frontend": "default", "ssl_model": None,
                     "seed": 0, "variant": None, "compression": None, "ssl_period_range": None,
                     "rate": f"p{period}", "frame_period": float(period), "learned": False,
@@ -222,24 +225,33 @@ def build_workspace(root: Path, an4: Path) -> None:
         "--frontend_conf model=exp/ssl/valid.loss.best.pth --frontend_conf frame_period=20\n")
 
 
-def measure(root: Path, selected: Sequence[Step], repeats: int) -> Dict[str, List[Run]]:
-    """Every step ``repeats`` times, in order (each repeat after all steps' previous one)."""
-    runs: Dict[str, List[Run]] = {s.name: [] for s in selected}
+def measure(root: Path, step: Step, repeats: int) -> List[Run]:
+    """``repeats`` fresh processes of ``step``, one after the other."""
+    runs = []
     for _ in range(repeats):
-        for step in selected:
-            run = step.run(root)
-            if run.returncode != step.returncode:
-                raise RuntimeError(f"{step.name}: exit {run.returncode}, expected "
-                                   f"{step.returncode}:\n{run.stderr[-2000:]}")
-            runs[step.name].append(run)
+        run = step.run(root)
+        if run.returncode != step.returncode:
+            raise RuntimeError(f"{step.name}: exit {run.returncode}, expected "
+                               f"{step.returncode}:\n{run.stderr[-2000:]}")
+        runs.append(run)
     return runs
+
+
+def row(step: Step, runs: Sequence[Run]) -> str:
+    heavy = set().union(*(r.heavy for r in runs))
+    return (f"{step.name:34} {statistics.median(r.wall for r in runs):7.2f} "
+            f"{statistics.median(r.cpu for r in runs):6.2f}  "
+            f"{'yes' if 'torch' in heavy else 'no':5} {'yes' if 'espnet2' in heavy else 'no':7} "
+            f"{'yes' if step.light else 'no'}")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("-k", dest="keyword", default="",
-                        help="only the steps whose name has this (plus those they need)")
+                        help="time only the steps whose name has this")
+    parser.add_argument("--light", action="store_true",
+                        help="only the light steps (they read no output of the others)")
     parser.add_argument("--workdir", default=None, help="keep the workspace here (new dir)")
     args = parser.parse_args(argv)
     for corpus in ("fsdd/recordings", "an4_small/test.jsonl"):
@@ -249,21 +261,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         root = Path(args.workdir or tmp)
         root.mkdir(parents=True, exist_ok=True)
         build_workspace(root, SHARED_DATA / "an4_small")
-        every = steps(SHARED_DATA / "fsdd")
-        if args.keyword:  # the earlier steps still run once: later ones read their output
-            wanted = [s for s in every if args.keyword in s.name]
-            last = max(every.index(s) for s in wanted) if wanted else -1
-            measure(root, [s for s in every[:last] if s not in wanted], 1)
-            every = wanted
-        runs = measure(root, every, args.repeats)
-    print(f"{'step':34} {'wall s':>7} {'cpu s':>6}  {'torch':5} {'espnet2':7} light")
-    for step in every:
-        rs = runs[step.name]
-        heavy = set().union(*(r.heavy for r in rs))
-        print(f"{step.name:34} {statistics.median(r.wall for r in rs):7.2f} "
-              f"{statistics.median(r.cpu for r in rs):6.2f}  "
-              f"{'yes' if 'torch' in heavy else 'no':5} {'yes' if 'espnet2' in heavy else 'no':7} "
-              f"{'yes' if step.light else 'no'}")
+        print(f"{'step':34} {'wall s':>7} {'cpu s':>6}  {'torch':5} {'espnet2':7} light",
+              flush=True)
+        for step in steps(SHARED_DATA / "fsdd"):
+            if args.light and not step.light:
+                continue
+            if args.keyword in step.name:
+                print(row(step, measure(root, step, args.repeats)), flush=True)
+            else:  # run once all the same: later steps read what it writes
+                measure(root, step, 1)
     print(f"median of {args.repeats} fresh processes per step; python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     return 0
