@@ -26,6 +26,7 @@ and the line where there is one), so that shell stages stop with the reason.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import List, Optional
 
@@ -243,15 +244,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     configure_logging(args.log_level)
     if args.cmd in ONE_THREAD:
         # Many small utterances: torch's intra-op threads only add overhead (50x on resampling).
-        import torch
-
-        torch.set_num_threads(1)
+        # Set for torch to read when the command imports it (only to resample or compute
+        # MFCCs): importing torch here would make every run pay for it.
+        os.environ["OMP_NUM_THREADS"] = "1"
     args.run(args)
     return 0
 
 
-# The commands that handle many small utterances one by one.
-ONE_THREAD = ("fsdd_data", "speed_perturb", "format", "kmeans_labels")
+# The commands that may run torch on many small utterances one by one.
+ONE_THREAD = ("speed_perturb", "format", "kmeans_labels")
 
 
 def _fsdd_data(args: argparse.Namespace) -> None:
@@ -383,11 +384,15 @@ def _plan(args: argparse.Namespace) -> None:
 def _fill_learnt_period(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from espnet_ofa.frontend.ofa import learnt_period
     from espnet_ofa.recipe.experiments import fill_learnt_period
 
-    print(fill_learnt_period(args.extra, lambda exp: learnt_period(
-        Path(exp) / "config.yaml", Path(exp) / args.model)))
+    def period_of(exp: str) -> float:
+        # The frontend (torch, ESPnet) only for options that name a learnt period.
+        from espnet_ofa.frontend.ofa import learnt_period
+
+        return learnt_period(Path(exp) / "config.yaml", Path(exp) / args.model)
+
+    print(fill_learnt_period(args.extra, period_of))
 
 
 def _ssl_plan(args: argparse.Namespace) -> None:

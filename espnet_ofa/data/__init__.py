@@ -16,6 +16,7 @@ _EXPORTS = {
     "audio_file_info": "espnet_ofa.data.audio",
     "load_audio": "espnet_ofa.data.audio",
     "num_frames": "espnet_ofa.data.audio",
+    "read_audio": "espnet_ofa.data.audio",
     "DataDirError": "espnet_ofa.data.datadir",
     "DataDirSummary": "espnet_ofa.data.datadir",
     "FixReport": "espnet_ofa.data.datadir",

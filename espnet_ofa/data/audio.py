@@ -1,9 +1,13 @@
-"""Audio loading and waveform checks.
+"""Audio loading: files, Kaldi archives and pipes of a wav.scp, as samples or tensors.
 
 Audio is read with soundfile (``torchaudio.load`` in torchaudio 2.11 needs torchcodec, which
-is not installed) and resampled with ``torchaudio.functional.resample``. The checks raise
-``ValueError`` with the fix in the message, so that an 8 kHz file or a stereo recording fails
-with a clear explanation instead of silently producing wrong frames.
+is not installed) and resampled with ``torchaudio.functional.resample``. A file that is not
+audio, a stereo recording or a segment past the end raises ``ValueError`` with the fix in the
+message instead of silently producing wrong frames (the waveform checks before a model are
+`espnet_ofa.data.waveform`'s).
+
+torch is imported where a tensor is made: the data-dir steps that only read headers or
+count frames (length filtering, formatting 16 kHz audio) start without it.
 """
 
 from __future__ import annotations
@@ -11,15 +15,16 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-from typing import Optional, Tuple, Union
+from typing import TYPE_CHECKING, Optional, Tuple, Union
 
 import numpy as np
-import torch
 
 from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.data.datadir import wav_scp_path
-from espnet_ofa.data.waveform import DEFAULT_MIN_SAMPLES, check_waveform, check_waveform_batch
 from espnet_ofa.fileio import PathLike
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _read_wav_scp_value(value: str, start: int, stop: Optional[int]) -> Tuple[np.ndarray, int]:
@@ -59,25 +64,18 @@ def _read_wav_scp_value(value: str, start: int, stop: Optional[int]) -> Tuple[np
     return data, rate
 
 
-def load_audio(
+def read_audio(
     path_or_wavscp_value: Union[PathLike, str],
-    target_sr: Optional[int] = SAMPLE_RATE,
     segment: Optional[Tuple[float, float]] = None,
     mix_to_mono: bool = False,
-) -> Tuple[torch.Tensor, int]:
-    """Load mono audio as a float32 tensor at ``target_sr``.
+) -> Tuple[np.ndarray, int]:
+    """Read mono audio as float32 samples at the file's own rate (`load_audio` without the
+    tensor and the resampling).
 
-    Args:
-        path_or_wavscp_value: a path, or a wav.scp value (``file.ark:offset`` or ``cmd |``).
-        target_sr: output rate in Hz (resampled if the file differs); None keeps the file's.
-        segment: ``(start_s, end_s)`` to read a part (end ``-1`` or None = to the end), as in a
-            Kaldi ``segments`` file.
-        mix_to_mono: average the channels of a multi-channel file; by default such a file
-            raises ``ValueError`` (a silent down-mix can hide a wrong file).
+    Args: as `load_audio`'s.
 
     Returns:
-        ``(wav, original_sr)``: wav is (N,) float32 in [-1, 1] at ``target_sr``;
-        original_sr is the file's own rate.
+        ``(samples, rate)``: samples is (N,) float32 in [-1, 1]; rate is the file's, in Hz.
     """
     value = os.fspath(path_or_wavscp_value)
     start_frame, stop_frame = 0, None
@@ -104,10 +102,36 @@ def load_audio(
                 f"{value}: {data.shape[1]} channels; expected mono. Mix down to mono, e.g. "
                 "`sox in.wav -c 1 out.wav`, or call load_audio(..., mix_to_mono=True)."
             )
-    wav = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+    return np.ascontiguousarray(data, dtype=np.float32), int(rate)
+
+
+def load_audio(
+    path_or_wavscp_value: Union[PathLike, str],
+    target_sr: Optional[int] = SAMPLE_RATE,
+    segment: Optional[Tuple[float, float]] = None,
+    mix_to_mono: bool = False,
+) -> Tuple[torch.Tensor, int]:
+    """Load mono audio as a float32 tensor at ``target_sr``.
+
+    Args:
+        path_or_wavscp_value: a path, or a wav.scp value (``file.ark:offset`` or ``cmd |``).
+        target_sr: output rate in Hz (resampled if the file differs); None keeps the file's.
+        segment: ``(start_s, end_s)`` to read a part (end ``-1`` or None = to the end), as in a
+            Kaldi ``segments`` file.
+        mix_to_mono: average the channels of a multi-channel file; by default such a file
+            raises ``ValueError`` (a silent down-mix can hide a wrong file).
+
+    Returns:
+        ``(wav, original_sr)``: wav is (N,) float32 in [-1, 1] at ``target_sr``;
+        original_sr is the file's own rate.
+    """
+    import torch
+
+    samples, rate = read_audio(path_or_wavscp_value, segment, mix_to_mono)
+    wav = torch.from_numpy(samples)
     if target_sr is not None and rate != target_sr:
         wav = torchaudio_resample(wav, rate, target_sr)
-    return wav, int(rate)
+    return wav, rate
 
 
 def _probe(value: str) -> Tuple[int, float]:
@@ -156,10 +180,8 @@ def num_frames(num_samples: int, window: int = 400, hop: int = 320) -> int:
 
 
 __all__ = [
-    "DEFAULT_MIN_SAMPLES",
-    "check_waveform",
-    "check_waveform_batch",
     "audio_file_info",
     "load_audio",
     "num_frames",
+    "read_audio",
 ]

@@ -25,6 +25,10 @@ Per rate and test set it writes ``<out_dir>/<rate tag>/<test set>/``:
 
 ``num_splits``/``split`` decode a slice of each test set (for ``inference_nj`` jobs);
 :func:`merge_splits` then joins the slices.
+
+torch and ESPnet are imported by the functions that decode (:func:`decode_periods`): the
+merge and the resume check (:func:`is_decoded`) run as processes of their own, several per
+recipe run, and start in a fraction of a second without them.
 """
 
 from __future__ import annotations
@@ -36,8 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
-import numpy as np
-import torch
 import yaml
 
 from espnet_ofa.constants import INPUT_PERIOD_MS
@@ -48,8 +50,6 @@ from espnet_ofa.fileio import PathLike
 from espnet_ofa.recipe.experiments import JITTER, POOLED, SAMPLED, TEACHER_POOLED
 from espnet_ofa.registration import TEACHER_FRONTEND_NAME
 from espnet_ofa.frontend.lookup import find_ofa_frontend
-from espnet_ofa.inference import use_ctc_greedy_search
-from espnet_ofa.system_speed import timed_decode
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ def _load_inference(task: str, train_config: PathLike, model_file: PathLike, dev
     """ESPnet's inference object for ``task``, with the YAML's options that it accepts
     (and ``ctc_greedy: true``: best-path decoding of a CTC-only model)."""
     import espnet_ofa
+    from espnet_ofa.inference import use_ctc_greedy_search
 
     espnet_ofa.register()  # the import hook normally did it; harmless otherwise
     spec = get_task(task)
@@ -278,9 +279,12 @@ def decode_periods(
             raise FileNotFoundError(f"{option} {path} not found: train the model first (the "
                                     "recipe's training stage) or fix the path")
     spec = get_task(task)
+    import numpy as np
     import soundfile as sf
+    import torch
 
     from espnet_ofa.models.macs import count_macs
+    from espnet_ofa.system_speed import timed_decode
 
     s2t = _load_inference(task, train_config, model_file, device, inference_config)
     trained_at = train_frame_period(train_config)

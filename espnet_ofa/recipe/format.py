@@ -24,7 +24,7 @@ from typing import Dict, Iterable, Sequence, Tuple, Union
 import numpy as np
 
 from espnet_ofa.constants import SAMPLE_RATE
-from espnet_ofa.data.audio import load_audio
+from espnet_ofa.data.audio import load_audio, read_audio, torchaudio_resample
 from espnet_ofa.data.datadir import (
     data_dir_utterances,
     DataDirError,
@@ -61,6 +61,13 @@ def _write_wav(path: Path, wav: np.ndarray, rate: int) -> None:
     os.replace(tmp, path)
 
 
+def _resample(samples: np.ndarray, orig: int, rate: int) -> np.ndarray:
+    # torch only here: a data dir already at the target rate is formatted without it.
+    import torch
+
+    return torchaudio_resample(torch.from_numpy(samples), orig, rate).numpy()
+
+
 def _check(data_dir: Path, required: Sequence[str]) -> None:
     optional = tuple(n for n in ("utt2spk", "spk2utt", "segments", *UTT_TABLES)
                      if n not in required)
@@ -85,15 +92,17 @@ def format_data_dir(
     step = max(1, len(items) // 5)
     for n, (utt, value, seg) in enumerate(items, start=1):
         try:
-            wav, orig = load_audio(value, target_sr=rate, segment=seg)
+            samples, orig = read_audio(value, segment=seg)
+            if orig != rate:
+                samples = _resample(samples, orig, rate)
         except (OSError, RuntimeError, ValueError) as err:
             raise DataDirError(f"{src / 'wav.scp'}: cannot read the audio of '{utt}': {err}") from err
-        if wav.numel() == 0:
+        if samples.size == 0:
             raise DataDirError(f"{src / 'wav.scp'}: the audio of '{utt}' is empty ({value})")
         out = (audio / f"{utt}.wav").resolve()
-        _write_wav(out, wav.numpy(), rate)
+        _write_wav(out, samples, rate)
         wav_scp[utt] = str(out)
-        lengths[utt] = str(int(wav.numel()))
+        lengths[utt] = str(samples.size)
         if progress and (n % step == 0 or n == len(items)):
             print(f"progress: {dst}: {n}/{len(items)} utterances at {rate} Hz", flush=True)
     # Audio files of utterances no longer in src (a rerun on changed data) are removed.
