@@ -48,7 +48,7 @@ from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table, validat
 from espnet_ofa.espnet_tasks import get_task
 from espnet_ofa.fileio import PathLike
 from espnet_ofa.recipe.experiments import JITTER, POOLED, SAMPLED, TEACHER_POOLED
-from espnet_ofa.registration import TEACHER_FRONTEND_NAME
+from espnet_ofa.registration import FRONTEND_NAME, TEACHER_FRONTEND_NAME
 from espnet_ofa.frontend.lookup import find_ofa_frontend
 
 logger = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def model_description(train_config: PathLike) -> dict:
     seed, from the experiment's config.yaml (ESPnet writes every option there)."""
     conf = yaml.safe_load(Path(train_config).read_text(encoding="utf-8")) or {}
     fconf = conf.get("frontend_conf") or {}
-    ssl_model = {"ofa": fconf.get("model"), TEACHER_FRONTEND_NAME: fconf.get("source")}
+    ssl_model = {FRONTEND_NAME: fconf.get("model"), TEACHER_FRONTEND_NAME: fconf.get("source")}
     return {"frontend": conf.get("frontend") or "default",
             "ssl_model": ssl_model.get(conf.get("frontend")),
             "seed": conf.get("seed", 0), "variant": variant(conf)}
