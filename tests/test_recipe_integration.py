@@ -185,20 +185,25 @@ def test_asr1_runs_ssl1_first_and_leaves_results(egs, asr_run):
 
 
 def test_asr1_rerun_keeps_finished_work(egs, asr_run, fsdd):
-    """Stage 11 again resumes (nothing left to train) and adds a second seed; stages 12-13
-    again, now with two decoding jobs, give the same scores (for one of the experiments,
-    to save time), and the comparison gives the mean and spread over the seeds."""
+    """Stage 10 again keeps the statistics it has (nothing they come from changed); stage 11
+    again resumes (nothing left to train) and adds a second seed; stages 12-13 again, now
+    with two decoding jobs, give the same scores (for one of the experiments, to save
+    time), and the comparison gives the mean and spread over the seeds."""
     asr = egs / "asr1"
     exp = asr / "exp/asr_train_asr_ofa_p20"
     model = (exp / "valid.loss.best.pth").stat().st_mtime_ns
+    stats = next((asr / "exp").glob("asr_stats_*/ofa_*_p20_all/train/feats_stats.npz"))
+    collected = stats.stat().st_mtime_ns
     before = result_rows(asr / "RESULTS.md", "exp/asr_train_asr_ofa_p20")
     assert len(before) == 4
     opts = ('--asr_configs conf/train_asr_ofa.yaml '
             '--asr_args "--max_epoch 1" --frame_periods "20 80" --train_frame_periods 20 '
             '--fixed_rate_periods "" --single_rate_periods "" --pooled_periods "" --seeds 2 '
             '--inference_nj 2')
-    r = run(asr, f'--stage 11 --stop_stage 13 {opts}', fsdd)
+    r = run(asr, f'--stage 10 --stop_stage 13 {opts}', fsdd)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert f"{stats.parent.parent.name}: up to date" in r.stderr
+    assert stats.stat().st_mtime_ns == collected
     assert (exp / "valid.loss.best.pth").stat().st_mtime_ns == model  # resumed: nothing to do
     assert "--seed 1" in (asr / "exp/asr_train_asr_ofa_p20_seed1/train.log").read_text()
     merged = list(exp.glob("decode_*/p20/test/text"))

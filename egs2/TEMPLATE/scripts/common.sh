@@ -104,6 +104,17 @@ check_bool() {
     done
 }
 
+# up_to_date TARGET SOURCE...: TARGET exists and is newer than every SOURCE (make's rule;
+# a SOURCE that does not exist counts as changed), so a rerun can skip work it would repeat.
+up_to_date() {
+    local target=$1 source
+    shift
+    [ -e "${target}" ] || return 1
+    for source in "$@"; do
+        [ "${target}" -nt "${source}" ] || return 1
+    done
+}
+
 # split_keys SCP N PREFIX: write PREFIX.1.scp .. PREFIX.N.scp, round-robin lines of SCP;
 # prints the number of parts made (fewer than N for a short SCP).
 split_keys() {

@@ -334,11 +334,24 @@ extract_features() {
         --out_dir "${out}" --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)"
 }
 
-# collect_stats I: stage 10 for the frontend of experiment I, into ${stats_dir}/<its key>.
+# collect_stats I: stage 10 for the frontend of experiment I, into ${stats_dir}/<its key>;
+# skipped while its statistics are newer than what they are computed from (the config, data,
+# token list and the features or SSL model), so a rerun collects only what is new or changed.
 # shellcheck disable=SC2329  # called through bg_run
 collect_stats() {
-    local i=$1 sdir logdir n j
+    local i=$1 sdir logdir n j dset
     sdir="${stats_dir}/${exp_stats[i]}"
+    local -a sources=("${exp_configs[i]}" "${token_list}")
+    for dset in "${train_set}" "${valid_set}"; do
+        sources+=("${data_feats}/${dset}/wav.scp" "${data_feats}/${dset}/text")
+        [ "${exp_caches[i]}" = - ] || sources+=("${feats_cache}/${exp_caches[i]}/${dset}/feats.scp")
+    done
+    [ "${exp_models[i]}" = - ] || sources+=("${exp_models[i]}")
+    if up_to_date "${sdir}/collected" "${sources[@]}"; then
+        log "  ${sdir}: up to date"
+        return 0
+    fi
+    rm -f "${sdir}/collected"
     logdir="${sdir}/logdir"
     mkdir -p "${logdir}"
     local -a common cached=()
@@ -356,6 +369,7 @@ collect_stats() {
     for ((j = 1; j <= n; j++)); do inputs+=(--input_dir "${logdir}/stats.${j}"); done
     ${train_cmd} "${logdir}/aggregate.log" ${python} -m espnet2.bin.aggregate_stats_dirs \
         "${inputs[@]}" --output_dir "${sdir}"
+    touch "${sdir}/collected"
 }
 
 if want_stage 10; then
