@@ -40,6 +40,12 @@ FRONTEND_NAME = "ofa"
 CACHED_FRONTEND_NAME = "ofa_cached"
 # A frozen off-the-shelf SSL model (e.g. the OFA model's teacher), the pooled rival's other arm.
 TEACHER_FRONTEND_NAME = "ssl_teacher"
+CACHED_TEACHER_FRONTEND_NAME = "ssl_teacher_cached"
+# Each frontend whose frozen SSL features the recipes compute once -> its frontend on them.
+CACHED_FRONTENDS: Dict[str, str] = {
+    FRONTEND_NAME: CACHED_FRONTEND_NAME,
+    TEACHER_FRONTEND_NAME: CACHED_TEACHER_FRONTEND_NAME,
+}
 # Task module -> the AbsTask subclass whose build_model is wrapped (from the task table):
 # ESPnet2's task modules and espnet3's copies of them.
 TASK_MODULES: Dict[str, str] = {
@@ -100,9 +106,9 @@ def _wrap_build_model_from_file(task_cls: type) -> None:
 
 
 def register_task_module(module: ModuleType) -> None:
-    """Add ``ofa`` (and ``ofa_cached``, ``ssl_teacher``) to ``module.frontend_choices`` and
-    wrap its task's ``build_model``."""
-    from espnet_ofa.frontend.cached import CachedOFAFrontend
+    """Add ``ofa`` and ``ssl_teacher`` (and their cached forms) to ``module.frontend_choices``
+    and wrap its task's ``build_model``."""
+    from espnet_ofa.frontend.cached import CachedOFAFrontend, CachedTeacherFrontend
     from espnet_ofa.frontend.ofa import OFAFrontend
     from espnet_ofa.frontend.teacher import SSLTeacherFrontend
 
@@ -112,6 +118,7 @@ def register_task_module(module: ModuleType) -> None:
     choices.classes[FRONTEND_NAME] = OFAFrontend
     choices.classes[CACHED_FRONTEND_NAME] = CachedOFAFrontend
     choices.classes[TEACHER_FRONTEND_NAME] = SSLTeacherFrontend
+    choices.classes[CACHED_TEACHER_FRONTEND_NAME] = CachedTeacherFrontend
     task_cls = getattr(module, TASK_MODULES.get(module.__name__, ""), None)
     if isinstance(task_cls, type):
         _wrap_build_model(task_cls)

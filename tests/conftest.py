@@ -76,7 +76,7 @@ FSDD_SSL_OPTS = (f"--local_data_opts '{FSDD_DATA_OPTS}' --n_units 20 --nj 1 "
 FSDD_ASR_OPTS = (f'--local_data_opts "{FSDD_DATA_OPTS}" --ssl_recipe_opts "{FSDD_SSL_OPTS}" --nj 1 '
                  '--asr_args "--max_epoch 1" --frame_periods "20 80" '
                  '--train_frame_periods "20 80" --fixed_rate_periods 80 --single_rate_periods 80 '
-                 '--pooled_periods 80')
+                 '--pooled_periods 80 --teacher_pooled_periods 80')
 # Where a recipe's stages 1-10 and 11-13 meet (stage 10 runs ../ssl1 when its model is missing).
 FSDD_FIRST_STOP_STAGE = 10
 

@@ -169,9 +169,9 @@ def test_cache_keys_and_which_experiments_stay_live(work, tmp_path):
         ("a_p20_seed1", fixed, "ofa_p20", "--frontend_conf frame_period=20 --seed 1"),
         ("b_seed1", learnt, "ofa_learned", "--seed 1")]))
     assert feature_cache.plan_stats(plan) == [
-        (keys[0], keys[0], True, True), ("-", "ofa_learned", True, False),
-        (keys[0], keys[0], False, False), ("-", "ofa_learned", False, False)]
-    assert [s[1:] for s in feature_cache.plan_stats(plan, enabled=False)] == [
+        (keys[0], keys[0], True, True, "ofa_cached"), ("-", "ofa_learned", True, False, "-"),
+        (keys[0], keys[0], False, False, "ofa_cached"), ("-", "ofa_learned", False, False, "-")]
+    assert [s[1:4] for s in feature_cache.plan_stats(plan, enabled=False)] == [
         ("ofa_p20", True, False), ("ofa_learned", True, False), ("ofa_p20", False, False),
         ("ofa_learned", False, False)]
 
@@ -194,9 +194,9 @@ def test_the_pooled_rival_trains_on_the_20ms_cache_with_statistics_of_its_own(wo
     assert cache.endswith("_p20_all") and {r[0] for r in rows} == {cache}  # one 20 ms cache
     # ... extracted once (by the first experiment on it), each pooled period normalised with
     # statistics of its own (pooling shrinks the variance), collected once per key
-    assert [r[1:] for r in rows] == [(f"{cache}_pooled40", True, True), (cache, True, False),
-                                     (f"{cache}_pooled80", True, False),
-                                     (f"{cache}_pooled80", False, False)]
+    assert [r[1:4] for r in rows] == [(f"{cache}_pooled40", True, True), (cache, True, False),
+                                      (f"{cache}_pooled80", True, False),
+                                      (f"{cache}_pooled80", False, False)]
 
 
 def test_cached_pooled_rival_equals_the_live_one(work):
@@ -305,3 +305,124 @@ def test_trained_on_the_cache_then_run_from_the_waveform(work):
             enc_cached, len_cached = cached_model.encode(mat, torch.tensor([mat.shape[1]]))
         assert torch.equal(len_wave, len_cached)
         torch.testing.assert_close(enc_wave, enc_cached, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------ the teacher's cache
+def teacher_config(work: Path, path: Path, **frontend_conf) -> Path:
+    """The downstream config of `CONF` on ``frontend: ssl_teacher`` (the tiny teacher)."""
+    conf = yaml.safe_load(CONF.read_text())
+    conf["frontend"] = "ssl_teacher"
+    conf["frontend_conf"] = {"source": str(work / "teacher.pth"), **frontend_conf}
+    path.write_text(yaml.safe_dump(conf))
+    return path
+
+
+@pytest.fixture(scope="module")
+def teacher(work) -> Path:
+    from tiny_models import save_tiny_teacher
+
+    return save_tiny_teacher(work / "teacher.pth")
+
+
+def test_cached_teacher_pooled_equals_the_live_one(work, teacher, tmp_path):
+    """The teacher is cached once at its own 20 ms (all its hidden states); ``frontend:
+    ssl_teacher_cached`` mixes and pools them to what ``ssl_teacher`` computes live."""
+    from espnet_ofa.frontend.cached import CachedTeacherFrontend
+    from espnet_ofa.frontend.teacher import SSLTeacherFrontend
+
+    spec, why = feature_cache.cache_spec(teacher_config(work, tmp_path / "t.yaml",
+                                                        pooled_period=40))
+    assert spec is not None, why
+    assert (spec.frontend, spec.frame_period, spec.layer) == ("ssl_teacher", 20.0, -1)
+    assert spec.key().startswith("ssl_teacher_teacher.pth_") and spec.key().endswith("_p20_all")
+    scp = feature_cache.extract(spec, work / "data/train", tmp_path / "cache", progress=False)
+    cached = kaldiio.load_scp(str(scp))
+    live = SSLTeacherFrontend(source=str(teacher), pooled_period=40).eval()
+    reader = CachedTeacherFrontend(source=str(teacher), pooled_period=40)
+    with torch.no_grad():
+        live.layer_mix.weights.normal_()
+    missing, unexpected = reader.load_state_dict(live.state_dict(), strict=False)
+    assert not missing and set(reader.state_dict()) == {"layer_mix.weights"}
+    assert reader.cached_dim() == 3 * live.output_size()  # the input and 2 layers
+    assert reader.extra_stats() == live.extra_stats() == {"frame_period": 40.0}
+    mats = [torch.from_numpy(np.array(cached[u])) for u in ("utt02", "utt09")]
+    padded = torch.nn.utils.rnn.pad_sequence(mats, batch_first=True)
+    out, out_lengths = reader(padded, torch.tensor([m.shape[0] for m in mats]))
+    for i, utt in enumerate(("utt02", "utt09")):
+        with torch.no_grad():
+            feats, lengths = live(*_audio(work, utt))
+        assert int(out_lengths[i]) == int(lengths[0]) == -(-mats[i].shape[0] // 2)  # 20 -> 40
+        torch.testing.assert_close(out[i, :lengths[0]], feats[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="frame_priod"):
+        CachedTeacherFrontend(source=str(teacher), frame_priod=40)
+
+
+def test_a_changed_teacher_is_extracted_again(work, teacher, tmp_path):
+    """The cache records the teacher's weights, not its path: other weights at the same path
+    (or a bundle that is only a name) give new features."""
+    source = tmp_path / "teacher.pth"
+    shutil.copy(teacher, source)
+    conf = teacher_config(work, tmp_path / "t.yaml")
+    yaml_conf = yaml.safe_load(conf.read_text())
+    yaml_conf["frontend_conf"]["source"] = str(source)
+    conf.write_text(yaml.safe_dump(yaml_conf))
+    spec, _ = feature_cache.cache_spec(conf, "--frontend_conf layer=2")
+    assert spec.key().endswith("_p20_l2")
+    scp = feature_cache.extract(spec, work / "data/train", tmp_path / "cache", progress=False)
+    before = np.array(kaldiio.load_scp(str(scp))["utt04"])
+    assert before.shape[1] == 64  # one hidden state of the tiny teacher
+    state = torch.load(source, weights_only=False)
+    weights = state["state_dict"] if "state_dict" in state else state
+    name = next(k for k in weights if k.endswith("weight") and "encoder.transformer.layers.1" in k)
+    weights[name] = weights[name] * 2
+    torch.save(state, source)
+    after = np.array(kaldiio.load_scp(str(feature_cache.extract(
+        spec, work / "data/train", tmp_path / "cache", progress=False)))["utt04"])
+    assert before.shape == after.shape and not np.allclose(before, after)
+
+
+def test_teacher_rivals_share_one_cache_with_statistics_per_pooled_period(work, teacher,
+                                                                         tmp_path):
+    conf = teacher_config(work, tmp_path / "t.yaml")
+    plan = tmp_path / "plan.tsv"
+    plan.write_text("".join(f"exp/{n}\t{conf}\t{k}\t-\t{x}\n" for n, k, x in [
+        ("t_pooled40", "ssl_teacher_x", "--frontend_conf pooled_period=40"),
+        ("t_pooled80", "ssl_teacher_y", "--frontend_conf pooled_period=80"),
+        ("t_pooled80_seed1", "ssl_teacher_y", "--frontend_conf pooled_period=80 --seed 1")]))
+    rows = feature_cache.plan_stats(plan)
+    cache = rows[0][0]
+    assert cache.startswith("ssl_teacher_") and {r[0] for r in rows} == {cache}
+    assert rows == [(cache, f"{cache}_pooled40", True, True, "ssl_teacher_cached"),
+                    (cache, f"{cache}_pooled80", True, False, "ssl_teacher_cached"),
+                    (cache, f"{cache}_pooled80", False, False, "ssl_teacher_cached")]
+    assert feature_cache.plan_caches(plan, enabled=False) == ["-"] * 3
+
+
+def test_a_model_trained_on_the_teacher_cache_becomes_a_teacher_model(work, teacher, tmp_path):
+    """to_waveform: ``ssl_teacher_cached`` -> ``ssl_teacher`` with the same options, and the
+    checkpoints gain the teacher's weights next to the trained ones."""
+    from espnet_ofa.frontend.teacher import SSLTeacherFrontend
+
+    cached_dir, out_dir = tmp_path / "cached", tmp_path / "wave"
+    cached_dir.mkdir()
+    conf = yaml.safe_load(teacher_config(work, tmp_path / "t.yaml", pooled_period=80)
+                          .read_text())
+    conf["frontend"] = "ssl_teacher_cached"
+    (cached_dir / "config.yaml").write_text(yaml.safe_dump(conf))
+    trained = {"frontend.layer_mix.weights": torch.tensor([0.1, 0.2, 0.3]),
+               "encoder.weight": torch.ones(2, 2)}
+    torch.save(trained, cached_dir / "3epoch.pth")
+    os.symlink("3epoch.pth", cached_dir / "valid.loss.best.pth")
+    written = feature_cache.to_waveform_model(cached_dir, out_dir)
+    assert sorted(p.name for p in written) == ["3epoch.pth", "valid.loss.best.pth"]
+    wave_conf = yaml.safe_load((out_dir / "config.yaml").read_text())
+    assert wave_conf["frontend"] == "ssl_teacher"
+    assert wave_conf["frontend_conf"] == conf["frontend_conf"]
+    state = torch.load(out_dir / "valid.loss.best.pth", weights_only=True)
+    live = SSLTeacherFrontend(**wave_conf["frontend_conf"])
+    live.load_state_dict({k[len("frontend."):]: v for k, v in state.items()
+                          if k.startswith("frontend.")})  # strict: every weight is there
+    torch.testing.assert_close(live.layer_mix.weights, trained["frontend.layer_mix.weights"])
+    assert torch.equal(state["encoder.weight"], trained["encoder.weight"])
+    with pytest.raises(ValueError, match="not a model trained on cached SSL features"):
+        feature_cache.waveform_config({"frontend": "ssl_teacher"})

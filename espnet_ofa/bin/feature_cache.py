@@ -1,13 +1,13 @@
-"""Frozen OFA features computed once (`espnet_ofa.recipe.feature_cache`), for ``s2t.sh``.
+"""Frozen SSL features computed once (`espnet_ofa.recipe.feature_cache`), for ``s2t.sh``.
 
     # per plan line: the cache it trains on (or -), its statistics key, 1 if it collects
-    # them, 1 if it extracts its cache
+    # them, 1 if it extracts its cache, the frontend it trains with on the cache (or -)
     python -m espnet_ofa.bin.feature_cache plan --plan exp/plan.asr.tsv [--train_args "..."]
     # the features of a data dir, for one training config (+ its extra options)
     python -m espnet_ofa.bin.feature_cache extract --config conf/train_asr_ofa.yaml \
         --options "--frontend_conf frame_period=40" --data_dir dump/raw/train_sp \
         --out_dir dump/ofa_feats/<key>/train_sp
-    # a model trained on them -> the same model on waveforms (frontend: ofa)
+    # a model trained on them -> the same model on waveforms (frontend: ofa, ssl_teacher)
     python -m espnet_ofa.bin.feature_cache to_waveform --cached_dir exp/asr_x/cached \
         --out_dir exp/asr_x
 """
@@ -28,19 +28,21 @@ def get_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("plan", help="per line of an experiment plan: cache key (or -), "
                        "statistics key, 1 when it collects them, 1 when it extracts its "
-                       "cache (tab-separated)")
+                       "cache, the frontend on the cache or - (tab-separated)")
     p.add_argument("--plan", required=True, help="the plan TSV that s2t.sh writes")
     p.add_argument("--train_args", default="", help="the recipe's --<task>_args")
     p.add_argument("--enabled", default="true", choices=["true", "false"])
-    p = sub.add_parser("extract", help="OFA features of a data dir into a Kaldi ark cache")
-    p.add_argument("--config", required=True, help="the training config (frontend: ofa)")
+    p = sub.add_parser("extract", help="SSL features of a data dir into a Kaldi ark cache")
+    p.add_argument("--config", required=True,
+                   help="the training config (frontend: ofa or ssl_teacher)")
     p.add_argument("--options", default="", help="extra training options overriding it")
     p.add_argument("--data_dir", required=True, help="a formatted data dir (wav.scp)")
     p.add_argument("--out_dir", required=True)
     p.add_argument("--device", default="cpu")
     p.add_argument("--max_batch_seconds", type=float, default=40.0,
                    help="audio per padded extraction batch")
-    p = sub.add_parser("to_waveform", help="a model trained on the cache -> frontend: ofa")
+    p = sub.add_parser("to_waveform",
+                       help="a model trained on the cache -> its live frontend")
     p.add_argument("--cached_dir", required=True, help="the training output dir")
     p.add_argument("--out_dir", required=True, help="where config.yaml and *.pth go")
     return parser
@@ -51,9 +53,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     args = get_parser().parse_args(argv)
     if args.command == "plan":
-        for cache, stats, collects, extracts in feature_cache.plan_stats(
+        for cache, stats, collects, extracts, frontend in feature_cache.plan_stats(
                 args.plan, args.train_args, args.enabled == "true"):
-            print(f"{cache}\t{stats}\t{int(collects)}\t{int(extracts)}")
+            print(f"{cache}\t{stats}\t{int(collects)}\t{int(extracts)}\t{frontend}")
     elif args.command == "extract":
         spec, why = feature_cache.cache_spec(args.config, args.options)
         if spec is None:

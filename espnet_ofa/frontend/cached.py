@@ -1,26 +1,29 @@
-"""``frontend: ofa_cached``: a frozen OFA frontend whose SSL features were computed beforehand.
+"""Frozen SSL frontends whose features were computed beforehand: ``frontend: ofa_cached``
+(the OFA model) and ``frontend: ssl_teacher_cached`` (an off-the-shelf SSL model such as the
+teacher, `espnet_ofa.frontend.teacher`).
 
 A frozen OFA model at a fixed period gives every utterance the same hidden states in every
-epoch, so the recipes compute them once (`espnet_ofa.recipe.feature_cache`) and train the
-downstream on them. What stays trainable is what ``frontend: ofa`` learns on top of a
-frozen model: the softmax weights of ``layer: -1``. So the cache holds every hidden state,
-stacked, and this frontend owns the same `WeightedLayerSum` under the same name
-(``layer_mix.weights``): its state dict is the trainable part of `OFAFrontend`'s, and a
-model trained on the cache becomes a waveform model by renaming the frontend to ``ofa``
-(`espnet_ofa.recipe.feature_cache.to_waveform_model`).
+epoch, and so does a frozen teacher, so the recipes compute them once
+(`espnet_ofa.recipe.feature_cache`) and train the downstream on them. What stays trainable
+is what the live frontend learns on top of its frozen model: the softmax weights of
+``layer: -1``. So the cache holds every hidden state, stacked, and each cached frontend owns
+the same `WeightedLayerSum` under the same name (``layer_mix.weights``): its state dict is
+the trainable part of the live frontend's, and a model trained on the cache becomes a
+waveform model by renaming the frontend (`espnet_ofa.registration.CACHED_FRONTENDS`,
+`espnet_ofa.recipe.feature_cache.to_waveform_model`).
 
     cached features (B, T', L * D)  [L hidden states of D channels, or D for ``layer: k``]
       -> (B, T', L, D) -> learned weighted sum (``layer: -1``)  | as they are (``layer: k``)
       -> (B, T', D) features, the lengths unchanged
-      -> average-pooled by k (the pooled rival, ``pooled_period``): (B, ceil(T' / k), D)
+      -> average-pooled by k (``pooled_period``, the pooled rivals): (B, ceil(T' / k), D)
 
-The pooled rival runs the SSL model at 20 ms and pools after the weighted sum, so it trains
-on the 20 ms cache (pooling and the weighted sum are both linear: the order is the live
-frontend's, and the result equal).
+The pooled rivals run their SSL model at 20 ms and pool after the weighted sum, so they
+train on the 20 ms cache (pooling and the weighted sum are both linear: the order is the
+live frontend's, and the result equal).
 
-Its options are those of ``frontend: ofa`` (the checkpoint gives L and D, and is what the
-waveform model will load); those that need the live model (a learnable rate, fine-tuning)
-are refused with the reason.
+Each cached frontend takes its live frontend's options (the checkpoint gives L and D, and
+is what the waveform model will load); those that need the live OFA model (a learnable
+rate, fine-tuning) are refused with the reason.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from espnet_ofa.frontend.layers import WeightedLayerSum, check_layer
 from espnet_ofa.frontend.ofa import (OFAFrontend, ofa_options, parse_fs, resolve_model,
                                      ssl_frame_period)
 from espnet_ofa.frontend.pooling import average_pool, pool_factor
+from espnet_ofa.frontend.teacher import SSLTeacherFrontend
 from espnet_ofa.models.pretrained import load_student
 
 
@@ -53,7 +57,57 @@ def needs_live_model(options: Dict[str, Any]) -> Optional[str]:
     return None
 
 
-class CachedOFAFrontend(AbsFrontend):
+class _CachedHiddenStates(AbsFrontend):
+    """What the cached frontends share: the layer mix over stacked hidden states, the mask
+    past each length and the pool. Subclasses set `num_hidden`, `embed_dim`, `layer`,
+    `layer_mix` and `pool` (`_setup`)."""
+
+    def _setup(self, num_hidden: int, embed_dim: int, layer: int, pool: Optional[int],
+               model: str = "OFA model") -> None:
+        self.num_hidden = num_hidden
+        self.embed_dim = embed_dim
+        self.layer = check_layer(layer, num_hidden, model=model)
+        self.layer_mix = WeightedLayerSum(num_hidden) if self.layer == -1 else None
+        self.pool = pool
+
+    def cached_dim(self) -> int:
+        """Channels of one cached frame: L * D for ``layer: -1``, D for one layer."""
+        return self.embed_dim * (self.num_hidden if self.layer_mix is not None else 1)
+
+    def output_size(self) -> int:
+        return self.embed_dim
+
+    def reload_pretrained_parameters(self) -> None:
+        """After ESPnet's ``init:`` reset: the layer weights start equal again, as in the
+        live frontend's ``reload_pretrained_parameters``."""
+        if self.layer_mix is not None:
+            self.layer_mix.reset_parameters()
+
+    def forward(
+        self, input: torch.Tensor, input_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(B, T', L * D) cached features, (B,) frames -> (B, T', D), (B,) frames."""
+        if input.dim() != 3 or input.shape[-1] != self.cached_dim():
+            raise ValueError(
+                f"{type(self).__name__} expects cached SSL features of shape (batch, frames, "
+                f"{self.cached_dim()}), got {tuple(input.shape)}: is the data the "
+                "feats.scp that espnet_ofa.bin.feature_cache extracted with this model and "
+                "layer (not wav.scp)?"
+            )
+        if self.layer_mix is None:
+            feats = input
+        else:
+            b, t, _ = input.shape
+            stacked = input.reshape(b, t, self.num_hidden, self.embed_dim)
+            feats = self.layer_mix(stacked.unbind(dim=2))
+        valid = torch.arange(feats.shape[1], device=feats.device)[None, :] < input_lengths[:, None]
+        feats = feats.masked_fill(~valid[..., None], 0.0)
+        if self.pool is not None:
+            return average_pool(feats, input_lengths, self.pool)
+        return feats, input_lengths
+
+
+class CachedOFAFrontend(_CachedHiddenStates):
     """The trainable part of a frozen ``frontend: ofa``, on precomputed hidden states.
 
     Args: those of `OFAFrontend` (its signature, defaults included); those that need the
@@ -79,48 +133,49 @@ class CachedOFAFrontend(AbsFrontend):
         period = ssl_frame_period(options["frame_period"], options["lam"],
                                   options["pooled_period"])
         self.rate = student.check_rate(Rate(frame_period=period, lam=options["lam"]))
-        self.pool = (None if options["pooled_period"] is None
-                     else pool_factor(options["pooled_period"], self.rate.frame_period))
-        self.num_hidden = student.num_hidden
-        self.embed_dim = student.config.embed_dim
-        self.layer = check_layer(options["layer"], self.num_hidden)
-        self.layer_mix = WeightedLayerSum(self.num_hidden) if self.layer == -1 else None
+        pool = (None if options["pooled_period"] is None
+                else pool_factor(options["pooled_period"], self.rate.frame_period))
+        self._setup(student.num_hidden, student.config.embed_dim, options["layer"], pool)
 
     # ESPnet reads a frontend's options and their defaults from its signature: OFAFrontend's.
     __init__.__signature__ = inspect.signature(OFAFrontend.__init__)
 
-    def cached_dim(self) -> int:
-        """Channels of one cached frame: L * D for ``layer: -1``, D for one layer."""
-        return self.embed_dim * (self.num_hidden if self.layer_mix is not None else 1)
 
-    def output_size(self) -> int:
-        return self.embed_dim
+class CachedTeacherFrontend(_CachedHiddenStates):
+    """The trainable part of ``frontend: ssl_teacher`` (the layer weights), on the teacher's
+    precomputed hidden states at its own 20 ms.
 
-    def reload_pretrained_parameters(self) -> None:
-        """After ESPnet's ``init:`` reset: the layer weights start equal again, as in
-        `OFAFrontend.reload_pretrained_parameters`."""
-        if self.layer_mix is not None:
-            self.layer_mix.reset_parameters()
+    Args: those of `SSLTeacherFrontend` (its signature, defaults included). The teacher is
+    loaded once to read its depth and width; the model keeps none of its weights.
 
-    def forward(
-        self, input: torch.Tensor, input_lengths: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(B, T', L * D) cached features, (B,) frames -> (B, T', D), (B,) frames."""
-        if input.dim() != 3 or input.shape[-1] != self.cached_dim():
-            raise ValueError(
-                f"ofa_cached expects cached OFA features of shape (batch, frames, "
-                f"{self.cached_dim()}), got {tuple(input.shape)}: is the data the "
-                "feats.scp that espnet_ofa.bin.feature_cache extracted with this model and "
-                "layer (not wav.scp)?"
-            )
-        if self.layer_mix is None:
-            feats = input
-        else:
-            b, t, _ = input.shape
-            stacked = input.reshape(b, t, self.num_hidden, self.embed_dim)
-            feats = self.layer_mix(stacked.unbind(dim=2))
-        valid = torch.arange(feats.shape[1], device=feats.device)[None, :] < input_lengths[:, None]
-        feats = feats.masked_fill(~valid[..., None], 0.0)
-        if self.pool is not None:
-            return average_pool(feats, input_lengths, self.pool)
-        return feats, input_lengths
+    Shapes: ``forward((B, T', L * D) cached features, (B,) frames) -> ((B, T', D), (B,))``,
+    or ``(B, ceil(T' / k), D)`` pooled by k (``pooled_period``).
+    """
+
+    def __init__(self, **frontend_conf: Any) -> None:
+        super().__init__()
+        signature = inspect.signature(SSLTeacherFrontend.__init__)
+        try:
+            bound = signature.bind(None, **frontend_conf)
+        except TypeError as err:
+            raise ValueError(f"{type(self).__name__}: {err}; it takes the options of "
+                             f"frontend: ssl_teacher {list(signature.parameters)[1:]}") from None
+        bound.apply_defaults()
+        options = dict(bound.arguments)
+        options.pop(next(iter(signature.parameters)))  # self
+        live = SSLTeacherFrontend(**{**options, "pooled_period": None})
+        self.fs = live.fs
+        self.source = live.source
+        self.frame_period = live.frame_period
+        self.pooled_period = (None if options["pooled_period"] is None
+                              else float(options["pooled_period"]))
+        pool = (None if self.pooled_period is None
+                else pool_factor(self.pooled_period, self.frame_period))
+        self._setup(live.teacher.num_layers + 1, live.output_size(), options["layer"], pool,
+                    model="teacher")
+
+    __init__.__signature__ = inspect.signature(SSLTeacherFrontend.__init__)
+
+    def extra_stats(self) -> Dict[str, float]:
+        """The frame period the downstream sees, as `SSLTeacherFrontend` reports it."""
+        return {"frame_period": self.pooled_period or self.frame_period}

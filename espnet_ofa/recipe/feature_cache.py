@@ -1,25 +1,30 @@
-"""Frozen OFA features computed once per (model, period, utterance), for downstream training.
+"""Frozen SSL features computed once per (model, period, utterance), for downstream training.
 
 A downstream model on a frozen OFA frontend at a fixed period sees the same SSL features
 for an utterance in every epoch; running the SSL model again each epoch is most of the
-training time. Stages 10-11 of ``s2t.sh`` (``--cache_features true``) therefore:
+training time. The same holds for a frozen off-the-shelf model (``frontend: ssl_teacher``,
+the teacher as the pooled rival). Stages 10-11 of ``s2t.sh`` (``--cache_features true``)
+therefore:
 
 1. extract, per training experiment that qualifies (:func:`cache_spec`: ``frontend: ofa``,
-   frozen, fixed period), the hidden states of every train/valid utterance into
+   frozen, fixed period, or ``frontend: ssl_teacher``), the hidden states of every
+   train/valid utterance into
    ``<dumpdir>/ofa_feats/<key>/<set>/feats.scp`` (Kaldi ark, float32, ESPnet's
    ``kaldi_ark`` type; :func:`extract`). ``layer: -1`` (a learned weighted sum) keeps all
    L hidden states, stacked as (T', L * D) per utterance, because the sum's weights are
    trained; ``layer: k`` keeps that one. Speed-perturbed copies are utterances of their
    own in the ``_sp`` set's wav.scp, so they get their own features.
-2. collect global-MVN statistics and train with ``frontend: ofa_cached``
-   (`espnet_ofa.frontend.cached`) on those features: the same weighted sum, SpecAugment and
-   normalisation as the live frontend, without the SSL model. Statistics are per cache key,
-   so per (model, period). The pooled rival (``pooled_period``) trains on its model's 20 ms
-   cache and pools in the cached frontend, with statistics of its own per pooled period.
+2. collect global-MVN statistics and train with ``frontend: ofa_cached`` (or
+   ``ssl_teacher_cached``, `espnet_ofa.frontend.cached`) on those features: the same
+   weighted sum, SpecAugment and normalisation as the live frontend, without the SSL model.
+   Statistics are per cache key, so per (model, period). The pooled rivals
+   (``pooled_period``) train on their model's 20 ms cache and pool in the cached frontend,
+   with statistics of their own per pooled period.
 3. turn the trained model into one that runs from the waveform (:func:`to_waveform_model`):
-   the config's frontend becomes ``ofa`` with the same options, and the OFA weights of the
-   checkpoint join the trained ones (the cached frontend's parameters are named as in
-   ``frontend: ofa``). Decoding, packing and publishing see an ordinary OFA model.
+   the config's frontend becomes the live one (``ofa``, ``ssl_teacher``) with the same
+   options, and the SSL model's weights join the trained ones (the cached frontend's
+   parameters are named as in the live one). Decoding, packing and publishing see an
+   ordinary model.
 
 A learnt rate, a sampled period, a jitter control, fine-tuning and any other frontend keep
 the live path. Extraction is
@@ -39,17 +44,17 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import yaml
 
 from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table
-from espnet_ofa.constants import SAMPLE_RATE
+from espnet_ofa.constants import INPUT_PERIOD_MS, SAMPLE_RATE
 from espnet_ofa.fileio import PathLike
+from espnet_ofa.registration import CACHED_FRONTENDS, FRONTEND_NAME, TEACHER_FRONTEND_NAME
 
 logger = logging.getLogger(__name__)
 
-CACHED_FRONTEND = "ofa_cached"
 FEATS_SCP = "feats.scp"
 META = "meta.json"
 # Utterances per shard: the unit of resumption (a killed run loses at most one shard).
@@ -58,24 +63,40 @@ SHARD_UTTS = 200
 
 @dataclass(frozen=True)
 class CacheSpec:
-    """What fixes the cached features: the OFA checkpoint, its rate and which layers."""
+    """What fixes the cached features: the frozen SSL model, its rate and which layers."""
 
-    model: str  # as the config gives it (a .pth, or a packed model's name)
+    model: str  # the OFA checkpoint as the config gives it (a .pth, or a packed model's
+    #             name), or the teacher's source (``frontend: ssl_teacher``)
     frame_period: Optional[float]
     lam: Optional[float]
     layer: int
+    frontend: str = FRONTEND_NAME  # the live frontend: a key of CACHED_FRONTENDS
+    teacher_conf: str = ""  # the teacher's load_teacher options, as sorted JSON
 
     def key(self) -> str:
         """Directory name: one per (model, period, layers), e.g. ``ofa_x_3f2a9c1d_p40_all``
-        (8 hex digits of the model's absolute path; its contents are checked at extraction,
-        so the key is known before the model exists)."""
+        or ``ssl_teacher_x_0c1d2e3f_p20_all`` (8 hex digits of the model's absolute path,
+        and the teacher's options; its contents are checked at extraction, so the key is
+        known before the model exists)."""
         from espnet_ofa.recipe.experiments import stats_key
 
         rate = f"p{self.frame_period:g}" if self.frame_period is not None else f"lam{self.lam:g}"
         layers = "all" if self.layer == -1 else f"l{self.layer}"
-        base = stats_key({"frontend": "ofa"}, self.model)
-        where = hashlib.sha1(os.path.abspath(self.model).encode()).hexdigest()[:8]
-        return f"{base}_{where}_{rate}_{layers}"
+        if self.frontend == FRONTEND_NAME:
+            base = stats_key({"frontend": FRONTEND_NAME}, self.model)
+            where = os.path.abspath(self.model)
+        else:
+            base = f"{self.frontend}_{Path(self.model).name or 'model'}"
+            where = f"{os.path.abspath(self.model)}|{self.teacher_conf}"
+        return f"{base}_{hashlib.sha1(where.encode()).hexdigest()[:8]}_{rate}_{layers}"
+
+    def identity(self) -> dict:
+        """The fields a cache's ``meta.json`` records (an OFA cache's as before the teacher
+        fields existed, so the caches written then stay valid)."""
+        fields = asdict(self)
+        if self.frontend == FRONTEND_NAME:
+            del fields["frontend"], fields["teacher_conf"]
+        return fields
 
 
 def file_sha1(path: PathLike) -> str:
@@ -109,24 +130,51 @@ def frontend_overrides(options: str) -> Tuple[Optional[str], Dict[str, object]]:
     return frontend, conf
 
 
-def _ofa_frontend(config: PathLike, options: str) -> Tuple[Optional[Dict[str, Any]], str]:
-    """``frontend: ofa``'s options (`ofa_options`) of a training config with its extra
-    options over it, or (None, why not) for another frontend."""
+def _teacher_options(fconf: Dict[str, Any]) -> Dict[str, Any]:
+    """``frontend: ssl_teacher``'s options with its defaults (from its signature)."""
+    import inspect
+
+    from espnet_ofa.frontend.teacher import SSLTeacherFrontend
+
+    signature = inspect.signature(SSLTeacherFrontend.__init__)
+    unknown = sorted(set(fconf) - set(signature.parameters))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for frontend: {TEACHER_FRONTEND_NAME}")
+    return {**{k: v.default for k, v in signature.parameters.items() if k != "self"}, **fconf}
+
+
+def _frozen_frontend(config: PathLike,
+                     options: str) -> Tuple[Optional[str], Optional[Dict[str, Any]], str]:
+    """The frontend of a training config with its extra options over it, and its options
+    with their defaults: (``ofa`` or ``ssl_teacher``, options, ""), or (None, None, why not)
+    for a frontend without SSL features to cache."""
     conf = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
     frontend, overrides = frontend_overrides(options)
     frontend = frontend or conf.get("frontend")
     fconf = {**(conf.get("frontend_conf") or {}), **overrides}
-    if frontend != "ofa":
-        return None, f"frontend {frontend or 'default'!r} is not ofa"
-    from espnet_ofa.frontend.ofa import ofa_options
-
+    if frontend not in CACHED_FRONTENDS:
+        return None, None, (f"frontend {frontend or 'default'!r} is none of "
+                            f"{sorted(CACHED_FRONTENDS)}")
     try:
-        return ofa_options(fconf), ""
+        if frontend == TEACHER_FRONTEND_NAME:
+            return frontend, _teacher_options(fconf), ""
+        from espnet_ofa.frontend.ofa import ofa_options
+
+        return frontend, ofa_options(fconf), ""
     except ValueError as err:
         raise ValueError(f"{config}: {err}") from None
 
 
-def _spec(options: Dict[str, Any], config: PathLike) -> Tuple[Optional[CacheSpec], str]:
+def _spec(frontend: str, options: Dict[str, Any],
+          config: PathLike) -> Tuple[Optional[CacheSpec], str]:
+    if frontend == TEACHER_FRONTEND_NAME:  # always frozen, at its own 20 ms (pooled later)
+        if not options["source"]:
+            raise ValueError(f"{config}: frontend: {TEACHER_FRONTEND_NAME} needs "
+                             "frontend_conf.source")
+        return CacheSpec(model=str(options["source"]), frame_period=float(INPUT_PERIOD_MS),
+                         lam=None, layer=int(options["layer"]), frontend=frontend,
+                         teacher_conf=json.dumps(options["teacher_conf"] or {},
+                                                 sort_keys=True)), ""
     from espnet_ofa.frontend.cached import needs_live_model
     from espnet_ofa.frontend.ofa import ssl_frame_period
 
@@ -144,15 +192,15 @@ def _spec(options: Dict[str, Any], config: PathLike) -> Tuple[Optional[CacheSpec
 
 
 def cache_spec(config: PathLike, options: str = "") -> Tuple[Optional[CacheSpec], str]:
-    """The cache a training run can use, or (None, why not). The pooled rival's is its SSL
+    """The cache a training run can use, or (None, why not). A pooled rival's is its SSL
     model's at 20 ms (it pools while training).
 
     Args:
         config: the training YAML.
         options: extra training options (``--frontend_conf model=...`` etc.) that override it.
     """
-    ofa, why = _ofa_frontend(config, options)
-    return (None, why) if ofa is None else _spec(ofa, config)
+    frontend, options_, why = _frozen_frontend(config, options)
+    return (None, why) if frontend is None else _spec(frontend, options_, config)
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -168,11 +216,60 @@ def _batches(lengths: Dict[str, int], utts: Sequence[str], max_samples: int) -> 
         yield batch
 
 
-def _meta(spec: CacheSpec, wav_scp: Path, shard_utts: int) -> dict:
-    """What the features depend on: a cache whose meta differs is extracted again."""
-    from espnet_ofa.frontend.ofa import resolve_model
+def _state_sha1(module: "torch.nn.Module") -> str:  # noqa: F821 (torch: imported lazily)
+    """A digest of a model's weights (names and values): what a teacher computes with,
+    whatever the files it was loaded from."""
+    import torch
 
-    return {"spec": asdict(spec), "model_sha1": file_sha1(resolve_model(spec.model)),
+    digest = hashlib.sha1()
+    for name, value in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+HiddenStates = Callable[["torch.Tensor", "torch.Tensor"],  # noqa: F821
+                        Tuple[Sequence["torch.Tensor"], "torch.Tensor"]]  # noqa: F821
+
+
+def frozen_model(spec: CacheSpec, device: str = "cpu") -> Tuple[HiddenStates, str]:
+    """The frozen SSL model of ``spec`` as a function ``((B, N) waveforms, (B,) samples) ->
+    ([(B, T', D)] the hidden states to cache, (B,) frames)``, and a digest of its weights
+    (the OFA checkpoint file's; the loaded teacher's)."""
+    import torch
+
+    if spec.frontend == TEACHER_FRONTEND_NAME:
+        from espnet_ofa.frontend.teacher import SSLTeacherFrontend
+
+        teacher = SSLTeacherFrontend(source=spec.model, layer=spec.layer,
+                                     teacher_conf=json.loads(spec.teacher_conf or "{}"))
+        if teacher.frame_period != spec.frame_period:
+            raise ValueError(f"{spec.model}: the teacher's frame period is "
+                             f"{teacher.frame_period:g} ms, not {spec.frame_period:g} ms; "
+                             "only 20 ms SSL models can be cached")
+        model = teacher.teacher.to(device).eval()  # computes just the layers asked for
+
+        def hidden_states(wav: torch.Tensor, lengths: torch.Tensor):
+            out = model(wav, lengths)
+            return out.hidden, out.lengths
+
+        return hidden_states, _state_sha1(model)
+
+    from espnet_ofa.frontend.ofa import OFAFrontend, resolve_model
+
+    student = OFAFrontend(model=spec.model, frame_period=spec.frame_period, lam=spec.lam,
+                          layer=spec.layer, freeze=True).to(device).eval().student
+
+    def hidden_states(wav: torch.Tensor, lengths: torch.Tensor):
+        out = student(wav, lengths, frame_period=spec.frame_period, lam=spec.lam)
+        return (out.hidden if spec.layer == -1 else [out.hidden[spec.layer]]), out.lengths
+
+    return hidden_states, file_sha1(resolve_model(spec.model))
+
+
+def _meta(spec: CacheSpec, model_sha1: str, wav_scp: Path, shard_utts: int) -> dict:
+    """What the features depend on: a cache whose meta differs is extracted again."""
+    return {"spec": spec.identity(), "model_sha1": model_sha1,
             "wav_scp": str(wav_scp.resolve()), "wav_scp_sha1": file_sha1(wav_scp),
             "shard_utts": shard_utts}
 
@@ -186,7 +283,7 @@ def extract(
     device: str = "cpu",
     progress: bool = True,
 ) -> Path:
-    """Write the OFA features of ``data_dir/wav.scp`` to ``out_dir/feats.scp`` (and
+    """Write the SSL features of ``data_dir/wav.scp`` to ``out_dir/feats.scp`` (and
     ``feats_shape``: ``utt frames,channels``); returns the feats.scp.
 
     Each utterance's matrix is (T', L * D) for ``layer: -1`` (hidden state l in columns
@@ -197,14 +294,13 @@ def extract(
     import soundfile as sf
     import torch
 
-    from espnet_ofa.frontend.ofa import OFAFrontend
-
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     wav_scp = data_dir / "wav.scp"
     if not wav_scp.is_file():
         raise FileNotFoundError(f"{wav_scp} not found: extract from a formatted data dir "
                                 "(s2t.sh stage 3 writes dump/raw/<set>/wav.scp)")
-    meta = _meta(spec, wav_scp, shard_utts)
+    hidden_states, model_sha1 = frozen_model(spec, device)
+    meta = _meta(spec, model_sha1, wav_scp, shard_utts)
     meta_file = out_dir / META
     if meta_file.is_file():
         old = json.loads(meta_file.read_text(encoding="utf-8"))
@@ -221,9 +317,6 @@ def extract(
     utts = sorted(wavs)
     if not utts:
         raise ValueError(f"{wav_scp} is empty: nothing to extract")
-    frontend = OFAFrontend(model=spec.model, frame_period=spec.frame_period, lam=spec.lam,
-                           layer=spec.layer, freeze=True).to(device).eval()
-    student = frontend.student
     start, done = time.perf_counter(), 0
     for k in range(0, len(utts), shard_utts):
         shard = utts[k:k + shard_utts]
@@ -234,7 +327,7 @@ def extract(
         audio = {u: sf.read(wavs[u], dtype="float32", always_2d=False)[0] for u in shard}
         for u, a in audio.items():
             if a.ndim != 1:
-                raise ValueError(f"{wavs[u]} ({u}) has {a.shape[1]} channels; the OFA model "
+                raise ValueError(f"{wavs[u]} ({u}) has {a.shape[1]} channels; the SSL model "
                                  "reads mono audio: format the data dir first (stage 3)")
         ark = shards / f"feats.{k // shard_utts}.ark"
         tmp_scp = scp.with_suffix(".scp.tmp")
@@ -246,12 +339,10 @@ def extract(
             for i, u in enumerate(batch):
                 wav[i, : lengths[u]] = torch.from_numpy(audio[u])
             with torch.no_grad():
-                out = student(wav.to(device), n.to(device), frame_period=spec.frame_period,
-                              lam=spec.lam)
-            hidden = out.hidden if spec.layer == -1 else [out.hidden[spec.layer]]
-            stacked = torch.stack(hidden, dim=2).float().cpu()  # (B, T', L, D)
+                hidden, frames = hidden_states(wav.to(device), n.to(device))
+            stacked = torch.stack(list(hidden), dim=2).float().cpu()  # (B, T', L, D)
             for i, u in enumerate(batch):
-                t = int(out.lengths[i])
+                t = int(frames[i])
                 feats[u] = stacked[i, :t].reshape(t, -1).numpy()
         with kaldiio.WriteHelper(f"ark,scp:{ark},{tmp_scp}") as writer:
             for u in shard:
@@ -279,13 +370,26 @@ def cache_bytes(out_dir: PathLike) -> int:
 
 # ----------------------------------------------------------------------------- packing
 def waveform_config(cached_conf: dict) -> dict:
-    """The training config of the same model on waveforms: ``frontend: ofa``, same options."""
-    if cached_conf.get("frontend") != CACHED_FRONTEND:
-        raise ValueError(f"frontend is {cached_conf.get('frontend')!r}, not {CACHED_FRONTEND}: "
-                         "not a model trained on cached OFA features")
-    conf = dict(cached_conf)
-    conf["frontend"] = "ofa"
-    return conf
+    """The training config of the same model on waveforms: the live frontend (``ofa``,
+    ``ssl_teacher``), same options."""
+    live = {cached: frontend for frontend, cached in CACHED_FRONTENDS.items()}
+    frontend = cached_conf.get("frontend")
+    if frontend not in live:
+        raise ValueError(f"frontend is {frontend!r}, none of {sorted(live)}: not a model "
+                         "trained on cached SSL features")
+    return {**cached_conf, "frontend": live[frontend]}
+
+
+def _live_frontend(conf: dict) -> "torch.nn.Module":  # noqa: F821 (torch: imported lazily)
+    """The live frontend of a waveform config (`waveform_config`)."""
+    fconf = conf.get("frontend_conf") or {}
+    if conf["frontend"] == TEACHER_FRONTEND_NAME:
+        from espnet_ofa.frontend.teacher import SSLTeacherFrontend
+
+        return SSLTeacherFrontend(**fconf)
+    from espnet_ofa.frontend.ofa import OFAFrontend
+
+    return OFAFrontend(**fconf)
 
 
 def waveform_state(cached_state: Dict[str, "object"], frontend_state: Dict[str, "object"],
@@ -305,23 +409,24 @@ def waveform_state(cached_state: Dict[str, "object"], frontend_state: Dict[str, 
 
 def to_waveform_model(cached_dir: PathLike, out_dir: PathLike) -> List[Path]:
     """Write ``out_dir/config.yaml`` and, for every model file of ``cached_dir`` (all
-    ``*.pth`` but the resumable ``checkpoint.pth``), the same file for ``frontend: ofa``.
+    ``*.pth`` but the resumable ``checkpoint.pth``), the same file for the live frontend.
 
     Symbolic links (ESPnet's ``valid.loss.best.pth -> 4epoch.pth``) stay links. A file
-    already converted and newer than its source and the OFA checkpoint is left alone, so a
+    already converted and newer than its source (and the OFA checkpoint) is left alone, so a
     rerun of a finished training changes nothing. Returns the model files of ``out_dir``.
     """
     import torch
-
-    from espnet_ofa.frontend.ofa import OFAFrontend, resolve_model
 
     cached_dir, out_dir = Path(cached_dir), Path(out_dir)
     conf_path = cached_dir / "config.yaml"
     if not conf_path.is_file():
         raise FileNotFoundError(f"{conf_path} not found: train on the cached features first")
     conf = waveform_config(yaml.safe_load(conf_path.read_text(encoding="utf-8")) or {})
-    fconf = conf.get("frontend_conf") or {}
-    ofa_checkpoint = resolve_model(fconf.get("model"))
+    ssl_checkpoint = None  # a teacher's source may be a bundle or a directory: its cache
+    if conf["frontend"] == FRONTEND_NAME:  # checks the weights (frozen_model)
+        from espnet_ofa.frontend.ofa import resolve_model
+
+        ssl_checkpoint = resolve_model((conf.get("frontend_conf") or {}).get("model"))
     files = sorted(p for p in cached_dir.glob("*.pth") if p.name != "checkpoint.pth")
     if not files:
         raise FileNotFoundError(f"{cached_dir} has no model files (*.pth): did training finish?")
@@ -335,7 +440,8 @@ def to_waveform_model(cached_dir: PathLike, out_dir: PathLike) -> List[Path]:
             if dst.is_symlink() and os.readlink(dst) == os.readlink(src):
                 continue
         elif (dst.is_file() and not dst.is_symlink() and dst.stat().st_mtime_ns >= max(
-                src.stat().st_mtime_ns, ofa_checkpoint.stat().st_mtime_ns)):
+                src.stat().st_mtime_ns,
+                ssl_checkpoint.stat().st_mtime_ns if ssl_checkpoint else 0)):
             continue
         tmp = dst.with_name(dst.name + ".tmp")
         if tmp.is_symlink() or tmp.exists():
@@ -344,7 +450,7 @@ def to_waveform_model(cached_dir: PathLike, out_dir: PathLike) -> List[Path]:
             os.symlink(os.readlink(src), tmp)
         else:
             if frontend_state is None:
-                frontend_state = OFAFrontend(**fconf).state_dict()
+                frontend_state = _live_frontend(conf).state_dict()
             state = torch.load(src, map_location="cpu", weights_only=True)
             torch.save(waveform_state(state, frontend_state), tmp)
         os.replace(tmp, dst)
@@ -363,46 +469,48 @@ def _plan_lines(plan_tsv: PathLike) -> List[List[str]]:
 
 
 def _plan_entries(plan_tsv: PathLike, train_args: str,
-                  enabled: bool) -> List[Tuple[str, str]]:
+                  enabled: bool) -> List[Tuple[str, str, str]]:
     """Per plan line: the cache key it trains on (``-``: the live frontend, with the reason
-    logged) and the statistics it is normalised with: its cache's own, so per (model,
-    period), and the pooled rival's per pooled period too (averaging shrinks the variance);
-    the plan's key for the live frontend."""
+    logged), the statistics it is normalised with (its cache's own, so per (model, period),
+    and a pooled rival's per pooled period too, since averaging shrinks the variance; the
+    plan's key for the live frontend) and the frontend it trains with on the cache (``-``)."""
     entries = []
     for exp_dir, config, stats, _model, extra in _plan_lines(plan_tsv):
         spec, why, pooled = None, "feature caching is off", None
         if enabled:
-            ofa, why = _ofa_frontend(config, f"{extra} {train_args}")
-            if ofa is not None:
-                spec, why = _spec(ofa, config)
-                pooled = ofa["pooled_period"]
+            frontend, options, why = _frozen_frontend(config, f"{extra} {train_args}")
+            if frontend is not None:
+                spec, why = _spec(frontend, options, config)
+                pooled = options["pooled_period"]
         if spec is None:
             if enabled:
-                logger.info("%s: live OFA frontend (%s)", exp_dir, why)
-            entries.append(("-", stats))
+                logger.info("%s: live frontend (%s)", exp_dir, why)
+            entries.append(("-", stats, "-"))
         else:
             key = spec.key()
-            entries.append((key, key if pooled is None else f"{key}_pooled{float(pooled):g}"))
+            entries.append((key, key if pooled is None else f"{key}_pooled{float(pooled):g}",
+                            CACHED_FRONTENDS[spec.frontend]))
     return entries
 
 
 def plan_caches(plan_tsv: PathLike, train_args: str = "", enabled: bool = True) -> List[str]:
     """For each line of the recipe's experiment plan (`espnet_ofa.recipe.experiments`):
     the cache key it trains on, or ``-`` for the live frontend (with the reason logged)."""
-    return [cache for cache, _ in _plan_entries(plan_tsv, train_args, enabled)]
+    return [cache for cache, _, _ in _plan_entries(plan_tsv, train_args, enabled)]
 
 
 def plan_stats(plan_tsv: PathLike, train_args: str = "",
-               enabled: bool = True) -> List[Tuple[str, str, bool, bool]]:
+               enabled: bool = True) -> List[Tuple[str, str, bool, bool, str]]:
     """For each line of the plan: the cache key it trains on (``-``: the live frontend), the
     statistics it is normalised with (`_plan_entries`), whether it collects them in stage
-    10 (the first of each key, `experiments.first_of_each`) and whether it extracts its
-    cache there (the first of each cache: the pooled rivals share their model's 20 ms one)."""
+    10 (the first of each key, `experiments.first_of_each`), whether it extracts its cache
+    there (the first of each cache: the pooled rivals share their model's 20 ms one) and
+    the frontend it trains with on the cache (``ofa_cached``, ``ssl_teacher_cached``; ``-``)."""
     from espnet_ofa.recipe.experiments import first_of_each
 
     entries = _plan_entries(plan_tsv, train_args, enabled)
-    collectors = set(first_of_each([stats for _, stats in entries]).values())
-    extractors = {i for cache, i in first_of_each([c for c, _ in entries]).items()
+    collectors = set(first_of_each([stats for _, stats, _ in entries]).values())
+    extractors = {i for cache, i in first_of_each([c for c, _, _ in entries]).items()
                   if cache != "-"}
-    return [(cache, stats, i in collectors, i in extractors)
-            for i, (cache, stats) in enumerate(entries)]
+    return [(cache, stats, i in collectors, i in extractors, frontend)
+            for i, (cache, stats, frontend) in enumerate(entries)]

@@ -307,18 +307,21 @@ if want_stage 10 || want_stage 11 || want_stage 12 || want_stage 13 || [ "${_pac
     # exp_caches[i]: the feature cache experiment i trains on ("-": the live frontend);
     # exp_stats[i] becomes the statistics it is normalised with (a cache's are its own, so
     # per (model, period)); exp_collects[i]: 1 when it collects them; exp_extracts[i]: 1 when
-    # it extracts its cache (the first experiment on it).
+    # it extracts its cache (the first experiment on it); exp_cached_frontends[i]: its
+    # frontend on the cache (ofa_cached, ssl_teacher_cached).
     ${python} -m espnet_ofa.bin.feature_cache plan --plan "${expdir}/plan.${task}.tsv" \
         --train_args "${train_args}" --enabled "${cache_features}" > "${expdir}/caches.${task}.tsv" ||
         die "could not plan the feature caches (see above)"
     exp_caches=()
     exp_collects=()
     exp_extracts=()
-    while IFS=$'\t' read -r _k _s _c _x; do
+    exp_cached_frontends=()
+    while IFS=$'\t' read -r _k _s _c _x _f; do
         exp_stats[${#exp_caches[@]}]=${_s}
         exp_caches+=("${_k}")
         exp_collects+=("${_c}")
         exp_extracts+=("${_x}")
+        exp_cached_frontends+=("${_f}")
     done < "${expdir}/caches.${task}.tsv"
 fi
 feats_cache="${dumpdir}/ofa_feats"
@@ -356,7 +359,7 @@ collect_stats() {
     mkdir -p "${logdir}"
     local -a common cached=()
     mapfile -t common < <(common_train_args "${exp_caches[i]}")
-    [ "${exp_caches[i]}" = - ] || cached=(--frontend ofa_cached)
+    [ "${exp_caches[i]}" = - ] || cached=(--frontend "${exp_cached_frontends[i]}")
     n=$(split_train_valid "${data_feats}/${train_set}/wav.scp" "${data_feats}/${valid_set}/wav.scp" "${nj}" "${logdir}")
     rm -rf "${logdir}"/stats.*
     # shellcheck disable=SC2086  # train_args and the extra options hold several options
@@ -452,7 +455,7 @@ if want_stage 11; then
             # On the cache: ESPnet trains in <exp>/cached and samples batches by the audio
             # lengths (in samples, as the live frontend does); <exp> gets the waveform model.
             _out=${_exp}/cached
-            _cached=(--frontend ofa_cached)
+            _cached=(--frontend "${exp_cached_frontends[_i]}")
             _shapes[1]=${data_feats}/${train_set}/utt2num_samples
             _shapes[5]=${data_feats}/${valid_set}/utt2num_samples
         fi

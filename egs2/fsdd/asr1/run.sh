@@ -7,7 +7,8 @@
 # The baselines, trained the same way: the downstream on the students of ../ssl1
 # pretrained at 40 and 80 ms only (fixed-rate pooling, and CIF with the OFA model's alpha
 # predictor), on the OFA model at 20 ms with its features average-pooled to 40 and 80 ms
-# (the pooled rival: it pays the SSL model at 20 ms), and on log-mel features (no SSL, the
+# (the pooled rival: it pays the SSL model at 20 ms), on the teacher of ../ssl1 pooled the
+# same way (the model one would take off the shelf), and on log-mel features (no SSL, the
 # floor). One downstream trained at a period sampled per batch
 # (conf/train_asr_ofa_sampled.yaml) is decoded at every period; the learnt rate has a
 # control at its learnt period with the same probe jitter (trained after it).
@@ -48,6 +49,7 @@ inference_config=conf/decode_asr.yaml
     --fixed_rate_periods "40 80" \
     --single_rate_periods "40 80" \
     --pooled_periods "40 80" \
+    --teacher_pooled_periods "40 80" \
     --jitter_control true \
     --speed_perturb_factors "0.9 1.0 1.1" \
     --inference_config "${inference_config}" \

@@ -11,7 +11,8 @@
 # per batch (decoded at every period), and the baselines at 40 and 80 ms: the same
 # downstream on the students of ../ssl1 pretrained at one period (fixed-rate pooling and
 # single-period CIF), on the OFA model at 20 ms with its features pooled (the pooled
-# rival), and on log-mel features (no SSL: the floor). Each model is decoded at the period
+# rival), on the HuBERT teacher of ../ssl1 pooled the same way, and on log-mel features
+# (no SSL: the floor). Each model is decoded at the period
 # it was trained at, by the CTC best path, on test: 125 speakers no model heard (dev is a
 # speaker-disjoint part of train).
 #
@@ -32,7 +33,8 @@ periods="20 30 40 50 60 70 80 90"
 configs="conf/train_asr_ofa_learned_rate.yaml conf/train_asr_ofa.yaml conf/train_asr_ofa_sampled.yaml conf/train_asr_logmel.yaml"
 ofa_model=../ssl1/exp/ssl_train_ofa_small/valid.loss.best.pth
 fixed_rate_periods="40 80"
-baselines=(--single_rate_periods "40 80" --pooled_periods "40 80" --jitter_control true)
+baselines=(--single_rate_periods "40 80" --pooled_periods "40 80" --teacher_pooled_periods "40 80"
+    --jitter_control true)
 nbpe=100
 opts=(--ssl_recipe ../ssl1 --inference_config conf/decode_asr.yaml --max_parallel_exps 2
     --decode_own_period true)
