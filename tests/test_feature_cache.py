@@ -210,17 +210,23 @@ def test_cached_pooled_rival_equals_the_live_one(work):
     with torch.no_grad():
         live.layer_mix.weights.normal_()
     reader.load_state_dict(live.state_dict(), strict=False)
-    mats = [torch.from_numpy(np.array(cached[u])) for u in ("utt00", "utt07")]
-    padded = torch.nn.utils.rnn.pad_sequence(mats, batch_first=True)
-    out, out_lengths = reader(padded, torch.tensor([m.shape[0] for m in mats]))
-    for i, utt in enumerate(("utt00", "utt07")):
-        with torch.no_grad():
-            feats, lengths = live(*_audio(work, utt))
-        assert int(out_lengths[i]) == int(lengths[0]) == -(-mats[i].shape[0] // 4)  # 20 -> 80 ms
-        torch.testing.assert_close(out[i, :lengths[0]], feats[0], rtol=1e-5, atol=1e-5)
-        assert torch.all(out[i, lengths[0]:] == 0)
+    assert_pooled_cache_equals_live(work, cached, reader, live, ("utt00", "utt07"), pool=4)
     with pytest.raises(ValueError, match="integer multiple"):
         CachedOFAFrontend(model=model, frame_period=None, pooled_period=50)
+
+
+def assert_pooled_cache_equals_live(work: Path, cached, reader, live, utts, pool: int) -> None:
+    """``reader`` on a padded batch of the cached 20 ms features of ``utts`` gives, per
+    utterance, the frames (ceil(T / pool)) and values ``live`` computes from the waveform."""
+    mats = [torch.from_numpy(np.array(cached[u])) for u in utts]
+    padded = torch.nn.utils.rnn.pad_sequence(mats, batch_first=True)
+    out, out_lengths = reader(padded, torch.tensor([m.shape[0] for m in mats]))
+    for i, utt in enumerate(utts):
+        with torch.no_grad():
+            feats, lengths = live(*_audio(work, utt))
+        assert int(out_lengths[i]) == int(lengths[0]) == -(-mats[i].shape[0] // pool)
+        torch.testing.assert_close(out[i, :lengths[0]], feats[0], rtol=1e-5, atol=1e-5)
+        assert torch.all(out[i, lengths[0]:] == 0)
 
 
 def test_cached_frontend_refuses_what_needs_the_live_model(work):
@@ -341,18 +347,11 @@ def test_cached_teacher_pooled_equals_the_live_one(work, teacher, tmp_path):
     reader = CachedTeacherFrontend(source=str(teacher), pooled_period=40)
     with torch.no_grad():
         live.layer_mix.weights.normal_()
-    missing, unexpected = reader.load_state_dict(live.state_dict(), strict=False)
+    missing, _ = reader.load_state_dict(live.state_dict(), strict=False)
     assert not missing and set(reader.state_dict()) == {"layer_mix.weights"}
     assert reader.cached_dim() == 3 * live.output_size()  # the input and 2 layers
     assert reader.extra_stats() == live.extra_stats() == {"frame_period": 40.0}
-    mats = [torch.from_numpy(np.array(cached[u])) for u in ("utt02", "utt09")]
-    padded = torch.nn.utils.rnn.pad_sequence(mats, batch_first=True)
-    out, out_lengths = reader(padded, torch.tensor([m.shape[0] for m in mats]))
-    for i, utt in enumerate(("utt02", "utt09")):
-        with torch.no_grad():
-            feats, lengths = live(*_audio(work, utt))
-        assert int(out_lengths[i]) == int(lengths[0]) == -(-mats[i].shape[0] // 2)  # 20 -> 40
-        torch.testing.assert_close(out[i, :lengths[0]], feats[0], rtol=1e-5, atol=1e-5)
+    assert_pooled_cache_equals_live(work, cached, reader, live, ("utt02", "utt09"), pool=2)
     with pytest.raises(ValueError, match="frame_priod"):
         CachedTeacherFrontend(source=str(teacher), frame_priod=40)
 
