@@ -166,6 +166,7 @@ resolve_ngpu() {
 # bg_run CMD...: start CMD in the background, at most ${bg_max:-1} at a time: the next
 # starts as soon as one ends (bash >= 5.1; older bash waits for a whole batch).
 # bg_wait: wait for them all; die when any failed.
+# bg_wait_pid PID: wait for the one job PID, when it is still running (counted like bg_wait).
 _bg_pids=()
 _bg_failed=0
 _bg_flush() {
@@ -193,6 +194,15 @@ bg_run() {
     fi
     "$@" &
     _bg_pids+=("$!")
+}
+bg_wait_pid() {
+    local kept=() p found=false
+    for p in "${_bg_pids[@]}"; do
+        if [ "${p}" = "$1" ]; then found=true; else kept+=("${p}"); fi
+    done
+    [ "${found}" = true ] || return 0
+    wait "$1" || _bg_failed=$((_bg_failed + 1))
+    _bg_pids=("${kept[@]}")
 }
 bg_wait() {
     _bg_flush

@@ -421,6 +421,7 @@ if want_stage 11; then
     esac
     bg_max=1
     [ "${ngpu}" -gt 0 ] || bg_max=${max_parallel_exps}
+    declare -A _train_pids=()  # experiment -> its training job
     for _i in "${!exp_dirs[@]}"; do
         mapfile -t _common < <(common_train_args "${exp_caches[_i]}")
         _exp=${exp_dirs[_i]}
@@ -443,7 +444,10 @@ if want_stage 11; then
         fi
         _extra=${exp_extra[_i]}
         if [[ "${_extra}" == *"{learnt_period:"* ]]; then
-            bg_wait  # a jitter control: the learnt-rate run it copies must have finished
+            # A jitter control: the learnt-rate run it copies must have finished (the others
+            # keep training).
+            _learnt=${_extra#*\{learnt_period:}
+            bg_wait_pid "${_train_pids[${_learnt%%\}*}]:-}"
             _extra=$(${python} -m espnet_ofa.bin.recipe fill_learnt_period --extra "${_extra}" \
                 --model "${inference_model}") || die "${_exp}: no learnt period (see above)"
         fi
@@ -466,6 +470,7 @@ if want_stage 11; then
             ${python} -m "espnet2.bin.${task}_train" --ngpu "${ngpu}" --config "${_c}" \
             "${_common[@]}" "${_shapes[@]}" "${_norm[@]}" --resume true --output_dir "${_out}" \
             ${_extra} ${train_args} "${_cached[@]}"
+        _train_pids[${_exp}]=${_bg_pids[-1]}
     done
     bg_wait
     stage_end
