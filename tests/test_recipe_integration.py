@@ -122,6 +122,13 @@ def test_asr1_runs_ssl1_first_and_leaves_results(egs, asr_run):
     assert rates("asr_train_asr_ofa_fixed80") == {"p80"} and rates("asr_train_asr_logmel") == {"native"}
     assert rates("asr_train_asr_ofa_cif80") == {"p80"}
     assert rates("asr_train_asr_ofa_pooled80") == {"p80"}  # pooled: its own period only
+    # The teacher pooled the same way: trained on its 20 ms cache, run from the waveform.
+    teacher = asr / "exp/asr_train_asr_ofa_teacher_pooled80"
+    assert rates("asr_train_asr_ofa_teacher_pooled80") == {"p80"}
+    assert yaml.safe_load((teacher / "cached/config.yaml").read_text())["frontend"] == \
+        "ssl_teacher_cached"
+    assert yaml.safe_load((teacher / "config.yaml").read_text())["frontend"] == "ssl_teacher"
+    assert len(list((asr / "dump/ofa_feats").glob("ssl_teacher_*_p20_all/train_sp/feats.scp"))) == 1
     assert rates("asr_train_asr_ofa_sampled") == {"p20", "p80"}  # one model, every period
     jitter = (asr / "exp/asr_train_asr_ofa_learned_rate_jitter/config.yaml").read_text()
     learnt = yaml.safe_load(jitter)["frontend_conf"]
@@ -133,13 +140,14 @@ def test_asr1_runs_ssl1_first_and_leaves_results(egs, asr_run):
     for exp in ("asr_train_asr_ofa_p20", "asr_train_asr_ofa_p80", "asr_train_asr_ofa_learned_rate",
                 "asr_train_asr_ofa_fixed80", "asr_train_asr_ofa_cif80", "asr_train_asr_logmel",
                 "asr_train_asr_ofa_pooled80", "asr_train_asr_ofa_sampled",
-                "asr_train_asr_ofa_learned_rate_jitter"):
+                "asr_train_asr_ofa_learned_rate_jitter", "asr_train_asr_ofa_teacher_pooled80"):
         assert f"## exp/{exp}" in text
     pooled = result_rows(asr / "RESULTS.md", "The pooled rival: the OFA model at 20 ms, its "
                          "features average-pooled")
     assert {(c[0], c[1]) for c in pooled} == {("test", "80"), ("test_theo", "80")}
     for cells in pooled:  # OFA cheaper than the pooled rival, which pays the SSL at 20 ms
         assert float(cells[3]) < float(cells[5]) and "[" in cells[6]
+        assert len(cells) == 12 and "[" in cells[10]  # ... and the pooled teacher beside it
     sampled = result_rows(asr / "RESULTS.md", "One model for every period: the period sampled "
                           "per training batch")
     assert {(c[0], c[1]) for c in sampled} == {(s, p) for s in ("test", "test_theo")
@@ -157,13 +165,14 @@ def test_asr1_runs_ssl1_first_and_leaves_results(egs, asr_run):
     assert {(c[0], c[1], c[9]) for c in summary if c[1] in ("20", "80")} == {
         (s, p, f"asr_train_asr_ofa_{m}") for s in ("test", "test_theo")
         for p, m in (("20", "p20"), ("80", "p80"), ("80", "fixed80"), ("80", "cif80"),
-                     ("80", "pooled80"))}
+                     ("80", "pooled80"), ("80", "teacher_pooled80"))}
     rows = [c for c in rows if len(c) == 9]
     fixed = [(c[0], c[1]) for c in rows if c[1] in ("20", "80")]
     assert sorted(fixed) == sorted([(s, p) for s in ("test", "test_theo") for p in ("20", "80")
                                     for _model in ("p20", "p80", "sampled")] +
                                    [(s, "80") for s in ("test", "test_theo")
-                                    for _model in ("fixed80", "cif80", "pooled80")])
+                                    for _model in ("fixed80", "cif80", "pooled80",
+                                                   "teacher_pooled80")])
     learned = [c for c in rows if c[1].startswith("learned")]
     assert {c[0] for c in learned} == {"test", "test_theo"}
     for cells in rows:
@@ -198,7 +207,7 @@ def test_asr1_rerun_keeps_finished_work(egs, asr_run, fsdd):
     assert len(before) == 4
     opts = ('--asr_configs conf/train_asr_ofa.yaml '
             '--asr_args "--max_epoch 1" --frame_periods "20 80" --train_frame_periods 20 '
-            '--fixed_rate_periods "" --single_rate_periods "" --pooled_periods "" --seeds 2 '
+            '--fixed_rate_periods "" --single_rate_periods "" --pooled_periods "" --teacher_pooled_periods "" --seeds 2 '
             '--inference_nj 2')
     r = run(asr, f'--stage 10 --stop_stage 13 {opts}', fsdd)
     assert r.returncode == 0, r.stderr[-3000:]
