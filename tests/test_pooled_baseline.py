@@ -262,6 +262,23 @@ def test_plan_trains_the_teacher_as_a_pooled_rival(tmp_path, monkeypatch):
         plan_experiments("asr", configs[:1], tmp_path / "exp3", teacher_pooled_periods=[40])
 
 
+def test_an_untrained_ofa_model_leaves_the_teacher_pending(tmp_path):
+    """Before the SSL recipe ran, the teacher is unknown: the plan fails, or leaves the
+    teacher's experiments out when the recipe says it will plan again (``teacher_pending``),
+    and has them once the OFA model's config names its teacher."""
+    configs = _configs(tmp_path)
+    model = tmp_path / "ssl1" / "exp" / "ssl_train_ofa_tiny" / "valid.loss.best.pth"
+    args = ("asr", configs, tmp_path / "exp", [40], [], model)
+    with pytest.raises(FileNotFoundError, match="--teacher"):
+        plan_experiments(*args, teacher_pooled_periods=[40])
+    pending = plan_experiments(*args, teacher_pooled_periods=[40], teacher_pending=True)
+    assert [Path(e.exp_dir).name for e in pending] == ["asr_train_ofa_p40", "asr_train_logmel"]
+    _ofa_exp_with_teacher(tmp_path, "exp/hubert_train_hubert_tiny")  # the SSL recipe ran
+    later = plan_experiments(*args, teacher_pooled_periods=[40], teacher_pending=True)
+    assert [Path(e.exp_dir).name for e in later] == [
+        "asr_train_ofa_p40", "asr_train_ofa_teacher_pooled40", "asr_train_logmel"]
+
+
 def test_results_show_the_pooled_teacher_beside_ofa_and_the_pooled_rival(tmp_path):
     from espnet_ofa.recipe.experiments import TEACHER_POOLED
     from espnet_ofa.recipe.results import kind, plot_results, render

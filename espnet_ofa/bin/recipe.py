@@ -213,6 +213,9 @@ def _add_plan_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--teacher", default=None,
                    help="that teacher (a load_teacher source); default: the one the OFA "
                         "model's config.yaml names")
+    s.add_argument("--teacher_pending", choices=("true", "false"), default="false",
+                   help="true: an OFA model not trained yet leaves the teacher's experiments "
+                        "out (the recipe plans again after its SSL recipe ran)")
 
     s = sub.add_parser("fill_learnt_period", help="stage 11: an experiment's options with "
                        "{learnt_period:<exp dir>} replaced by that experiment's learnt period")
@@ -377,7 +380,8 @@ def _plan(args: argparse.Namespace) -> None:
                               args.fixed_rate_periods, args.ofa_model, args.seeds,
                               args.single_rate_periods, args.ssl_seeds,
                               args.pooled_periods, args.jitter_control == "true",
-                              args.teacher_pooled_periods, args.teacher):
+                              args.teacher_pooled_periods, args.teacher,
+                              args.teacher_pending == "true"):
         print(e.line())
 
 

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ from espnet_ofa.constants import INPUT_PERIOD_MS
 from espnet_ofa.fileio import PathLike
 from espnet_ofa.registration import TEACHER_FRONTEND_NAME
 
+logger = logging.getLogger(__name__)
 
 # Experiment kinds (the results summary compares them).
 OFA, LEARNED, FIXED_RATE, SINGLE_RATE, OTHER = (
@@ -306,6 +308,7 @@ def plan_experiments(
     jitter_control: bool = False,
     teacher_pooled_periods: Sequence[float] = (),
     teacher: Optional[str] = None,
+    teacher_pending: bool = False,
 ) -> List[Experiment]:
     """Every experiment of the recipe, in training order (seed-major: all models of
     downstream seed 0 and pretraining seed 0 first, so a partial run has one complete
@@ -313,7 +316,9 @@ def plan_experiments(
 
     ``teacher_pooled_periods`` writes each OFA config's teacher version (`teacher_config`)
     to ``<expdir>/conf/<exp name>_teacher.yaml``; ``teacher`` is its SSL model (default:
-    `teacher_of` ``ofa_model``)."""
+    `teacher_of` ``ofa_model``). With ``teacher_pending``, an OFA model not trained yet
+    leaves the teacher's experiments out instead of failing: the recipe plans again once
+    its SSL recipe has made the model."""
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     if ssl_seeds < 1:
@@ -376,7 +381,14 @@ def plan_experiments(
                                       f"--frontend_conf pooled_period={p:g}"]))
             if teacher_pooled_periods and ssl_seed == 0:
                 if teacher is None:
-                    teacher = teacher_of(ofa_model or fconf.get("model") or "")
+                    try:
+                        teacher = teacher_of(ofa_model or fconf.get("model") or "")
+                    except FileNotFoundError:
+                        if not teacher_pending:
+                            raise
+                        logger.info("the OFA model is not trained yet: its teacher's "
+                                    "experiments are planned once it is")
+                        continue
                 own = Path(expdir) / "conf" / f"{name}_teacher.yaml"
                 own_conf = teacher_config(config, teacher, own)
                 for p in teacher_pooled_periods:

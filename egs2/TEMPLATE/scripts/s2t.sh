@@ -192,12 +192,8 @@ skip_stages=""
 # The experiments (espnet_ofa.recipe.experiments plans them): exp_dirs[i] is trained from
 # exp_configs[i] with the options exp_extra[i], on the SSL checkpoint exp_models[i] ("-": none),
 # normalised with the statistics in ${stats_dir}/exp_stats[i] (one per SSL model and period,
-# or per frontend without SSL).
-exp_dirs=()
-exp_configs=()
-exp_stats=()
-exp_models=()
-exp_extra=()
+# or per frontend without SSL). Before the SSL models exist, the experiments on their
+# teacher wait: ensure_ofa_model plans again once its SSL recipe has made them.
 plan_experiments() {
     local plan="${expdir}/plan.${task}.tsv" d c k m x
     # The option strings are lists of words (configs, periods):
@@ -206,12 +202,17 @@ plan_experiments() {
         --train_frame_periods ${train_frame_periods} --fixed_rate_periods ${fixed_rate_periods}
         --single_rate_periods ${single_rate_periods} --ssl_seeds "${ssl_seeds}"
         --pooled_periods ${pooled_periods} --jitter_control "${jitter_control}"
-        --teacher_pooled_periods ${teacher_pooled_periods})
+        --teacher_pooled_periods ${teacher_pooled_periods} --teacher_pending true)
     [ -z "${ofa_model}" ] || a+=(--ofa_model "${ofa_model}")
     [ -z "${teacher}" ] || a+=(--teacher "${teacher}")
     mkdir -p "${expdir}"
     ${python} -m espnet_ofa.bin.recipe plan "${a[@]}" > "${plan}.tmp" || die "could not plan the experiments (see above)"
     mv "${plan}.tmp" "${plan}"
+    exp_dirs=()
+    exp_configs=()
+    exp_stats=()
+    exp_models=()
+    exp_extra=()
     while IFS=$'\t' read -r d c k m x; do
         exp_dirs+=("${d}")
         exp_configs+=("${c}")
@@ -219,10 +220,35 @@ plan_experiments() {
         exp_models+=("${m}")
         exp_extra+=("${x}")
     done < "${plan}"
+    plan_caches
+}
+
+# plan_caches (after plan_experiments): exp_caches[i]: the feature cache experiment i trains
+# on ("-": the live frontend); exp_stats[i] becomes the statistics it is normalised with (a
+# cache's are its own, so per (model, period)); exp_collects[i]: 1 when it collects them;
+# exp_extracts[i]: 1 when it extracts its cache (the first experiment on it);
+# exp_cached_frontends[i]: its frontend on the cache (ofa_cached, ssl_teacher_cached).
+plan_caches() {
+    local caches="${expdir}/caches.${task}.tsv" k s c x f
+    ${python} -m espnet_ofa.bin.feature_cache plan --plan "${expdir}/plan.${task}.tsv" \
+        --train_args "${train_args}" --enabled "${cache_features}" > "${caches}" ||
+        die "could not plan the feature caches (see above)"
+    exp_caches=()
+    exp_collects=()
+    exp_extracts=()
+    exp_cached_frontends=()
+    while IFS=$'\t' read -r k s c x f; do
+        exp_stats[${#exp_caches[@]}]=${s}
+        exp_caches+=("${k}")
+        exp_collects+=("${c}")
+        exp_extracts+=("${x}")
+        exp_cached_frontends+=("${f}")
+    done < "${caches}"
 }
 
 # ensure_ofa_model: make the SSL checkpoints of the experiments (--ofa_model, the
-# single-period students and every pretraining seed) with --ssl_recipe when one is missing.
+# single-period students and every pretraining seed) with --ssl_recipe when one is missing,
+# then plan again (the experiments on the OFA model's teacher join the plan).
 ensure_ofa_model() {
     local m missing=""
     for m in "${exp_models[@]}"; do
@@ -237,6 +263,7 @@ ensure_ofa_model() {
         [ -f "${m}" ] || die "${ssl_recipe}/run.sh finished but ${m} does not exist; check --ofa_model, --fixed_rate_periods, --single_rate_periods and --ssl_seeds"
     done
     log "SSL model(s) ready:${missing}"
+    plan_experiments
 }
 
 # Options every <task>_train call shares: tokens and data; speech from the feature cache
@@ -304,25 +331,6 @@ if want_stage 10 || want_stage 11 || want_stage 12 || want_stage 13 || [ "${_pac
     done
     ngpu=$(resolve_ngpu "${ngpu}")
     plan_experiments
-    # exp_caches[i]: the feature cache experiment i trains on ("-": the live frontend);
-    # exp_stats[i] becomes the statistics it is normalised with (a cache's are its own, so
-    # per (model, period)); exp_collects[i]: 1 when it collects them; exp_extracts[i]: 1 when
-    # it extracts its cache (the first experiment on it); exp_cached_frontends[i]: its
-    # frontend on the cache (ofa_cached, ssl_teacher_cached).
-    ${python} -m espnet_ofa.bin.feature_cache plan --plan "${expdir}/plan.${task}.tsv" \
-        --train_args "${train_args}" --enabled "${cache_features}" > "${expdir}/caches.${task}.tsv" ||
-        die "could not plan the feature caches (see above)"
-    exp_caches=()
-    exp_collects=()
-    exp_extracts=()
-    exp_cached_frontends=()
-    while IFS=$'\t' read -r _k _s _c _x _f; do
-        exp_stats[${#exp_caches[@]}]=${_s}
-        exp_caches+=("${_k}")
-        exp_collects+=("${_c}")
-        exp_extracts+=("${_x}")
-        exp_cached_frontends+=("${_f}")
-    done < "${expdir}/caches.${task}.tsv"
 fi
 feats_cache="${dumpdir}/ofa_feats"
 
