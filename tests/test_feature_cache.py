@@ -425,3 +425,51 @@ def test_a_model_trained_on_the_teacher_cache_becomes_a_teacher_model(work, teac
     assert torch.equal(state["encoder.weight"], trained["encoder.weight"])
     with pytest.raises(ValueError, match="not a model trained on cached SSL features"):
         feature_cache.waveform_config({"frontend": "ssl_teacher"})
+
+
+def test_a_set_with_the_same_audio_links_the_cache_of_its_twin(work, tmp_path):
+    """speechocean762's phone sets are its word sets with other text: the same utterances
+    in other copies of the same audio. Their features are linked from the word set's cache
+    (hard links: no second copy, and unharmed when that cache is extracted again); a set
+    whose audio differs in one file is extracted."""
+    spec = spec_for(work, 80.0)
+    key = tmp_path / spec.key()
+    wavs = dict(line.split(maxsplit=1) for line in
+                (work / "data/train/wav.scp").read_text().splitlines())
+
+    def copy_set(name: str, change: str = "") -> Path:
+        """The audio written again as the format stage writes it (16-bit PCM WAV)."""
+        d = tmp_path / "data" / name
+        (d / "wav").mkdir(parents=True)
+        lines = []
+        for utt, path in sorted(wavs.items()):
+            audio, rate = sf.read(path, dtype="float32")
+            sf.write(d / "wav" / f"{utt}.wav", audio * (0.5 if utt == change else 1.0), rate,
+                     subtype="PCM_16")
+            lines.append(f"{utt} {d / 'wav' / f'{utt}.wav'}\n")
+        (d / "wav.scp").write_text("".join(lines))
+        return d
+
+    words = feature_cache.extract(spec, copy_set("train"), key / "train", shard_utts=5,
+                                  progress=False)
+    want = {u: np.array(m) for u, m in kaldiio.load_scp(str(words)).items()}
+    phones = feature_cache.extract(spec, copy_set("train_phone"), key / "train_phone",
+                                   shard_utts=5, progress=False)
+    arks = sorted((key / "train_phone" / "shards").glob("*.ark"))
+    assert len(arks) == 3 and all(a.stat().st_nlink == 2 for a in arks)  # linked, not copied
+    got = kaldiio.load_scp(str(phones))
+    assert sorted(got) == sorted(want)
+    for utt in want:
+        np.testing.assert_array_equal(got[utt], want[utt])
+    assert (key / "train_phone" / "feats_shape").read_text() == \
+        (key / "train" / "feats_shape").read_text()
+    # A rerun keeps it; the word set extracted again (here: removed) leaves it readable.
+    assert feature_cache.extract(spec, tmp_path / "data/train_phone", key / "train_phone",
+                                 shard_utts=5, progress=False) == phones
+    shutil.rmtree(key / "train")
+    np.testing.assert_array_equal(kaldiio.load_scp(str(phones))["utt03"], want["utt03"])
+    # One file's audio differs: extracted, not linked.
+    other = feature_cache.extract(spec, copy_set("train_other", change="utt03"),
+                                  key / "train_other", shard_utts=5, progress=False)
+    assert all(a.stat().st_nlink == 1 for a in (key / "train_other" / "shards").glob("*.ark"))
+    assert not np.allclose(kaldiio.load_scp(str(other))["utt03"], want["utt03"])

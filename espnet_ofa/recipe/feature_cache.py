@@ -27,7 +27,9 @@ therefore:
    ordinary model.
 
 A learnt rate, a sampled period, a jitter control, fine-tuning and any other frontend keep
-the live path. Extraction is
+the live path. A set whose utterances are the same audio as a set already cached for the
+same model (another task's sets of the same corpus) links that cache's shards
+(:func:`same_audio_cache`). Extraction is
 resumable and atomic: shards of utterances are written whole (the shard's scp appears
 last), a rerun skips finished shards, and a cache whose model, options or data changed is
 recomputed (``meta.json`` records them).
@@ -317,6 +319,12 @@ def extract(
     utts = sorted(wavs)
     if not utts:
         raise ValueError(f"{wav_scp} is empty: nothing to extract")
+    if not any(shards.glob("*.scp")):
+        twin = same_audio_cache(meta, out_dir)
+        if twin is not None:
+            logger.info("%s: the same audio as %s: its shards are linked, not extracted",
+                        out_dir, twin)
+            link_shards(twin / "shards", shards)
     start, done = time.perf_counter(), 0
     for k in range(0, len(utts), shard_utts):
         shard = utts[k:k + shard_utts]
@@ -361,6 +369,58 @@ def extract(
             (shards / f"feats.{n}.{ext}").read_text(encoding="utf-8") for n in parts))
     atomic_write_text(meta_file, json.dumps({**meta, "complete": True}, indent=2) + "\n")
     return out_dir / FEATS_SCP
+
+
+def audio_sha1(wav_scp: PathLike) -> Optional[str]:
+    """A digest of what a wav.scp holds: its utterance names and the bytes of their files
+    (None when an entry is no plain file, e.g. a command)."""
+    digest = hashlib.sha1()
+    for utt, path in sorted(read_kaldi_table(wav_scp).items()):
+        if not os.path.isfile(path):
+            return None
+        digest.update(f"{utt} {file_sha1(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def same_audio_cache(meta: dict, out_dir: Path) -> Optional[Path]:
+    """A complete cache beside ``out_dir`` (another data set of the same key) of the same
+    model and options whose set is the same utterances with the same audio bytes, e.g.
+    speechocean762's word and phone sets: its features are these ones. None if there is none."""
+    same = ("spec", "model_sha1", "shard_utts")
+    digest: Optional[str] = None
+    for other in sorted(out_dir.parent.glob(f"*/{META}")):
+        if other.parent.resolve() == out_dir.resolve():
+            continue
+        old = json.loads(other.read_text(encoding="utf-8"))
+        if not old.get("complete") or any(old.get(k) != meta[k] for k in same):
+            continue
+        digest = digest or audio_sha1(meta["wav_scp"])
+        if digest is not None and Path(old["wav_scp"]).is_file() and \
+                audio_sha1(old["wav_scp"]) == digest:
+            return other.parent
+    return None
+
+
+def link_shards(src: Path, dst: Path) -> None:
+    """Give ``dst`` the finished shards of ``src``: the arks as hard links (no copy on disk,
+    and they keep their content if ``src`` is extracted again), the scp lines pointing to
+    them, the shapes; each shard's scp last, as extraction writes them."""
+    for scp in sorted(src.glob("feats.*.scp")):
+        ark = scp.with_suffix(".ark")
+        linked = dst / ark.name
+        if linked.exists():
+            linked.unlink()
+        try:
+            os.link(ark, linked)
+        except OSError:  # another file system
+            shutil.copyfile(ark, linked)
+        shutil.copyfile(scp.with_suffix(".shape"), dst / scp.with_suffix(".shape").name)
+        lines = []
+        for line in scp.read_text(encoding="utf-8").splitlines():
+            utt, where = line.split(maxsplit=1)
+            offset = where.rsplit(":", 1)[1]
+            lines.append(f"{utt} {linked}:{offset}\n")
+        atomic_write_text(dst / scp.name, "".join(lines))
 
 
 def cache_bytes(out_dir: PathLike) -> int:
