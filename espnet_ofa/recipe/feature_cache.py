@@ -387,16 +387,18 @@ def same_audio_cache(meta: dict, out_dir: Path) -> Optional[Path]:
     model and options whose set is the same utterances with the same audio bytes, e.g.
     speechocean762's word and phone sets: its features are these ones. None if there is none."""
     same = ("spec", "model_sha1", "shard_utts")
+    utts = set(read_kaldi_table(meta["wav_scp"]))
     digest: Optional[str] = None
     for other in sorted(out_dir.parent.glob(f"*/{META}")):
         if other.parent.resolve() == out_dir.resolve():
             continue
         old = json.loads(other.read_text(encoding="utf-8"))
-        if not old.get("complete") or any(old.get(k) != meta[k] for k in same):
+        if (not old.get("complete") or any(old.get(k) != meta[k] for k in same)
+                or not Path(old["wav_scp"]).is_file()
+                or set(read_kaldi_table(old["wav_scp"])) != utts):  # cheap before the bytes
             continue
         digest = digest or audio_sha1(meta["wav_scp"])
-        if digest is not None and Path(old["wav_scp"]).is_file() and \
-                audio_sha1(old["wav_scp"]) == digest:
+        if digest is not None and audio_sha1(old["wav_scp"]) == digest:
             return other.parent
     return None
 
