@@ -194,6 +194,11 @@ skip_stages=""
 # normalised with the statistics in ${stats_dir}/exp_stats[i] (one per SSL model and period,
 # or per frontend without SSL). Before the SSL models exist, the experiments on their
 # teacher wait: ensure_ofa_model plans again once its SSL recipe has made them.
+exp_dirs=()
+exp_configs=()
+exp_stats=()
+exp_models=()
+exp_extra=()
 plan_experiments() {
     local plan="${expdir}/plan.${task}.tsv" d c k m x
     # The option strings are lists of words (configs, periods):
