@@ -39,7 +39,7 @@ from espnet_ofa.frontend.layers import WeightedLayerSum, check_layer
 from espnet_ofa.frontend.ofa import (OFAFrontend, ofa_options, parse_fs, resolve_model,
                                      ssl_frame_period)
 from espnet_ofa.frontend.pooling import average_pool, pool_factor
-from espnet_ofa.frontend.teacher import SSLTeacherFrontend
+from espnet_ofa.frontend.teacher import SSLTeacherFrontend, teacher_options
 from espnet_ofa.models.pretrained import load_student
 
 
@@ -154,15 +154,7 @@ class CachedTeacherFrontend(_CachedHiddenStates):
 
     def __init__(self, **frontend_conf: Any) -> None:
         super().__init__()
-        signature = inspect.signature(SSLTeacherFrontend.__init__)
-        try:
-            bound = signature.bind(None, **frontend_conf)
-        except TypeError as err:
-            raise ValueError(f"{type(self).__name__}: {err}; it takes the options of "
-                             f"frontend: ssl_teacher {list(signature.parameters)[1:]}") from None
-        bound.apply_defaults()
-        options = dict(bound.arguments)
-        options.pop(next(iter(signature.parameters)))  # self
+        options = teacher_options(frontend_conf)
         live = SSLTeacherFrontend(**{**options, "pooled_period": None})
         self.fs = live.fs
         self.source = live.source

@@ -19,6 +19,7 @@ OFA model only in the SSL model under it.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from typing import Any, Dict, Optional, Tuple, Union
@@ -33,6 +34,17 @@ from espnet_ofa.frontend.pooling import average_pool, pool_factor
 from espnet_ofa.teachers import LOCAL_FORMATS_HELP, Teacher, TeacherLoadError, load_teacher
 
 logger = logging.getLogger(__name__)
+
+
+def teacher_options(frontend_conf: Dict[str, Any]) -> Dict[str, Any]:
+    """``frontend: ssl_teacher``'s options with the defaults of `SSLTeacherFrontend` (its
+    signature) filled in; an unknown option is an error that lists the known ones."""
+    names = list(inspect.signature(SSLTeacherFrontend.__init__).parameters.values())[1:]
+    unknown = sorted(set(frontend_conf) - {p.name for p in names})
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for frontend: ssl_teacher; it takes "
+                         f"{[p.name for p in names]}")
+    return {**{p.name: p.default for p in names}, **frontend_conf}
 
 
 class SSLTeacherFrontend(AbsFrontend):

@@ -132,19 +132,6 @@ def frontend_overrides(options: str) -> Tuple[Optional[str], Dict[str, object]]:
     return frontend, conf
 
 
-def _teacher_options(fconf: Dict[str, Any]) -> Dict[str, Any]:
-    """``frontend: ssl_teacher``'s options with its defaults (from its signature)."""
-    import inspect
-
-    from espnet_ofa.frontend.teacher import SSLTeacherFrontend
-
-    signature = inspect.signature(SSLTeacherFrontend.__init__)
-    unknown = sorted(set(fconf) - set(signature.parameters))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for frontend: {TEACHER_FRONTEND_NAME}")
-    return {**{k: v.default for k, v in signature.parameters.items() if k != "self"}, **fconf}
-
-
 def _frozen_frontend(config: PathLike,
                      options: str) -> Tuple[Optional[str], Optional[Dict[str, Any]], str]:
     """The frontend of a training config with its extra options over it, and its options
@@ -159,7 +146,9 @@ def _frozen_frontend(config: PathLike,
                             f"{sorted(CACHED_FRONTENDS)}")
     try:
         if frontend == TEACHER_FRONTEND_NAME:
-            return frontend, _teacher_options(fconf), ""
+            from espnet_ofa.frontend.teacher import teacher_options
+
+            return frontend, teacher_options(fconf), ""
         from espnet_ofa.frontend.ofa import ofa_options
 
         return frontend, ofa_options(fconf), ""
