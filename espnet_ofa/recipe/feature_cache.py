@@ -290,7 +290,15 @@ def extract(
     if not wav_scp.is_file():
         raise FileNotFoundError(f"{wav_scp} not found: extract from a formatted data dir "
                                 "(s2t.sh stage 3 writes dump/raw/<set>/wav.scp)")
-    hidden_states, model_sha1 = frozen_model(spec, device)
+    # An OFA checkpoint is fingerprinted by its file, so a finished cache is recognised
+    # without building the model; a teacher only by its loaded weights.
+    hidden_states = None
+    if spec.frontend == FRONTEND_NAME:
+        from espnet_ofa.frontend.ofa import resolve_model
+
+        model_sha1 = file_sha1(resolve_model(spec.model))
+    else:
+        hidden_states, model_sha1 = frozen_model(spec, device)
     meta = _meta(spec, model_sha1, wav_scp, shard_utts)
     meta_file = out_dir / META
     if meta_file.is_file():
@@ -308,6 +316,8 @@ def extract(
     utts = sorted(wavs)
     if not utts:
         raise ValueError(f"{wav_scp} is empty: nothing to extract")
+    if hidden_states is None:
+        hidden_states, _ = frozen_model(spec, device)
     if not any(shards.glob("*.scp")):
         twin = same_audio_cache(meta, out_dir)
         if twin is not None:
