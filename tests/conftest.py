@@ -71,10 +71,13 @@ SLOW_FILES = ("test_recipe_integration.py", "test_speechocean762.py", "test_reci
 # costs a Python start-up (ESPnet's import alone is seconds) and saves nothing. Splitting
 # into jobs and merging their statistics run in the LibriSpeech smoke (test_recipe_scale.py).
 FSDD_DATA_OPTS = "--train_takes 3 --dev_takes 1 --test_takes 1 --heldout_takes 1"
+# No ESPnet loss plots (--use_matplotlib false): drawing them costs each training ~2 s, and
+# the plot of the learnt period is checked in test_frontend_espnet.py.
+FSDD_TRAIN_ARGS = "--max_epoch 1 --use_matplotlib false"
 FSDD_SSL_OPTS = (f"--local_data_opts '{FSDD_DATA_OPTS}' --n_units 20 --nj 1 "
-                 "--teacher_args '--max_epoch 1' --ssl_args '--max_epoch 1'")
+                 f"--teacher_args '{FSDD_TRAIN_ARGS}' --ssl_args '{FSDD_TRAIN_ARGS}'")
 FSDD_ASR_OPTS = (f'--local_data_opts "{FSDD_DATA_OPTS}" --ssl_recipe_opts "{FSDD_SSL_OPTS}" --nj 1 '
-                 '--asr_args "--max_epoch 1" --frame_periods "20 80" '
+                 f'--asr_args "{FSDD_TRAIN_ARGS}" --frame_periods "20 80" '
                  '--train_frame_periods "20 80" --fixed_rate_periods 80 --single_rate_periods 80 '
                  '--pooled_periods 80 --teacher_pooled_periods 80')
 # Where a recipe's stages 1-10 and 11-13 meet (stage 10 runs ../ssl1 when its model is missing).

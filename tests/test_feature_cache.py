@@ -267,7 +267,8 @@ def test_trained_on_the_cache_then_run_from_the_waveform(work):
     conf = work / "train_p40_l-1.yaml"
     common = ["--config", str(conf), "--frontend", "ofa_cached", "--ngpu", "0",
               "--num_workers", "0", "--use_preprocessor", "true", "--token_type", "word",
-              "--token_list", "tokens.txt", "--max_epoch", "1", "--batch_size", "4"]
+              "--token_list", "tokens.txt", "--max_epoch", "1", "--batch_size", "4",
+              "--use_matplotlib", "false"]
     for part in ("train", "valid"):
         common += [f"--{part}_data_path_and_name_and_type", f"{scp},speech,kaldi_ark",
                    f"--{part}_data_path_and_name_and_type", "data/train/text,text,text"]

@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import FSDD_ASR_OPTS, FSDD_FIRST_STOP_STAGE, recipe_env, run_recipe
+from conftest import (FSDD_ASR_OPTS, FSDD_FIRST_STOP_STAGE, FSDD_TRAIN_ARGS, recipe_env,
+                      run_recipe)
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("ESPNET_OFA_SKIP_RECIPE_E2E", "") not in ("", "0"),
@@ -186,10 +187,10 @@ def test_asr1_runs_ssl1_first_and_leaves_results(egs, asr_run):
     macs = {c[1]: float(c[7]) for c in rows if c[0] == "test" and c[1] in ("20", "80")}
     assert macs["80"] < macs["20"]  # a longer period costs less
     assert (egs / "asr1/RESULTS.png").stat().st_size > 10000
-    # The learnt rate through ESPnet's trainer (without DDP): logged and plotted.
+    # The learnt rate through ESPnet's trainer (without DDP): logged (its plot is checked in
+    # test_frontend_espnet.py; these runs draw none, FSDD_TRAIN_ARGS).
     learned = asr / "exp/asr_train_asr_ofa_learned_rate"
     assert "rate_slope=" in (learned / "train.log").read_text()
-    assert (learned / "images/frame_period.png").is_file()
     print(f"asr1 stages 11-13: {seconds:.0f} s")
 
 
@@ -206,7 +207,7 @@ def test_asr1_rerun_keeps_finished_work(egs, asr_run, fsdd):
     before = result_rows(asr / "RESULTS.md", "exp/asr_train_asr_ofa_p20")
     assert len(before) == 4
     opts = ('--asr_configs conf/train_asr_ofa.yaml '
-            '--asr_args "--max_epoch 1" --frame_periods "20 80" --train_frame_periods 20 '
+            f'--asr_args "{FSDD_TRAIN_ARGS}" --frame_periods "20 80" --train_frame_periods 20 '
             '--fixed_rate_periods "" --single_rate_periods "" --pooled_periods "" --teacher_pooled_periods "" --seeds 2 '
             '--inference_nj 2')
     r = run(asr, f'--stage 10 --stop_stage 13 {opts}', fsdd)

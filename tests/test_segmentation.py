@@ -312,6 +312,30 @@ def test_fit_only_then_parallel_parts_equal_one_run(fsdd_dirs, tmp_path):
     assert merged == read_kaldi_table(ref)
 
 
+def test_also_segments_more_dirs_with_the_same_units(fsdd_dirs, tmp_path):
+    """--also (ssl.sh's single-job stage 8: train, then the valid set in one process) gives
+    each extra data dir the boundaries of a run of its own with the fitted units; with
+    --fit_only the main data dir alone is left unsegmented."""
+    from espnet_ofa.bin.segment import main
+    from espnet_ofa.data import read_kaldi_table
+
+    full, half = fsdd_dirs
+    one = tmp_path / "one"
+    assert main(["--data_dir", str(full), "--out", str(one / "train"),
+                 "--also", str(half), str(one / "dev"), *CLI_ARGS]) == 0
+    ref = tmp_path / "ref"
+    assert main(["--data_dir", str(full), "--out", str(ref / "train"), *CLI_ARGS]) == 0
+    assert main(["--data_dir", str(half), "--out", str(ref / "dev"),
+                 "--kmeans", str(ref / "train.kmeans.npy"), *CLI_ARGS]) == 0
+    for name in ("train", "dev"):
+        assert read_kaldi_table(one / name) == read_kaldi_table(ref / name), name
+    fit = tmp_path / "fit"
+    assert main(["--data_dir", str(full), "--out", str(fit / "train"), "--fit_only",
+                 "--also", str(half), str(fit / "dev"), *CLI_ARGS]) == 0
+    assert not (fit / "train").exists()
+    assert read_kaldi_table(fit / "dev") == read_kaldi_table(ref / "dev")
+
+
 def test_cli_reports_invalid_data_dir(tmp_path, capsys):
     from espnet_ofa.bin.segment import main
 

@@ -33,7 +33,7 @@ import yaml
 import torch
 
 import corpus_layouts
-from conftest import copy_recipes
+from conftest import FSDD_TRAIN_ARGS, copy_recipes
 from espnet_ofa.data import validate_data_dir
 from espnet_ofa.models.pretrained import check_checkpoint_integrity
 from espnet_ofa.recipe.resume import set_aside_damaged_checkpoints
@@ -47,11 +47,11 @@ recipe_e2e = pytest.mark.skipif(
     reason="ESPNET_OFA_SKIP_RECIPE_E2E is set")
 
 DATA_OPTS = "--train_takes 2 --dev_takes 1 --test_takes 1 --heldout_takes 1"
-SSL_ARGS = (f"--local_data_opts '{DATA_OPTS}' --n_units 10 --teacher_args '--max_epoch 1' "
-            "--ssl_args '--max_epoch 1' --fixed_rate_periods '' --skip_upload false "
+SSL_ARGS = (f"--local_data_opts '{DATA_OPTS}' --n_units 10 --teacher_args '{FSDD_TRAIN_ARGS}' "
+            f"--ssl_args '{FSDD_TRAIN_ARGS}' --fixed_rate_periods '' --skip_upload false "
             "--zoo {zoo}")
 ASR_ARGS = (f"--local_data_opts '{DATA_OPTS}' --asr_configs conf/train_asr_ofa.yaml "
-            "--asr_args '--max_epoch 1' --train_frame_periods 40 --frame_periods 40 "
+            f"--asr_args '{FSDD_TRAIN_ARGS}' --train_frame_periods 40 --frame_periods 40 "
             "--fixed_rate_periods '' --speed_perturb_factors '' --test_sets test "
             "--skip_packing false --skip_upload false --zoo {zoo}")
 # Where stages write: a kill is due once a file here changes after the stage began.

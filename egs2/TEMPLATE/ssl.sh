@@ -194,29 +194,34 @@ if want_stage 8; then
     fi
     # Boundaries depend on the teacher: start afresh rather than resume stale ones.
     rm -rf "${seg_dir}"
-    # The units once, on a sample of the training set; then the training set in ${nj} jobs
-    # and the valid set with those units (the same boundaries as one job would give).
+    # The units once, on a sample of the training set, then the training set and the valid
+    # set with those units: in one process (one teacher load) for one job; else the units
+    # and the valid set first, then the training set in ${nj} parallel parts (the same
+    # boundaries as one job gives).
     _train_seg="${seg_dir}/${train_set}"
-    _km="${_train_seg}/boundaries.kmeans.npy"
-    ${train_cmd} --num_threads 1 "${seg_dir}/log/kmeans.${train_set}.log" \
-        ${python} -m espnet_ofa.bin.segment --data_dir "${data_feats}/${train_set}" \
-        --out "${_train_seg}/boundaries" "${_seg[@]}" ${segment_opts} --no_progress --fit_only
-    _nj=$(split_keys "${data_feats}/${train_set}/wav.scp" "${nj}" "${_train_seg}/split")
-    for ((_j = 1; _j <= _nj; _j++)); do
-        mkdir -p "${_train_seg}/split/${_j}"
-        mv "${_train_seg}/split.${_j}.scp" "${_train_seg}/split/${_j}/wav.scp"
-    done
-    ${train_cmd} --num_threads 1 JOB=1:"${_nj}" "${seg_dir}/log/segment.${train_set}.JOB.log" \
-        ${python} -m espnet_ofa.bin.segment --data_dir "${_train_seg}/split/JOB" \
-        --out "${_train_seg}/split/JOB/boundaries" "${_seg[@]}" ${segment_opts} --no_progress \
-        --kmeans "${_km}"
-    # One table, sorted as Kaldi's are, written atomically.
-    cat "${_train_seg}"/split/*/boundaries | LC_ALL=C sort > "${_train_seg}/.boundaries.tmp"
-    mv "${_train_seg}/.boundaries.tmp" "${_train_seg}/boundaries"
-    ${train_cmd} --num_threads 1 "${seg_dir}/log/segment.${valid_set}.log" \
-        ${python} -m espnet_ofa.bin.segment --data_dir "${data_feats}/${valid_set}" \
-        --out "${seg_dir}/${valid_set}/boundaries" "${_seg[@]}" ${segment_opts} --no_progress \
-        --kmeans "${_km}"
+    _valid=(--also "${data_feats}/${valid_set}" "${seg_dir}/${valid_set}/boundaries")
+    if [ "${nj}" -le 1 ]; then
+        ${train_cmd} --num_threads 1 "${seg_dir}/log/segment.log" \
+            ${python} -m espnet_ofa.bin.segment --data_dir "${data_feats}/${train_set}" \
+            --out "${_train_seg}/boundaries" "${_seg[@]}" ${segment_opts} --no_progress "${_valid[@]}"
+    else
+        ${train_cmd} --num_threads 1 "${seg_dir}/log/kmeans.${train_set}.log" \
+            ${python} -m espnet_ofa.bin.segment --data_dir "${data_feats}/${train_set}" \
+            --out "${_train_seg}/boundaries" "${_seg[@]}" ${segment_opts} --no_progress \
+            --fit_only "${_valid[@]}"
+        _nj=$(split_keys "${data_feats}/${train_set}/wav.scp" "${nj}" "${_train_seg}/split")
+        for ((_j = 1; _j <= _nj; _j++)); do
+            mkdir -p "${_train_seg}/split/${_j}"
+            mv "${_train_seg}/split.${_j}.scp" "${_train_seg}/split/${_j}/wav.scp"
+        done
+        ${train_cmd} --num_threads 1 JOB=1:"${_nj}" "${seg_dir}/log/segment.${train_set}.JOB.log" \
+            ${python} -m espnet_ofa.bin.segment --data_dir "${_train_seg}/split/JOB" \
+            --out "${_train_seg}/split/JOB/boundaries" "${_seg[@]}" ${segment_opts} --no_progress \
+            --kmeans "${_train_seg}/boundaries.kmeans.npy"
+        # One table, sorted as Kaldi's are, written atomically.
+        cat "${_train_seg}"/split/*/boundaries | LC_ALL=C sort > "${_train_seg}/.boundaries.tmp"
+        mv "${_train_seg}/.boundaries.tmp" "${_train_seg}/boundaries"
+    fi
     stage_end
 fi
 

@@ -8,6 +8,10 @@ frame (20 ms frames, T = (N - 400) // 320 + 1 at 16 kHz) of each of its K segmen
 ``bK == T``. Side files: ``<out>.kmeans.npy`` (centroids; pass it as ``--kmeans`` to segment
 dev/test with the same units) and ``<out>.meta.json`` (settings). Rerunning after a kill, or
 after adding utterances, computes only the utterances not in the output yet.
+
+``--also DATA_DIR OUT`` (repeatable) then segments more data dirs with the same units in the
+same process, so that the teacher is loaded once (ssl.sh's single-job stage 8: train, then
+the valid set).
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit_only", action="store_true",
                    help="only fit the k-means units (<out>.kmeans.npy); segment parts of the "
                         "data dir later, e.g. in parallel jobs, with --kmeans")
+    p.add_argument("--also", nargs=2, action="append", default=[], metavar=("DATA_DIR", "OUT"),
+                   help="then segment DATA_DIR into OUT with the same units (repeatable; "
+                        "--fit_only applies to --data_dir alone)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     p.add_argument("--log_level", default="INFO")
@@ -58,7 +65,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     configure_logging(args.log_level)
     # Imported after parsing so that --help is instant.
-    from espnet_ofa.segmentation.pipeline import SegmentConfig, segment_data_dir
+    from espnet_ofa.segmentation.pipeline import (SegmentConfig, make_feature_fn,
+                                                  segment_data_dir, sidecar)
 
     config = SegmentConfig(
         feature=args.feature, teacher=args.teacher, teacher_layer=args.teacher_layer,
@@ -66,9 +74,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         dp_smooth=args.dp_smooth, dp_penalty=args.dp_penalty,
         max_utts_for_kmeans=args.max_utts_for_kmeans, seed=args.seed, device=args.device,
     )
-    report = segment_data_dir(args.data_dir, args.out, config, kmeans=args.kmeans,
-                              progress=not args.no_progress, fit_only=args.fit_only)
-    print(report)
+    feature_fn = make_feature_fn(config)  # the teacher, loaded once for every data dir
+    print(segment_data_dir(args.data_dir, args.out, config, feature_fn=feature_fn,
+                           kmeans=args.kmeans, progress=not args.no_progress,
+                           fit_only=args.fit_only))
+    units = args.kmeans or sidecar(args.out, ".kmeans.npy")  # given, or fitted just now
+    for data_dir, out in args.also:
+        print(segment_data_dir(data_dir, out, config, feature_fn=feature_fn, kmeans=units,
+                               progress=not args.no_progress))
     return 0
 
 
