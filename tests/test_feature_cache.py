@@ -428,11 +428,11 @@ def test_a_model_trained_on_the_teacher_cache_becomes_a_teacher_model(work, teac
         feature_cache.waveform_config({"frontend": "ssl_teacher"})
 
 
-def test_a_set_with_the_same_audio_links_the_cache_of_its_twin(work, tmp_path):
+def test_a_set_with_the_same_audio_links_the_cache_of_its_twin(work, tmp_path, monkeypatch):
     """speechocean762's phone sets are its word sets with other text: the same utterances
     in other copies of the same audio. Their features are linked from the word set's cache
-    (hard links: no second copy, and unharmed when that cache is extracted again); a set
-    whose audio differs in one file is extracted."""
+    (hard links: no second copy, and unharmed when that cache is extracted again), without
+    building the OFA model; a set whose audio differs in one file is extracted."""
     spec = spec_for(work, 80.0)
     key = tmp_path / spec.key()
     wavs = dict(line.split(maxsplit=1) for line in
@@ -454,6 +454,11 @@ def test_a_set_with_the_same_audio_links_the_cache_of_its_twin(work, tmp_path):
     words = feature_cache.extract(spec, copy_set("train"), key / "train", shard_utts=5,
                                   progress=False)
     want = {u: np.array(m) for u, m in kaldiio.load_scp(str(words)).items()}
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the OFA model was built for a linked or finished cache")
+
+    monkeypatch.setattr(feature_cache, "frozen_model", no_model)
     phones = feature_cache.extract(spec, copy_set("train_phone"), key / "train_phone",
                                    shard_utts=5, progress=False)
     arks = sorted((key / "train_phone" / "shards").glob("*.ark"))
@@ -470,6 +475,7 @@ def test_a_set_with_the_same_audio_links_the_cache_of_its_twin(work, tmp_path):
     shutil.rmtree(key / "train")
     np.testing.assert_array_equal(kaldiio.load_scp(str(phones))["utt03"], want["utt03"])
     # One file's audio differs: extracted, not linked.
+    monkeypatch.undo()
     other = feature_cache.extract(spec, copy_set("train_other", change="utt03"),
                                   key / "train_other", shard_utts=5, progress=False)
     assert all(a.stat().st_nlink == 1 for a in (key / "train_other" / "shards").glob("*.ark"))

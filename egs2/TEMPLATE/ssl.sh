@@ -194,21 +194,18 @@ if want_stage 8; then
     fi
     # Boundaries depend on the teacher: start afresh rather than resume stale ones.
     rm -rf "${seg_dir}"
-    # The units once, on a sample of the training set, then the training set and the valid
-    # set with those units: in one process (one teacher load) for one job; else the units
-    # and the valid set first, then the training set in ${nj} parallel parts (the same
+    # One process (one teacher load) fits the units on a sample of the training set and
+    # segments the valid set with them, and the training set too for one job; for more, the
+    # training set is then segmented in ${nj} parallel parts with those units (the same
     # boundaries as one job gives).
     _train_seg="${seg_dir}/${train_set}"
-    _valid=(--also "${data_feats}/${valid_set}" "${seg_dir}/${valid_set}/boundaries")
-    if [ "${nj}" -le 1 ]; then
-        ${train_cmd} --num_threads 1 "${seg_dir}/log/segment.log" \
-            ${python} -m espnet_ofa.bin.segment --data_dir "${data_feats}/${train_set}" \
-            --out "${_train_seg}/boundaries" "${_seg[@]}" ${segment_opts} --no_progress "${_valid[@]}"
-    else
-        ${train_cmd} --num_threads 1 "${seg_dir}/log/kmeans.${train_set}.log" \
-            ${python} -m espnet_ofa.bin.segment --data_dir "${data_feats}/${train_set}" \
-            --out "${_train_seg}/boundaries" "${_seg[@]}" ${segment_opts} --no_progress \
-            --fit_only "${_valid[@]}"
+    _fit=()
+    [ "${nj}" -le 1 ] || _fit=(--fit_only)
+    ${train_cmd} --num_threads 1 "${seg_dir}/log/segment.log" \
+        ${python} -m espnet_ofa.bin.segment --data_dir "${data_feats}/${train_set}" \
+        --out "${_train_seg}/boundaries" "${_seg[@]}" ${segment_opts} --no_progress "${_fit[@]}" \
+        --also "${data_feats}/${valid_set}" "${seg_dir}/${valid_set}/boundaries"
+    if [ "${nj}" -gt 1 ]; then
         _nj=$(split_keys "${data_feats}/${train_set}/wav.scp" "${nj}" "${_train_seg}/split")
         for ((_j = 1; _j <= _nj; _j++)); do
             mkdir -p "${_train_seg}/split/${_j}"

@@ -46,7 +46,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import yaml
 
@@ -223,10 +223,16 @@ HiddenStates = Callable[["torch.Tensor", "torch.Tensor"],  # noqa: F821
                         Tuple[Sequence["torch.Tensor"], "torch.Tensor"]]  # noqa: F821
 
 
-def frozen_model(spec: CacheSpec, device: str = "cpu") -> Tuple[HiddenStates, str]:
-    """The frozen SSL model of ``spec`` as a function ``((B, N) waveforms, (B,) samples) ->
-    ([(B, T', D)] the hidden states to cache, (B,) frames)``, and a digest of its weights
-    (the OFA checkpoint file's; the loaded teacher's)."""
+class FrozenModel(NamedTuple):
+    """A frozen SSL model ready to cache: ``hidden_states((B, N) waveforms, (B,) samples) ->
+    ([(B, T', D)] the hidden states to cache, (B,) frames)``, and the module under it."""
+
+    hidden_states: HiddenStates
+    module: "torch.nn.Module"  # noqa: F821
+
+
+def frozen_model(spec: CacheSpec, device: str = "cpu") -> FrozenModel:
+    """The frozen SSL model of ``spec`` (the teacher, or the OFA student at its period)."""
     import torch
 
     if spec.frontend == TEACHER_FRONTEND_NAME:
@@ -240,22 +246,36 @@ def frozen_model(spec: CacheSpec, device: str = "cpu") -> Tuple[HiddenStates, st
                              "only 20 ms SSL models can be cached")
         model = teacher.teacher.to(device).eval()  # computes just the layers asked for
 
-        def hidden_states(wav: torch.Tensor, lengths: torch.Tensor):
+        def teacher_states(wav: torch.Tensor, lengths: torch.Tensor):
             out = model(wav, lengths)
             return out.hidden, out.lengths
 
-        return hidden_states, _state_sha1(model)
+        return FrozenModel(teacher_states, model)
 
-    from espnet_ofa.frontend.ofa import OFAFrontend, resolve_model
+    from espnet_ofa.frontend.ofa import OFAFrontend
 
     student = OFAFrontend(model=spec.model, frame_period=spec.frame_period, lam=spec.lam,
                           layer=spec.layer, freeze=True).to(device).eval().student
 
-    def hidden_states(wav: torch.Tensor, lengths: torch.Tensor):
+    def student_states(wav: torch.Tensor, lengths: torch.Tensor):
         out = student(wav, lengths, frame_period=spec.frame_period, lam=spec.lam)
         return (out.hidden if spec.layer == -1 else [out.hidden[spec.layer]]), out.lengths
 
-    return hidden_states, file_sha1(resolve_model(spec.model))
+    return FrozenModel(student_states, student)
+
+
+def model_digest(spec: CacheSpec, model: Optional[FrozenModel] = None) -> str:
+    """What identifies the frozen model's weights: an OFA checkpoint by its file (read, the
+    model not built), a teacher by its loaded weights (``model``, from `frozen_model`), since
+    its source may be a bundle name or a directory."""
+    if spec.frontend == TEACHER_FRONTEND_NAME:
+        if model is None:
+            raise ValueError("a teacher's digest is that of its loaded weights: pass its "
+                             "frozen_model")
+        return _state_sha1(model.module)
+    from espnet_ofa.frontend.ofa import resolve_model
+
+    return file_sha1(resolve_model(spec.model))
 
 
 def _meta(spec: CacheSpec, model_sha1: str, wav_scp: Path, shard_utts: int) -> dict:
@@ -290,16 +310,10 @@ def extract(
     if not wav_scp.is_file():
         raise FileNotFoundError(f"{wav_scp} not found: extract from a formatted data dir "
                                 "(s2t.sh stage 3 writes dump/raw/<set>/wav.scp)")
-    # An OFA checkpoint is fingerprinted by its file, so a finished cache is recognised
-    # without building the model; a teacher only by its loaded weights.
-    hidden_states = None
-    if spec.frontend == FRONTEND_NAME:
-        from espnet_ofa.frontend.ofa import resolve_model
-
-        model_sha1 = file_sha1(resolve_model(spec.model))
-    else:
-        hidden_states, model_sha1 = frozen_model(spec, device)
-    meta = _meta(spec, model_sha1, wav_scp, shard_utts)
+    # Built when a shard must be computed, so that a finished or linked OFA cache never
+    # builds its model; a teacher is built first, as only its loaded weights identify it.
+    model = frozen_model(spec, device) if spec.frontend == TEACHER_FRONTEND_NAME else None
+    meta = _meta(spec, model_digest(spec, model), wav_scp, shard_utts)
     meta_file = out_dir / META
     if meta_file.is_file():
         old = json.loads(meta_file.read_text(encoding="utf-8"))
@@ -316,8 +330,6 @@ def extract(
     utts = sorted(wavs)
     if not utts:
         raise ValueError(f"{wav_scp} is empty: nothing to extract")
-    if hidden_states is None:
-        hidden_states, _ = frozen_model(spec, device)
     if not any(shards.glob("*.scp")):
         twin = same_audio_cache(meta, out_dir)
         if twin is not None:
@@ -331,6 +343,8 @@ def extract(
         if scp.is_file():
             done += len(shard)
             continue
+        if model is None:
+            model = frozen_model(spec, device)
         audio = {u: sf.read(wavs[u], dtype="float32", always_2d=False)[0] for u in shard}
         for u, a in audio.items():
             if a.ndim != 1:
@@ -346,7 +360,7 @@ def extract(
             for i, u in enumerate(batch):
                 wav[i, : lengths[u]] = torch.from_numpy(audio[u])
             with torch.no_grad():
-                hidden, frames = hidden_states(wav.to(device), n.to(device))
+                hidden, frames = model.hidden_states(wav.to(device), n.to(device))
             stacked = torch.stack(list(hidden), dim=2).float().cpu()  # (B, T', L, D)
             for i, u in enumerate(batch):
                 t = int(frames[i])
