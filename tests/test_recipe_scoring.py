@@ -168,3 +168,49 @@ def test_summary_of_a_model_per_period(tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 10000
     one_model = render([r for r in rows if r["exp"] == "exp/asr_p20"], env={"date": "now"})
     assert "## Summary" not in one_model
+
+
+def _scored(root: Path, exp: str, period: float, errors, test_set: str = "test") -> Path:
+    """<root>/<exp>/decode_asr/p<period>/<test_set>/result.json, 5 words per utterance."""
+    exp_dir = root / exp
+    d = exp_dir / "decode_asr" / rate_tag(period) / test_set
+    d.mkdir(parents=True)
+    value = 100.0 * sum(errors) / (5 * len(errors))
+    (d / "result.json").write_text(json.dumps({
+        "metric": "WER", "value": value, "WER": value, "frame_period": period,
+        "train_frame_period": period, "learned": False, "frontend": "ofa",
+        "compression": "cif", "ssl_period_range": [20.0, 90.0], "num_utts": len(errors),
+        "per_utt": {f"u{i:02d}": [e, 5] for i, e in enumerate(errors)}}))
+    return exp_dir
+
+
+def test_compare_two_sets_of_experiments_per_rate(tmp_path):
+    """``recipe compare``: e.g. the cnn and mel fronts' downstreams, paired per test set and
+    rate, b - a with its interval; a side with two models at one rate, or nothing shared,
+    is an error that says so."""
+    from espnet_ofa.bin.recipe import main
+    from espnet_ofa.recipe.results import paired_comparison
+
+    base = [i % 2 for i in range(40)]  # 20 errors in 200 words: 10 %
+    cnn = [_scored(tmp_path / "cnn", "asr_p40", 40.0, base),
+           _scored(tmp_path / "cnn", "asr_p80", 80.0, base)]
+    mel = [_scored(tmp_path / "mel", "asr_p40", 40.0, [e + 1 for e in base]),  # +1 per utt
+           _scored(tmp_path / "mel", "asr_p80", 80.0, [0] * 40)]
+    text = "\n".join(paired_comparison(cnn, mel, ("cnn", "mel")))
+    assert "|test|40|10.00|30.00|+20.00 [+20.00, +20.00]|+200%|" in text
+    assert "|test|80|10.00|0.00|-10.00 [" in text
+    assert "mel − cnn [95% CI]" in text and "1 × 1 × 40" in text  # what the interval covers
+
+    out = tmp_path / "fronts.md"
+    assert main(["compare", "--a", *map(str, cnn), "--b", str(mel[0]), "--labels", "cnn", "mel",
+                 "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("|test|")]
+    assert len(rows) == 1 and rows[0].startswith("|test|40|")  # only the rate both have
+
+    twice = _scored(tmp_path / "mel", "asr_sampled", 40.0, base)
+    with pytest.raises(ValueError, match="both decoded on test at 40"):
+        paired_comparison(cnn, [mel[0], twice], ("cnn", "mel"))
+    with pytest.raises(ValueError, match="share no"):
+        paired_comparison(cnn[:1], mel[1:], ("cnn", "mel"))
+    with pytest.raises(FileNotFoundError, match="mel: no scored decodings"):
+        paired_comparison(cnn, [tmp_path / "nothing"], ("cnn", "mel"))

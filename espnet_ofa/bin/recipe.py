@@ -13,6 +13,7 @@
     python -m espnet_ofa.bin.recipe score_all --task asr --decode_dir exp/asr_x/decode_asr --data_root dump/raw
     python -m espnet_ofa.bin.recipe score --task asr --ref data/test/text --hyp exp/.../text --out result.json
     python -m espnet_ofa.bin.recipe results --exp_dirs exp/asr_a exp/asr_b --out RESULTS.md --plot
+    python -m espnet_ofa.bin.recipe compare --a exp/word/asr_p40 --b exp/word_mel/asr_p40 --labels cnn mel
     python -m espnet_ofa.bin.recipe plan --task asr --configs conf/a.yaml --ofa_model M --seeds 3
     python -m espnet_ofa.bin.recipe ssl_plan --ssl_exp exp/ssl_train_ofa_tiny --fixed_rate_periods 40
     python -m espnet_ofa.bin.recipe trained_range --exp_dir exp/ssl_train_ofa_tiny --data_dir dump/raw/dev
@@ -185,6 +186,14 @@ def _add_scoring_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--notes", default=None, help="a Markdown file whose text goes on top")
     s.add_argument("--smoke", default="false", choices=("true", "false"),
                    help="true: a --smoke true recipe run, labelled as not a result")
+
+    s = sub.add_parser("compare", help="two sets of experiments on the same test sets and "
+                       "rates (e.g. two fronts): b - a per rate with a bootstrap interval")
+    s.add_argument("--a", nargs="+", required=True, metavar="EXP_DIR",
+                   help="the reference side: one experiment (and its seeds) per rate")
+    s.add_argument("--b", nargs="+", required=True, metavar="EXP_DIR")
+    s.add_argument("--labels", nargs=2, default=("a", "b"), metavar=("A", "B"))
+    s.add_argument("--out", default=None, help="Markdown file to write (default: stdout)")
 
 
 def _add_plan_commands(sub: argparse._SubParsersAction) -> None:
@@ -373,6 +382,18 @@ def _results(args: argparse.Namespace) -> None:
           flush=True)
 
 
+def _compare(args: argparse.Namespace) -> None:
+    from espnet_ofa.data.datadir import atomic_write_text
+    from espnet_ofa.recipe.results import paired_comparison
+
+    text = "\n".join(paired_comparison(args.a, args.b, tuple(args.labels)))
+    if args.out:
+        atomic_write_text(args.out, text)
+        print(f"progress: wrote {args.out}", flush=True)
+    else:
+        print(text, flush=True)
+
+
 def _plan(args: argparse.Namespace) -> None:
     from espnet_ofa.recipe.experiments import plan_experiments
 
@@ -441,6 +462,7 @@ COMMANDS = {
     "score": _score,
     "score_all": _score_all,
     "results": _results,
+    "compare": _compare,
     "plan": _plan,
     "fill_learnt_period": _fill_learnt_period,
     "ssl_plan": _ssl_plan,

@@ -397,6 +397,50 @@ def rival_comparisons(rows: List[dict]) -> List[str]:
     return lines
 
 
+def paired_comparison(a_dirs: Sequence[PathLike], b_dirs: Sequence[PathLike],
+                      labels: Tuple[str, str] = ("a", "b")) -> List[str]:
+    """Markdown lines comparing two sets of experiments decoded on the same test sets at the
+    same rates (e.g. one OFA model per front, each with its downstreams at 40 and 80 ms):
+    per (test set, rate) both metrics and b − a with its hierarchical bootstrap interval.
+    Each side must hold one model per (test set, rate); its seeds (``_seedN``,
+    ``_sslseedN`` experiments) are that model's runs."""
+    sides = []
+    for dirs, label in zip((a_dirs, b_dirs), labels):
+        rows = collect(dirs)
+        if not rows:
+            raise FileNotFoundError(f"{label}: no scored decodings (*/*/*/result.json) under "
+                                    f"{', '.join(map(str, dirs))}; run stages 12-13 first")
+        keyed: Dict[Tuple[str, str], Model] = {}
+        for m in models(rows):
+            key = (m.test_set, period_label(m.rows[0]))
+            if key in keyed:
+                raise ValueError(f"{label}: {keyed[key].model} and {m.model} are both decoded "
+                                 f"on {key[0]} at {key[1]}; give one experiment (and its "
+                                 "seeds) per test set and rate on each side")
+            keyed[key] = m
+        sides.append(keyed)
+    a, b = sides
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        raise ValueError(f"{labels[0]} and {labels[1]} share no (test set, rate): "
+                         f"{sorted(a)} vs {sorted(b)}")
+    metric = a[shared[0]].rows[0].get("metric", "WER")
+    ms = [side[k] for side in sides for k in shared]
+    note = coverage_note(ms, {OFA: "OFA", SINGLE_RATE: "single-period CIF",
+                              FIXED_RATE: "fixed-rate", LEARNED: "learnt rate",
+                              OTHER: "no SSL"})
+    lines = [f"{metric} of *{labels[1]}* against *{labels[0]}*: {labels[1]} − {labels[0]} in "
+             f"points. {note}", ""]
+    header = ["dataset", "period (ms)", f"{labels[0]} {metric}", f"{labels[1]} {metric}",
+              f"{labels[1]} − {labels[0]} [95% CI]", "relative"]
+    lines += ["|" + "|".join(header) + "|", "|" + "|".join(["---"] * len(header)) + "|"]
+    for key in shared:
+        d = compare(a[key], b[key], metric)
+        lines.append("|" + "|".join([key[0], key[1], a[key].cell(), b[key].cell(),
+                                     _diff_cell(d), _rel_cell(d)]) + "|")
+    return lines + [""]
+
+
 def _sort_key(r: dict):
     period = r.get("frame_period")
     return (r["exp"], r["decode"], r["test_set"], bool(r.get("learned")),
