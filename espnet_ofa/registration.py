@@ -3,7 +3,8 @@
 ESPnet resolves ``frontend: NAME`` through a `ClassChoices` registry that each task module
 (``espnet2.tasks.asr``, ``slu``, ``st``, ``asr_transducer``, and espnet3's copies such as
 ``espnet3.systems.esp2_asr.task``) builds for itself, with no plug-in mechanism. So ``ofa``
-is added to each registry right after the module is imported, by an import hook:
+is added to each registry right after the module is imported (with the downstream
+encoder ``blstm``, `espnet_ofa.encoder.blstm`, in ``encoder_choices``), by an import hook:
 
 * ``espnet_ofa_register.pth``, installed in site-packages with the package, runs
   `install_import_hook` at interpreter start-up. That only puts a tiny finder on
@@ -57,6 +58,8 @@ PLUGIN_MODULES: Dict[str, str] = {
     "s3prl": "espnet_ofa.integrations.s3prl_compat:patch_torchaudio",  # before s3prl.hub runs
     "s3prl.hub": "espnet_ofa.integrations.s3prl:register_hub",          # s3prl upstream ofa_local
 }
+# ``encoder: blstm`` (espnet_ofa.encoder.blstm): ESPnet's rnn encoder without packing.
+BLSTM_ENCODER_NAME = "blstm"
 DISABLE_ENV = "ESPNET_OFA_NO_IMPORT_HOOK"
 _WRAPPED = "_espnet_ofa_wrapped"
 
@@ -107,7 +110,9 @@ def _wrap_build_model_from_file(task_cls: type) -> None:
 
 def register_task_module(module: ModuleType) -> None:
     """Add ``ofa`` and ``ssl_teacher`` (and their cached forms) to ``module.frontend_choices``
-    and wrap its task's ``build_model``."""
+    and ``blstm`` to its ``encoder_choices`` (where the task has one), and wrap its task's
+    ``build_model``."""
+    from espnet_ofa.encoder.blstm import BLSTMEncoder
     from espnet_ofa.frontend.cached import CachedOFAFrontend, CachedTeacherFrontend
     from espnet_ofa.frontend.ofa import OFAFrontend
     from espnet_ofa.frontend.teacher import SSLTeacherFrontend
@@ -119,6 +124,9 @@ def register_task_module(module: ModuleType) -> None:
     choices.classes[CACHED_FRONTEND_NAME] = CachedOFAFrontend
     choices.classes[TEACHER_FRONTEND_NAME] = SSLTeacherFrontend
     choices.classes[CACHED_TEACHER_FRONTEND_NAME] = CachedTeacherFrontend
+    encoders = getattr(module, "encoder_choices", None)
+    if encoders is not None:
+        encoders.classes[BLSTM_ENCODER_NAME] = BLSTMEncoder
     task_cls = getattr(module, TASK_MODULES.get(module.__name__, ""), None)
     if isinstance(task_cls, type):
         _wrap_build_model(task_cls)
