@@ -10,8 +10,8 @@ may import units of its own layer and of lower layers, at module level or inside
 3. ``teachers``, ``segmentation``: teacher models and pseudo boundaries from them;
 4. ``zoo``: pack, verify, publish and unpack archives (packing checks that an SSL model
    loads, so it sits above ``models``);
-5. ``tasks``, ``frontend``: the ESPnet task and frontend (``frontend_conf.model`` may be a
-   zoo name, so the frontend asks the zoo);
+5. ``tasks``, ``frontend``, ``encoder``: the ESPnet task, frontend and downstream encoder
+   (``frontend_conf.model`` may be a zoo name, so the frontend asks the zoo);
 6. ``inference``, ``system_speed``, ``registration``, ``export`` and the package root:
    ESPnet's Speech2* with our models and their timing, the import hook that registers the
    frontend, the Hugging Face export;
@@ -35,7 +35,7 @@ LAYERS = [
     {"models"},
     {"teachers", "segmentation"},
     {"zoo"},
-    {"tasks", "frontend"},
+    {"tasks", "frontend", "encoder"},
     {"inference", "system_speed", "registration", "export", "__init__"},
     {"recipe", "integrations"},
     {"bin"},
