@@ -101,3 +101,23 @@ def test_registered_as_an_espnet_encoder_choice():
 
     for module in (espnet2.tasks.asr, espnet2.tasks.slu, espnet2.tasks.st):
         assert module.encoder_choices.classes["blstm"] is BLSTMEncoder, module.__name__
+
+
+def test_every_recipe_config_builds_its_encoder():
+    """The recipes' (and espnet3's) configs that name ``encoder: blstm`` give options it takes."""
+    from pathlib import Path
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    found = 0
+    for path in sorted([*repo.glob("egs2/*/*/conf/**/*.yaml"), *repo.glob("egs3/*/*/conf/*.yaml"),
+                        *repo.glob("conf/**/*.yaml")]):
+        conf = yaml.safe_load(path.read_text()) or {}
+        model = conf.get("model")
+        conf = model if isinstance(model, dict) else conf  # espnet3 nests the model block
+        if conf.get("encoder") == "blstm":
+            encoder = BLSTMEncoder(16, **conf.get("encoder_conf", {}))
+            assert encoder.output_size() == conf["encoder_conf"]["output_size"], path
+            found += 1
+    assert found >= 27  # every asr/slu/st downstream of the recipes
