@@ -31,7 +31,7 @@ run_options="smoke tasks"
 
 periods="20 30 40 50 60 70 80 90"
 configs="conf/train_asr_ofa_learned_rate.yaml conf/train_asr_ofa.yaml conf/train_asr_ofa_sampled.yaml conf/train_asr_logmel.yaml"
-ofa_model=../ssl1/exp/ssl_train_ofa_small/valid.loss.best.pth
+ofa_model=../ssl1/exp/ssl_train_ofa_small_mel/valid.loss.best.pth
 fixed_rate_periods="40 80"
 baselines=(--single_rate_periods "40 80" --pooled_periods "40 80" --teacher_pooled_periods "40 80"
     --jitter_control true)
