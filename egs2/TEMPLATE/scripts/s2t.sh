@@ -562,7 +562,7 @@ if want_stage 14; then
     if [ "${skip_packing}" = true ]; then
         log "Stage 14: skipped: packing (--skip_packing true)"
     else
-        stage_begin 14 "packing ${task} models (OFA checkpoint inside; baselines as plain ESPnet models) into <exp>/packed/model.zip"
+        stage_begin 14 "packing ${task} models (OFA checkpoint inside; baselines without one) into <exp>/packed/model.zip"
         _results=()
         [ ! -f "${results_md}" ] || _results=(--results "${results_md}")
         for _exp in "${exp_dirs[@]}"; do
