@@ -19,7 +19,7 @@ the legacy ``RNNP``) has two costs that this one removes:
 The parameters are those of ESPnet's encoder (an LSTM per direction and layer, a
 projection per layer) under their own names; a checkpoint trained with ``encoder: rnn``
 (``rnn_type: lstm``, ``bidirectional: true``, projection on, no subsampling) loads into it
-(`load_espnet_rnn_keys`), so an existing model can be decoded deterministically.
+(`espnet_rnn_key_renames`), so an existing model can be decoded deterministically.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ _ESPNET_LSTM = re.compile(r"enc\.0\.birnn(\d+)\.((?:weight|bias)_(?:ih|hh)_l0)(_
 _ESPNET_PROJECTION = re.compile(r"enc\.0\.bt(\d+)\.(weight|bias)$")
 
 
-def load_espnet_rnn_keys(state: Dict[str, torch.Tensor], prefix: str = "") -> Dict[str, str]:
+def espnet_rnn_key_renames(state: Dict[str, torch.Tensor], prefix: str = "") -> Dict[str, str]:
     """The `BLSTMEncoder` key of each ``encoder: rnn`` key under ``prefix`` in ``state``
     (old key -> new key; keys of other modules are not listed)."""
     renames = {}
@@ -142,5 +142,5 @@ def load_espnet_rnn_keys(state: Dict[str, torch.Tensor], prefix: str = "") -> Di
 def _accept_espnet_rnn_keys(module: torch.nn.Module, state: Dict[str, torch.Tensor],
                             prefix: str, *args) -> None:
     """load_state_dict pre-hook: rename ``encoder: rnn`` keys to ours, in place."""
-    for old, new in load_espnet_rnn_keys(state, prefix).items():
+    for old, new in espnet_rnn_key_renames(state, prefix).items():
         state[new] = state.pop(old)
