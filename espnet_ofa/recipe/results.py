@@ -428,6 +428,8 @@ def paired_comparison(a_dirs: Sequence[PathLike], b_dirs: Sequence[PathLike],
     ms = [side[k] for side in sides for k in shared]
     note = coverage_note(ms, {OFA: "OFA", SINGLE_RATE: "single-period CIF",
                               FIXED_RATE: "fixed-rate", LEARNED: "learnt rate",
+                              POOLED: "pooled rival", TEACHER_POOLED: "pooled teacher",
+                              SAMPLED: "sampled period", JITTER: "jitter control",
                               OTHER: "no SSL"})
     lines = [f"{metric} of *{labels[1]}* against *{labels[0]}*: {labels[1]} − {labels[0]} in "
              f"points. {note}", ""]
