@@ -8,6 +8,7 @@ import torch
 from espnet2.asr.encoder.rnn_encoder import RNNEncoder
 
 from espnet_ofa.encoder.blstm import BLSTMEncoder, reverse_within_lengths
+from espnet_ofa.registration import BLSTM_ENCODER_NAME
 
 SIZES = dict(num_layers=2, hidden_size=12, output_size=10)
 
@@ -100,7 +101,7 @@ def test_registered_as_an_espnet_encoder_choice():
     import espnet2.tasks.st
 
     for module in (espnet2.tasks.asr, espnet2.tasks.slu, espnet2.tasks.st):
-        assert module.encoder_choices.classes["blstm"] is BLSTMEncoder, module.__name__
+        assert module.encoder_choices.classes[BLSTM_ENCODER_NAME] is BLSTMEncoder, module.__name__
 
 
 def test_every_recipe_config_builds_its_encoder():
@@ -116,7 +117,7 @@ def test_every_recipe_config_builds_its_encoder():
         conf = yaml.safe_load(path.read_text()) or {}
         model = conf.get("model")
         conf = model if isinstance(model, dict) else conf  # espnet3 nests the model block
-        if conf.get("encoder") == "blstm":
+        if conf.get("encoder") == BLSTM_ENCODER_NAME:
             encoder = BLSTMEncoder(16, **conf.get("encoder_conf", {}))
             assert encoder.output_size() == conf["encoder_conf"]["output_size"], path
             found += 1

@@ -304,11 +304,15 @@ def _gmacs(m: Model) -> str:
     return f"{float(np.mean(values)):.4f}" if values else "-"
 
 
+# How `coverage_note` names each kind of model, in the order it lists them.
+KIND_LABELS = {OFA: "OFA", POOLED: "pooled rival", TEACHER_POOLED: "pooled teacher",
+               SAMPLED: "sampled period", LEARNED: "learnt rate", JITTER: "jitter control",
+               SINGLE_RATE: "single-period CIF", FIXED_RATE: "fixed-rate", OTHER: "no SSL"}
+
+
 def _interval_note(ms: List[Model]) -> str:
     """What the intervals of a rival comparison cover (`coverage_note` over its models)."""
-    return coverage_note(ms, {OFA: "OFA", POOLED: "pooled rival",
-                              TEACHER_POOLED: "pooled teacher", SAMPLED: "sampled period",
-                              LEARNED: "learnt rate", JITTER: "jitter control"})
+    return coverage_note(ms, KIND_LABELS)
 
 
 def rival_comparisons(rows: List[dict]) -> List[str]:
@@ -426,11 +430,7 @@ def paired_comparison(a_dirs: Sequence[PathLike], b_dirs: Sequence[PathLike],
                          f"{sorted(a)} vs {sorted(b)}")
     metric = a[shared[0]].rows[0].get("metric", "WER")
     ms = [side[k] for side in sides for k in shared]
-    note = coverage_note(ms, {OFA: "OFA", SINGLE_RATE: "single-period CIF",
-                              FIXED_RATE: "fixed-rate", LEARNED: "learnt rate",
-                              POOLED: "pooled rival", TEACHER_POOLED: "pooled teacher",
-                              SAMPLED: "sampled period", JITTER: "jitter control",
-                              OTHER: "no SSL"})
+    note = coverage_note(ms, KIND_LABELS)
     lines = [f"{metric} of *{labels[1]}* against *{labels[0]}*: {labels[1]} − {labels[0]} in "
              f"points. {note}", ""]
     header = ["dataset", "period (ms)", f"{labels[0]} {metric}", f"{labels[1]} {metric}",
