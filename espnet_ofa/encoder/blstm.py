@@ -43,9 +43,19 @@ def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tens
         (B, T, D): ``out[b, t] = x[b, lengths[b] - 1 - t]`` for ``t < lengths[b]``, else
         ``x[b, t]``.
     """
-    t = torch.arange(x.size(1), device=x.device)
-    lengths = lengths.to(x.device)[:, None]
-    index = torch.where(t < lengths, lengths - 1 - t, t)  # (B, T)
+    return _gather_time(x, reversal_index(lengths, x.size(1), x.device))
+
+
+def reversal_index(lengths: torch.Tensor, max_len: int, device: torch.device) -> torch.Tensor:
+    """(B, T) time index of `reverse_within_lengths`: ``lengths[b] - 1 - t`` inside a length,
+    ``t`` past it. Computed once per batch and shared by every layer and direction."""
+    t = torch.arange(max_len, device=device)
+    lengths = lengths.to(device)[:, None]
+    return torch.where(t < lengths, lengths - 1 - t, t)
+
+
+def _gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x: (B, T, D), index: (B, T) -> (B, T, D) with ``out[b, t] = x[b, index[b, t]]``."""
     return x.gather(1, index[:, :, None].expand(-1, -1, x.size(2)))
 
 
@@ -58,12 +68,12 @@ class BLSTMLayer(torch.nn.Module):
         self.backward_lstm = torch.nn.LSTM(input_size, hidden_size, batch_first=True)
         self.projection = torch.nn.Linear(2 * hidden_size, output_size)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """x: (B, T, D_in), lengths: (B,) -> (B, T, D_out); frames past a length are not
-        meaningful (the encoder zeroes them at the end)."""
+    def forward(self, x: torch.Tensor, reversal: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, D_in), reversal: (B, T) `reversal_index` of the batch's lengths ->
+        (B, T, D_out); frames past a length are not meaningful (the encoder zeroes them)."""
         ahead, _ = self.forward_lstm(x)
-        behind, _ = self.backward_lstm(reverse_within_lengths(x, lengths))
-        both = torch.cat([ahead, reverse_within_lengths(behind, lengths)], dim=-1)
+        behind, _ = self.backward_lstm(_gather_time(x, reversal))
+        both = torch.cat([ahead, _gather_time(behind, reversal)], dim=-1)
         return self.projection(both)
 
 
@@ -106,8 +116,9 @@ class BLSTMEncoder(AbsEncoder):
             raise ValueError("encoder: blstm keeps no state between calls (prev_states must "
                              "be None); use ESPnet's encoder: rnn for stateful decoding")
         x = xs_pad
+        reversal = reversal_index(ilens, x.size(1), x.device)
         for i, layer in enumerate(self.layers):
-            x = layer(x, ilens)
+            x = layer(x, reversal)
             if i < len(self.layers) - 1:
                 x = torch.tanh(self.dropout(x))
         t = torch.arange(x.size(1), device=x.device)
