@@ -95,6 +95,42 @@ def _audio(work: Path, utt: str):
     return audio[None], torch.tensor([audio.numel()])
 
 
+def test_the_cli_extracts_several_sets_with_one_model_load(work, tmp_path, monkeypatch):
+    """s2t.sh's stage 10 extracts the train and valid sets in one process: each --data_dir
+    into its --out_dir, the model built once, the features those of one set at a time."""
+    from espnet_ofa.bin import feature_cache as cli
+
+    spec = spec_for(work, 60.0)
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    lines = (work / "data/train/wav.scp").read_text().splitlines()[:3]
+    (dev / "wav.scp").write_text("".join(line.replace("utt", "dev") + "\n" for line in lines))
+    builds = []
+    real = feature_cache.frozen_model
+    monkeypatch.setattr(feature_cache, "frozen_model",
+                        lambda *a, **k: builds.append(a) or real(*a, **k))
+    conf = work / "train_p60_l-1.yaml"
+    out = [tmp_path / "cache/train", tmp_path / "cache/dev"]
+    assert cli.main(["extract", "--config", str(conf), "--data_dir", str(work / "data/train"),
+                     str(dev), "--out_dir", *map(str, out)]) == 0
+    assert len(builds) == 1
+    train = kaldiio.load_scp(str(out[0] / "feats.scp"))
+    devs = kaldiio.load_scp(str(out[1] / "feats.scp"))
+    assert len(train) == 12 and sorted(devs) == ["dev00", "dev01", "dev02"]
+    alone = kaldiio.load_scp(str(feature_cache.extract(spec, dev, tmp_path / "alone",
+                                                       progress=False)))
+    for utt in devs:
+        np.testing.assert_array_equal(devs[utt], alone[utt])
+        # the same audio in the train set, batched with other utterances: float noise only
+        np.testing.assert_allclose(devs[utt], train[utt.replace("dev", "utt")], atol=1e-5)
+    # Done already: nothing is built again.
+    builds.clear()
+    feature_cache.extract_sets(spec, [work / "data/train", dev], out, progress=False)
+    assert builds == []
+    with pytest.raises(ValueError, match="one output dir per data dir"):
+        feature_cache.extract_sets(spec, [work / "data/train", dev], out[:1])
+
+
 def test_extraction_resumes_after_a_kill_and_redoes_a_changed_cache(work):
     spec = spec_for(work, 60.0)
     out = work / "cache_resume"

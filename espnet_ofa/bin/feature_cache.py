@@ -3,10 +3,11 @@
     # per plan line: the cache it trains on (or -), its statistics key, 1 if it collects
     # them, 1 if it extracts its cache, the frontend it trains with on the cache (or -)
     python -m espnet_ofa.bin.feature_cache plan --plan exp/plan.asr.tsv [--train_args "..."]
-    # the features of a data dir, for one training config (+ its extra options)
+    # the features of data dirs, for one training config (+ its extra options): the model
+    # is loaded once for all of them; the i-th --out_dir holds the i-th --data_dir's
     python -m espnet_ofa.bin.feature_cache extract --config conf/train_asr_ofa.yaml \
-        --options "--frontend_conf frame_period=40" --data_dir dump/raw/train_sp \
-        --out_dir dump/ofa_feats/<key>/train_sp
+        --options "--frontend_conf frame_period=40" --data_dir dump/raw/train_sp dump/raw/dev \
+        --out_dir dump/ofa_feats/<key>/train_sp dump/ofa_feats/<key>/dev
     # a model trained on them -> the same model on waveforms (frontend: ofa, ssl_teacher)
     python -m espnet_ofa.bin.feature_cache to_waveform --cached_dir exp/asr_x/cached \
         --out_dir exp/asr_x
@@ -36,8 +37,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True,
                    help="the training config (frontend: ofa or ssl_teacher)")
     p.add_argument("--options", default="", help="extra training options overriding it")
-    p.add_argument("--data_dir", required=True, help="a formatted data dir (wav.scp)")
-    p.add_argument("--out_dir", required=True)
+    p.add_argument("--data_dir", required=True, nargs="+",
+                   help="formatted data dirs (wav.scp)")
+    p.add_argument("--out_dir", required=True, nargs="+",
+                   help="where each data dir's features go (one per --data_dir, in order)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--max_batch_seconds", type=float, default=40.0,
                    help="audio per padded extraction batch")
@@ -60,10 +63,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         spec, why = feature_cache.cache_spec(args.config, args.options)
         if spec is None:
             raise ValueError(f"{args.config}: no cache: {why}")
-        scp = feature_cache.extract(spec, args.data_dir, args.out_dir, device=args.device,
-                                    max_batch_samples=int(args.max_batch_seconds * SAMPLE_RATE))
-        mib = feature_cache.cache_bytes(args.out_dir) / 2**20
-        print(f"cached {scp} ({mib:.1f} MiB)")
+        scps = feature_cache.extract_sets(
+            spec, args.data_dir, args.out_dir, device=args.device,
+            max_batch_samples=int(args.max_batch_seconds * SAMPLE_RATE))
+        for scp, out_dir in zip(scps, args.out_dir):
+            mib = feature_cache.cache_bytes(out_dir) / 2**20
+            print(f"cached {scp} ({mib:.1f} MiB)")
     else:
         for path in feature_cache.to_waveform_model(args.cached_dir, args.out_dir):
             print(f"waveform model {path}")

@@ -293,12 +293,15 @@ def extract(
     shard_utts: int = SHARD_UTTS,
     device: str = "cpu",
     progress: bool = True,
+    build_model: Optional[Callable[[], FrozenModel]] = None,
 ) -> Path:
     """Write the SSL features of ``data_dir/wav.scp`` to ``out_dir/feats.scp`` (and
     ``feats_shape``: ``utt frames,channels``); returns the feats.scp.
 
     Each utterance's matrix is (T', L * D) for ``layer: -1`` (hidden state l in columns
     l*D..(l+1)*D) or (T', D); T' is exactly the frame count the live frontend returns.
+    ``build_model`` gives the frozen model of ``spec`` (default: `frozen_model`, built
+    here); it is called only when a shard must be computed or a teacher identified.
     """
     import kaldiio
     import numpy as np
@@ -312,7 +315,10 @@ def extract(
                                 "(s2t.sh stage 3 writes dump/raw/<set>/wav.scp)")
     # Built when a shard must be computed, so that a finished or linked OFA cache never
     # builds its model; a teacher is built first, as only its loaded weights identify it.
-    model = frozen_model(spec, device) if spec.frontend == TEACHER_FRONTEND_NAME else None
+    if build_model is None:
+        def build_model() -> FrozenModel:
+            return frozen_model(spec, device)
+    model = build_model() if spec.frontend == TEACHER_FRONTEND_NAME else None
     meta = _meta(spec, model_digest(spec, model), wav_scp, shard_utts)
     meta_file = out_dir / META
     if meta_file.is_file():
@@ -344,7 +350,7 @@ def extract(
             done += len(shard)
             continue
         if model is None:
-            model = frozen_model(spec, device)
+            model = build_model()
         audio = {u: sf.read(wavs[u], dtype="float32", always_2d=False)[0] for u in shard}
         for u, a in audio.items():
             if a.ndim != 1:
@@ -382,6 +388,24 @@ def extract(
             (shards / f"feats.{n}.{ext}").read_text(encoding="utf-8") for n in parts))
     atomic_write_text(meta_file, json.dumps({**meta, "complete": True}, indent=2) + "\n")
     return out_dir / FEATS_SCP
+
+
+def extract_sets(spec: CacheSpec, data_dirs: Sequence[PathLike], out_dirs: Sequence[PathLike],
+                 device: str = "cpu", **options: Any) -> List[Path]:
+    """`extract` each ``data_dirs[i]`` into ``out_dirs[i]`` with one frozen model, built at
+    most once (a recipe's train and valid sets in one process: one start-up, one load)."""
+    if len(data_dirs) != len(out_dirs):
+        raise ValueError(f"{len(data_dirs)} data dirs but {len(out_dirs)} output dirs: give "
+                         "one output dir per data dir, in the same order")
+    built: List[FrozenModel] = []
+
+    def build_once() -> FrozenModel:
+        if not built:
+            built.append(frozen_model(spec, device))
+        return built[0]
+
+    return [extract(spec, data_dir, out_dir, device=device, build_model=build_once, **options)
+            for data_dir, out_dir in zip(data_dirs, out_dirs)]
 
 
 def audio_sha1(wav_scp: PathLike) -> Optional[str]:

@@ -339,15 +339,18 @@ if want_stage 10 || want_stage 11 || want_stage 12 || want_stage 13 || [ "${_pac
 fi
 feats_cache="${dumpdir}/ofa_feats"
 
-# extract_features I SET: the cached features of experiment I's frontend for SET.
+# extract_features I: the cached features of experiment I's frontend for the training and
+# validation sets, in one process (one start-up and one model load for both).
 # shellcheck disable=SC2329  # called through bg_run
 extract_features() {
-    local i=$1 dset=$2 out="${feats_cache}/${exp_caches[$1]}/$2"
+    local i=$1 out="${feats_cache}/${exp_caches[$1]}"
     # shellcheck disable=SC2086  # the extra options are several words
-    ${train_cmd} --num_threads "${num_threads}" "${out}.log" \
+    ${train_cmd} --num_threads "${num_threads}" "${out}/extract.log" \
         ${python} -m espnet_ofa.bin.feature_cache extract --config "${exp_configs[i]}" \
-        --options "${exp_extra[i]} ${train_args}" --data_dir "${data_feats}/${dset}" \
-        --out_dir "${out}" --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)"
+        --options "${exp_extra[i]} ${train_args}" \
+        --data_dir "${data_feats}/${train_set}" "${data_feats}/${valid_set}" \
+        --out_dir "${out}/${train_set}" "${out}/${valid_set}" \
+        --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)"
 }
 
 # collect_stats I: stage 10 for the frontend of experiment I, into ${stats_dir}/<its key>;
@@ -396,11 +399,9 @@ if want_stage 10; then
     for _i in "${!exp_dirs[@]}"; do
         _key=${exp_caches[_i]}
         [ "${exp_extracts[_i]}" = 1 ] || continue
-        for _d in "${train_set}" "${valid_set}"; do
-            log "  features: ${feats_cache}/${_key}/${_d} (log ${feats_cache}/${_key}/${_d}.log)"
-            mkdir -p "${feats_cache}/${_key}"
-            bg_run extract_features "${_i}" "${_d}"
-        done
+        log "  features: ${feats_cache}/${_key}/{${train_set},${valid_set}} (log ${feats_cache}/${_key}/extract.log)"
+        mkdir -p "${feats_cache}/${_key}"
+        bg_run extract_features "${_i}"
     done
     bg_wait
     # One pass per frontend (the first experiment using it), --max_parallel_exps at a time.
