@@ -57,6 +57,10 @@ class EspnetTask:
         """Every module whose ``frontend_choices`` gets ``ofa``: ESPnet2's, then espnet3's."""
         return (self.train_module,) + self.espnet3_modules
 
+    def train_cls(self) -> type:
+        """Import and return the ``AbsTask`` subclass (imports ESPnet)."""
+        return getattr(importlib.import_module(self.train_module), self.train_class)
+
     def inference_cls(self) -> type:
         """Import and return the ``Speech2*`` class (imports ESPnet)."""
         return getattr(importlib.import_module(self.inference_module), self.inference_class)

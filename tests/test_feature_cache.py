@@ -290,6 +290,55 @@ def run_espnet(args, cwd: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-4000:]
 
 
+def test_statistics_of_several_frontends_collected_in_one_process(work, tmp_path):
+    """s2t.sh's stage 10 collects the statistics of several frontends through one
+    ``espnet_ofa.bin.collect_stats`` process: each run reads its own options (JOB -> the
+    job's number) and writes what ``asr_train --collect_stats true`` writes for it alone."""
+    caches = {}
+    for period, layer in ((40.0, -1), (80.0, 2)):
+        spec = spec_for(work, period, layer)
+        caches[period] = (work / f"train_p{period:g}_l{layer}.yaml",
+                          feature_cache.extract(spec, work / "data/train",
+                                                work / f"cache_{spec.key()}", progress=False))
+    files = []
+    for period, (conf, scp) in caches.items():
+        options = ["--config", str(conf), "--frontend", "ofa_cached", "--ngpu", "0",
+                   "--num_workers", "0", "--use_preprocessor", "true", "--token_type", "word",
+                   "--token_list", "tokens.txt", "--train_shape_file", "data/train/wav.scp",
+                   "--valid_shape_file", "data/train/wav.scp",
+                   "--output_dir", str(tmp_path / f"stats_p{period:g}.JOB")]
+        for part in ("train", "valid"):
+            options += [f"--{part}_data_path_and_name_and_type", f"{scp},speech,kaldi_ark",
+                        f"--{part}_data_path_and_name_and_type", "data/train/text,text,text"]
+        args = tmp_path / f"p{period:g}.args"
+        args.write_text("\n".join(options) + "\n")
+        files += ["--args_file", str(args)]
+    proc = subprocess.run([sys.executable, "-m", "espnet_ofa.bin.collect_stats", "--task", "asr",
+                           "--job", "3", *files], cwd=work, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    for period, (conf, scp) in caches.items():
+        out = tmp_path / f"stats_p{period:g}.3" / "train"
+        frames = {u: int(s.split(",")[0]) for u, s in (
+            line.split() for line in (scp.parent / "feats_shape").read_text().splitlines())}
+        stats = np.load(out / "feats_stats.npz")
+        assert int(stats["count"]) == sum(frames.values())  # this run's cache, every frame
+        # D channels after the layer mix: one cached layer's width (the 80 ms cache)
+        one_layer = int(caches[80.0][1].parent.joinpath("feats_shape").read_text()
+                        .split()[1].split(",")[1])
+        assert stats["sum"].shape == (one_layer,)
+        lengths = dict(line.split() for line in (out / "speech_shape").read_text().splitlines())
+        assert {u: int(v.split(",")[0]) for u, v in lengths.items()} == frames
+    assert (np.load(tmp_path / "stats_p40.3/train/feats_stats.npz")["count"]
+            > 1.8 * np.load(tmp_path / "stats_p80.3/train/feats_stats.npz")["count"])
+    # A missing options file: named before ESPnet runs anything.
+    proc = subprocess.run([sys.executable, "-m", "espnet_ofa.bin.collect_stats", "--task", "asr",
+                           "--args_file", str(tmp_path / "none.args")], cwd=work, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    assert proc.returncode == 1 and "none.args not found" in proc.stdout
+
+
 def test_trained_on_the_cache_then_run_from_the_waveform(work):
     """ESPnet trains on the cache (stats, SpecAugment, global MVN), the model becomes a
     ``frontend: ofa`` model, and that one, from the waveform, computes what the cached one

@@ -353,42 +353,57 @@ extract_features() {
         --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)"
 }
 
-# collect_stats I: stage 10 for the frontend of experiment I, into ${stats_dir}/<its key>;
-# skipped while its statistics are newer than what they are computed from (the config, data,
-# token list and the features or SSL model), so a rerun collects only what is new or changed.
+# stats_sources I: what the statistics of experiment I's frontend are computed from (the
+# config, data, token list and the features or SSL model), one per line: newer than all of
+# them, they are up to date, so a rerun collects only what is new or changed.
+stats_sources() {
+    local i=$1 dset
+    printf '%s\n' "${exp_configs[i]}" "${token_list}"
+    for dset in "${train_set}" "${valid_set}"; do
+        printf '%s\n' "${data_feats}/${dset}/wav.scp" "${data_feats}/${dset}/text"
+        [ "${exp_caches[i]}" = - ] || echo "${feats_cache}/${exp_caches[i]}/${dset}/feats.scp"
+    done
+    [ "${exp_models[i]}" = - ] || echo "${exp_models[i]}"
+}
+
+# collect_stats I...: stage 10 for the frontends of experiments I..., each into
+# ${stats_dir}/<its key>. ESPnet's collect-stats runs of all of them share one process per
+# job (espnet_ofa.bin.collect_stats), which pays ESPnet's start-up once, not per frontend;
+# their log is ${stats_dir}/logdir/<the first one's key>.JOB.log.
 # shellcheck disable=SC2329  # called through bg_run
 collect_stats() {
-    local i=$1 sdir logdir n j dset
-    sdir="${stats_dir}/${exp_stats[i]}"
-    local -a sources=("${exp_configs[i]}" "${token_list}")
-    for dset in "${train_set}" "${valid_set}"; do
-        sources+=("${data_feats}/${dset}/wav.scp" "${data_feats}/${dset}/text")
-        [ "${exp_caches[i]}" = - ] || sources+=("${feats_cache}/${exp_caches[i]}/${dset}/feats.scp")
+    local i j n sdir logdir
+    local -a common cached files=() inputs
+    for i in "$@"; do
+        sdir="${stats_dir}/${exp_stats[i]}"
+        logdir="${sdir}/logdir"
+        rm -f "${sdir}/collected"
+        mkdir -p "${logdir}"
+        mapfile -t common < <(common_train_args "${exp_caches[i]}")
+        cached=()
+        [ "${exp_caches[i]}" = - ] || cached=(--frontend "${exp_cached_frontends[i]}")
+        # The same sets and --nj for every frontend: the same number of parts.
+        n=$(split_train_valid "${data_feats}/${train_set}/wav.scp" "${data_feats}/${valid_set}/wav.scp" "${nj}" "${logdir}")
+        rm -rf "${logdir}"/stats.*
+        # One option per line; JOB becomes the job's number (train_cmd's placeholder).
+        # shellcheck disable=SC2086  # train_args and the extra options hold several options
+        printf '%s\n' --ngpu 0 --config "${exp_configs[i]}" "${common[@]}" \
+            --train_shape_file "${logdir}/train.JOB.scp" --valid_shape_file "${logdir}/valid.JOB.scp" \
+            --output_dir "${logdir}/stats.JOB" ${exp_extra[i]} ${train_args} "${cached[@]}" \
+            > "${logdir}/collect_stats.args"
+        files+=(--args_file "${logdir}/collect_stats.args")
     done
-    [ "${exp_models[i]}" = - ] || sources+=("${exp_models[i]}")
-    if up_to_date "${sdir}/collected" "${sources[@]}"; then
-        log "  ${sdir}: up to date"
-        return 0
-    fi
-    rm -f "${sdir}/collected"
-    logdir="${sdir}/logdir"
-    mkdir -p "${logdir}"
-    local -a common cached=()
-    mapfile -t common < <(common_train_args "${exp_caches[i]}")
-    [ "${exp_caches[i]}" = - ] || cached=(--frontend "${exp_cached_frontends[i]}")
-    n=$(split_train_valid "${data_feats}/${train_set}/wav.scp" "${data_feats}/${valid_set}/wav.scp" "${nj}" "${logdir}")
-    rm -rf "${logdir}"/stats.*
-    # shellcheck disable=SC2086  # train_args and the extra options hold several options
-    ${train_cmd} --num_threads "${num_threads}" JOB=1:"${n}" "${logdir}/stats.JOB.log" \
-        ${python} -m "espnet2.bin.${task}_train" --collect_stats true --ngpu 0 \
-        --config "${exp_configs[i]}" "${common[@]}" \
-        --train_shape_file "${logdir}/train.JOB.scp" --valid_shape_file "${logdir}/valid.JOB.scp" \
-        --output_dir "${logdir}/stats.JOB" ${exp_extra[i]} ${train_args} "${cached[@]}"
-    local -a inputs=()
-    for ((j = 1; j <= n; j++)); do inputs+=(--input_dir "${logdir}/stats.${j}"); done
-    ${train_cmd} "${logdir}/aggregate.log" ${python} -m espnet2.bin.aggregate_stats_dirs \
-        "${inputs[@]}" --output_dir "${sdir}"
-    touch "${sdir}/collected"
+    ${train_cmd} --num_threads "${num_threads}" JOB=1:"${n}" "${stats_dir}/logdir/${exp_stats[$1]}.JOB.log" \
+        ${python} -m espnet_ofa.bin.collect_stats --task "${task}" --job JOB "${files[@]}"
+    for i in "$@"; do
+        sdir="${stats_dir}/${exp_stats[i]}"
+        logdir="${sdir}/logdir"
+        inputs=()
+        for ((j = 1; j <= n; j++)); do inputs+=(--input_dir "${logdir}/stats.${j}"); done
+        ${train_cmd} "${logdir}/aggregate.log" ${python} -m espnet2.bin.aggregate_stats_dirs \
+            "${inputs[@]}" --output_dir "${sdir}"
+        touch "${sdir}/collected"
+    done
 }
 
 if want_stage 10; then
@@ -404,11 +419,25 @@ if want_stage 10; then
         bg_run extract_features "${_i}"
     done
     bg_wait
-    # One pass per frontend (the first experiment using it), --max_parallel_exps at a time.
+    # One pass per frontend (the first experiment using it) whose statistics are missing or
+    # older than what they come from, shared out among --max_parallel_exps processes.
+    _todo=()
     for _i in "${!exp_dirs[@]}"; do
         [ "${exp_collects[_i]}" = 1 ] || continue
-        log "  ${stats_dir}/${exp_stats[_i]} (config ${exp_configs[_i]} ${exp_extra[_i]})"
-        bg_run collect_stats "${_i}"
+        _sdir="${stats_dir}/${exp_stats[_i]}"
+        mapfile -t _sources < <(stats_sources "${_i}")
+        if up_to_date "${_sdir}/collected" "${_sources[@]}"; then
+            log "  ${_sdir}: up to date"
+            continue
+        fi
+        log "  ${_sdir} (config ${exp_configs[_i]} ${exp_extra[_i]})"
+        _todo+=("${_i}")
+    done
+    for ((_b = 0; _b < bg_max && _b < ${#_todo[@]}; _b++)); do
+        _bundle=()
+        for ((_k = _b; _k < ${#_todo[@]}; _k += bg_max)); do _bundle+=("${_todo[_k]}"); done
+        log "  collecting ${#_bundle[@]} in one process (log ${stats_dir}/logdir/${exp_stats[${_bundle[0]}]}.JOB.log)"
+        bg_run collect_stats "${_bundle[@]}"
     done
     bg_wait
     stage_end
