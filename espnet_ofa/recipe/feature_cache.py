@@ -37,6 +37,7 @@ recomputed (``meta.json`` records them).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -315,9 +316,7 @@ def extract(
                                 "(s2t.sh stage 3 writes dump/raw/<set>/wav.scp)")
     # Built when a shard must be computed, so that a finished or linked OFA cache never
     # builds its model; a teacher is built first, as only its loaded weights identify it.
-    if build_model is None:
-        def build_model() -> FrozenModel:
-            return frozen_model(spec, device)
+    build_model = build_model or functools.partial(frozen_model, spec, device)
     model = build_model() if spec.frontend == TEACHER_FRONTEND_NAME else None
     meta = _meta(spec, model_digest(spec, model), wav_scp, shard_utts)
     meta_file = out_dir / META
@@ -397,13 +396,7 @@ def extract_sets(spec: CacheSpec, data_dirs: Sequence[PathLike], out_dirs: Seque
     if len(data_dirs) != len(out_dirs):
         raise ValueError(f"{len(data_dirs)} data dirs but {len(out_dirs)} output dirs: give "
                          "one output dir per data dir, in the same order")
-    built: List[FrozenModel] = []
-
-    def build_once() -> FrozenModel:
-        if not built:
-            built.append(frozen_model(spec, device))
-        return built[0]
-
+    build_once = functools.cache(functools.partial(frozen_model, spec, device))
     return [extract(spec, data_dir, out_dir, device=device, build_model=build_once, **options)
             for data_dir, out_dir in zip(data_dirs, out_dirs)]
 
