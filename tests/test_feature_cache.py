@@ -366,12 +366,25 @@ def test_trained_on_the_cache_then_run_from_the_waveform(work):
                 "--normalize", "global_mvn", "--normalize_conf",
                 "stats_file=stats/train/feats_stats.npz"], work)
     cached_dir, wave_dir = work / "exp/cached", work / "exp/wave"
-    written = feature_cache.to_waveform_model(cached_dir, wave_dir)
+    # Stage 11 converts every model trained on a cache in one process: the i-th --out_dir
+    # gets the i-th --cached_dir's model (here the same one twice).
+    from espnet_ofa.bin import feature_cache as cli
+
+    assert cli.main(["to_waveform", "--cached_dir", str(cached_dir), str(cached_dir),
+                     "--out_dir", str(work / "exp/wave_copy"), str(wave_dir)]) == 0
+    with pytest.raises(SystemExit) as unpaired:
+        cli.main(["to_waveform", "--cached_dir", str(cached_dir), "--out_dir",
+                  str(wave_dir), str(work / "exp/unpaired")])
+    assert unpaired.value.code == 2
+    assert not (work / "exp/unpaired").exists()
+    written = sorted(wave_dir.glob("*.pth"))
+    assert sorted(p.name for p in (work / "exp/wave_copy").glob("*.pth")) == [
+        p.name for p in written]
     assert (wave_dir / "valid.loss.best.pth") in written
     assert (wave_dir / "valid.loss.best.pth").is_symlink()  # as ESPnet left it
     assert yaml.safe_load((wave_dir / "config.yaml").read_text())["frontend"] == "ofa"
     stamp = (wave_dir / "valid.loss.best.pth").stat().st_mtime_ns
-    assert feature_cache.to_waveform_model(cached_dir, wave_dir) == written
+    assert sorted(feature_cache.to_waveform_model(cached_dir, wave_dir)) == written
     assert (wave_dir / "valid.loss.best.pth").stat().st_mtime_ns == stamp  # rerun: untouched
 
     cwd = os.getcwd()

@@ -279,6 +279,48 @@ def test_slu_train_and_decode(work, slu_log):
     assert len(hyps) == 10
 
 
+def test_several_models_decoded_in_one_process(work, asr_log, slu_log, tmp_path,
+                                               monkeypatch, capsys):
+    """s2t.sh's stage 12 decodes several experiments through one ``espnet_ofa.bin.decode``
+    process, one args file each: what each writes is what a process of its own writes, and
+    each logs into its own ``<out_dir>/logdir/decode.<split>.log``."""
+    from espnet_ofa.bin import decode as cli
+
+    monkeypatch.chdir(work)
+
+    def request(task: str, out: Path) -> List[str]:
+        return ["--task", task, "--train_config", f"exp/{task}/config.yaml",
+                "--model_file", f"exp/{task}/valid.loss.best.pth", "--data_dirs", "data/test",
+                "--out_dir", str(out), "--frame_periods", "40", "80", "--num_splits", "2",
+                "--macs_utts", "0"]
+
+    files = []
+    for task in ("asr", "slu"):
+        args = tmp_path / f"{task}.args"
+        args.write_text("\n".join(request(task, tmp_path / "bundle" / task)) + "\n")
+        files += ["--args_file", str(args)]
+    assert cli.main([*files, "--split", "2"]) == 0
+    for task in ("asr", "slu"):
+        assert cli.main([*request(task, tmp_path / "alone" / task), "--split", "2"]) == 0
+        for tag in ("p40", "p80"):
+            bundled = (tmp_path / "bundle" / task / tag / "test/split2/2/text").read_text()
+            alone = (tmp_path / "alone" / task / tag / "test/split2/2/text").read_text()
+            assert len(bundled.splitlines()) == 5 and bundled == alone
+        log = (tmp_path / "bundle" / task / "logdir/decode.2.log").read_text()
+        assert [line.split(":")[1] for line in log.splitlines() if "progress" in line] == [
+            " decoded test at p40", " decoded test at p80"]
+    # Options of the process (here --split) belong on its command line, not in a file;
+    # a decoding's options are not mixed with --args_file.
+    bad = tmp_path / "bad.args"
+    bad.write_text("\n".join([*request("asr", tmp_path / "x"), "--split", "2"]) + "\n")
+    capsys.readouterr()
+    assert cli.main(["--args_file", str(bad)]) == 1
+    assert "--split cannot be in an args file" in capsys.readouterr().err
+    assert cli.main([*files, "--frame_periods", "40"]) == 1
+    assert "drop --frame_periods" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_st_train_and_decode(work, st_log):
     assert "frame_period=60.000" in epoch_results(st_log)
     hyps = decode(work, "st", "st", [])

@@ -63,6 +63,8 @@ def check_format(root: Path, run) -> None:
         assert rate == written_rate == 16000
         assert (written == original).all() and int(lengths[utt]) == len(original)
     assert read_kaldi_table(dst / "text") == read_kaldi_table(root / "data" / "an4" / "text")
+    again = root / "dump" / "raw" / "org" / "an4_again"  # the second --src/--dst pair
+    assert read_kaldi_table(again / "utt2num_samples") == lengths
 
 
 def check_filter(root: Path, run) -> None:

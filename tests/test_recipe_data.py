@@ -205,6 +205,14 @@ def test_parse_fs():
         parse_fs("fast")
 
 
+def test_format_cli_pairs_each_data_dir_with_its_destination(tmp_path, capsys):
+    from espnet_ofa.bin.recipe import main as recipe_main
+
+    assert recipe_main(["format", "--src", "data/a", "data/b", "--dst", str(tmp_path)]) == 1
+    assert "2 --src but 1 --dst" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_format_resamples_to_16k_and_keeps_tables(tmp_path, fake_fsdd):
     data = _data_dir(tmp_path, fake_fsdd, "st")
     n = format_data_dir(data / "dev", tmp_path / "dump/dev", "16k",

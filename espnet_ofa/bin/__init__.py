@@ -5,12 +5,32 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from typing import Any, Callable, Optional, Type
+from pathlib import Path
+from typing import Any, Callable, List, Optional, Type
 
 # What the package raises when the user can fix the input: its own errors (bad data dirs,
 # checkpoints, archives, options; all ValueErrors) and missing files. Their messages name
 # the problem and the fix, so a command shows the message alone, not a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError)
+
+
+# The placeholder of the job number in args files (the job runners' own: run_local.sh).
+JOB_PLACEHOLDER = "JOB"
+
+
+def read_args_file(path: Path, what: str, job: Optional[int] = None) -> List[str]:
+    """The options of one ``what`` run in ``path``, one option or value per line (a value
+    may hold spaces); with ``job``, ``JOB`` in them replaced by it. For the commands that
+    run several jobs in one process (ESPnet's start-up paid once)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: write the options of one {what}, one per "
+                                "line (the recipe's stage does)")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines:
+        raise ValueError(f"{path} is empty: it must hold the options of one {what}")
+    if job is None:
+        return lines
+    return [line.replace(JOB_PLACEHOLDER, str(job)) for line in lines]
 
 
 def configure_logging(level: str) -> None:

@@ -18,24 +18,8 @@ import argparse
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_ofa.bin import reports_errors
+from espnet_ofa.bin import read_args_file, reports_errors
 from espnet_ofa.espnet_tasks import get_task, task_names
-
-# The placeholder of the job number in the args files (the job runners' own: run_local.sh).
-JOB_PLACEHOLDER = "JOB"
-
-
-def read_args_file(path: Path, job: int) -> List[str]:
-    """The options in ``path`` (one per line: a value may hold spaces), ``JOB`` replaced
-    by ``job``."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: write one collect-stats option per line "
-                                "(s2t.sh stage 10 does)")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if not lines:
-        raise ValueError(f"{path} is empty: it must hold the options of one collect-stats run")
-    return [line.replace(JOB_PLACEHOLDER, str(job)) for line in lines]
-
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -50,7 +34,7 @@ def get_parser() -> argparse.ArgumentParser:
 @reports_errors()
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
-    runs = [read_args_file(path, args.job) for path in args.args_file]  # all checked first
+    runs = [read_args_file(path, "collect-stats run", args.job) for path in args.args_file]  # all checked first
     task = get_task(args.task).train_cls()
     for options in runs:
         task.main(cmd=["--collect_stats", "true", *options])

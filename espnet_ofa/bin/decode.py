@@ -6,6 +6,11 @@
         [--learned auto|true|false] [--own_period true|false]
         [--inference_config conf/decode_asr.yaml] [--ngpu 1] [--num_splits N --split J]
 
+    # several decodings in one process (ESPnet imported once): each file holds one
+    # decoding's options, one per line; each logs into <its out_dir>/logdir/decode.<split>.log
+    python -m espnet_ofa.bin.decode --args_file exp/a/decode/logdir/decode.args \\
+        --args_file exp/b/decode/logdir/decode.args [--ngpu 1] [--split J]
+
     python -m espnet_ofa.bin.decode --merge exp/asr/decode/p40/test --num_splits N
 
     # the same options as the decoding, plus: exit 0 if out_dir holds exactly that decoding
@@ -19,10 +24,14 @@ Writes ``<out_dir>/<p40|learned>/<set>/{text,token,info.json}``; see
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import logging
 import sys
-from typing import List, Optional
+from pathlib import Path
+from typing import Iterator, List, Optional, TextIO
 
-from espnet_ofa.bin import configure_logging, reports_errors
+from espnet_ofa.bin import configure_logging, read_args_file, reports_errors
 from espnet_ofa.espnet_tasks import task_names
 
 
@@ -54,8 +63,88 @@ def get_parser() -> argparse.ArgumentParser:
                    help="check: exit 0 when --out_dir already holds this decoding (same "
                         "model, sets, periods and options), 1 otherwise; mark: record that "
                         "it does (after all jobs and the merge)")
+    p.add_argument("--args_file", type=Path, action="append", default=[],
+                   help="the options of one decoding (--train_config ... --num_splits), one "
+                        "per line; repeat to decode several models in this process")
     p.add_argument("--log_level", default="WARNING")
     return p
+
+
+# What an args file holds: the options that define one decoding.
+REQUEST_OPTIONS = ("task", "train_config", "model_file", "data_dirs", "out_dir",
+                   "frame_periods", "learned", "inference_config", "num_splits",
+                   "own_period", "macs_utts")
+
+
+class _Tee(io.TextIOBase):
+    """A text stream that writes to several (progress: the terminal's and a log file)."""
+
+    def __init__(self, *streams: TextIO) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
+@contextlib.contextmanager
+def logged_to(path: Path) -> Iterator[None]:
+    """While the block runs, log lines and progress (stdout) go into ``path`` too; an error
+    that ends the block is logged there as well."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("", encoding="utf-8")
+    # Both append (O_APPEND): neither overwrites what the other wrote.
+    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with open(path, "a", encoding="utf-8", buffering=1) as progress, \
+                contextlib.redirect_stdout(_Tee(sys.stdout, progress)):
+            yield
+    except Exception as err:
+        logging.error("decoding failed: %s: %s", type(err).__name__, err)
+        raise
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def read_requests(paths: List[Path]) -> List[argparse.Namespace]:
+    """The decodings in the args files ``paths``, all checked before any runs."""
+    parser = get_parser()
+    requests = []
+    for path in paths:
+        request = parser.parse_args(read_args_file(path, "decoding"))
+        stray = [n for n in vars(request) if n not in REQUEST_OPTIONS
+                 and getattr(request, n) != parser.get_default(n)]
+        if stray:
+            raise ValueError(f"{path}: --{', --'.join(stray)} cannot be in an args file (it "
+                             "holds one decoding's options); give them on the command line")
+        _check_request(request)
+        requests.append(request)
+    return requests
+
+
+def _check_request(args: argparse.Namespace) -> None:
+    missing = [n for n in ("train_config", "model_file", "out_dir") if not getattr(args, n)]
+    if missing or not args.data_dirs:
+        raise ValueError(f"missing --{', --'.join(missing or ['data_dirs'])}")
+
+
+def _decode(request: argparse.Namespace, ngpu: int, split: int) -> None:
+    from espnet_ofa.recipe.decode import decode_periods
+
+    decode_periods(request.task, request.train_config, request.model_file, request.data_dirs,
+                   request.out_dir, request.frame_periods, request.learned,
+                   request.inference_config, "cuda" if ngpu > 0 else "cpu",
+                   request.num_splits, split, request.macs_utts,
+                   own_period=request.own_period == "true")
 
 
 @reports_errors()
@@ -68,9 +157,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         for d in args.merge:
             merge_splits(d, args.num_splits)
         return 0
-    missing = [n for n in ("train_config", "model_file", "out_dir") if not getattr(args, n)]
-    if missing or not args.data_dirs:
-        raise ValueError(f"missing --{', --'.join(missing or ['data_dirs'])}")
+    if args.args_file:
+        given = [n for n in REQUEST_OPTIONS if getattr(args, n) != get_parser().get_default(n)]
+        if given or args.done:
+            raise ValueError(f"--args_file decodes what its files say: drop --"
+                             f"{', --'.join(given + (['done'] if args.done else []))} (put a "
+                             "decoding's options in its file; --done takes them directly)")
+        for request in read_requests(args.args_file):
+            with logged_to(Path(request.out_dir) / "logdir" / f"decode.{args.split}.log"):
+                _decode(request, args.ngpu, args.split)
+        return 0
+    _check_request(args)
     if args.done:
         from espnet_ofa.recipe.decode import decode_request, is_decoded, mark_decoded
 
@@ -81,13 +178,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             mark_decoded(args.out_dir, request)
             return 0
         return 0 if is_decoded(args.out_dir, request) else 1
-    from espnet_ofa.recipe.decode import decode_periods
-
-    device = "cuda" if args.ngpu > 0 else "cpu"
-    decode_periods(args.task, args.train_config, args.model_file, args.data_dirs,
-                   args.out_dir, args.frame_periods, args.learned, args.inference_config,
-                   device, args.num_splits, args.split, args.macs_utts,
-                   own_period=args.own_period == "true")
+    _decode(args, args.ngpu, args.split)
     return 0
 
 

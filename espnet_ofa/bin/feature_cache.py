@@ -8,9 +8,10 @@
     python -m espnet_ofa.bin.feature_cache extract --config conf/train_asr_ofa.yaml \
         --options "--frontend_conf frame_period=40" --data_dir dump/raw/train_sp dump/raw/dev \
         --out_dir dump/ofa_feats/<key>/train_sp dump/ofa_feats/<key>/dev
-    # a model trained on them -> the same model on waveforms (frontend: ofa, ssl_teacher)
+    # models trained on them -> the same models on waveforms (frontend: ofa, ssl_teacher);
+    # the i-th --out_dir gets the i-th --cached_dir's
     python -m espnet_ofa.bin.feature_cache to_waveform --cached_dir exp/asr_x/cached \
-        --out_dir exp/asr_x
+        exp/asr_y/cached --out_dir exp/asr_x exp/asr_y
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="audio per padded extraction batch")
     p = sub.add_parser("to_waveform",
                        help="a model trained on the cache -> its live frontend")
-    p.add_argument("--cached_dir", required=True, help="the training output dir")
-    p.add_argument("--out_dir", required=True, help="where config.yaml and *.pth go")
+    p.add_argument("--cached_dir", required=True, nargs="+", help="training output dirs")
+    p.add_argument("--out_dir", required=True, nargs="+",
+                   help="where each one's config.yaml and *.pth go (one per --cached_dir)")
     return parser
 
 
@@ -70,8 +72,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             mib = feature_cache.cache_bytes(out_dir) / 2**20
             print(f"cached {scp} ({mib:.1f} MiB)")
     else:
-        for path in feature_cache.to_waveform_model(args.cached_dir, args.out_dir):
-            print(f"waveform model {path}")
+        if len(args.cached_dir) != len(args.out_dir):
+            raise ValueError(f"{len(args.cached_dir)} --cached_dir but {len(args.out_dir)} "
+                             "--out_dir: give one output dir per training dir, in order")
+        for cached_dir, out_dir in zip(args.cached_dir, args.out_dir):
+            for path in feature_cache.to_waveform_model(cached_dir, out_dir):
+                print(f"waveform model {path}")
     return 0
 
 if __name__ == "__main__":

@@ -121,9 +121,10 @@ def _add_data_stage_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--dst", required=True)
     s.add_argument("--factors", type=float, nargs="+", required=True)
 
-    s = sub.add_parser("format", help="stage 3: check, resample and dump a data dir")
-    s.add_argument("--src", required=True)
-    s.add_argument("--dst", required=True)
+    s = sub.add_parser("format", help="stage 3: check, resample and dump data dirs")
+    s.add_argument("--src", required=True, nargs="+", help="data dirs")
+    s.add_argument("--dst", required=True, nargs="+",
+                   help="where each one's dump goes (one per --src, in order)")
     s.add_argument("--fs", default="16k")
     s.add_argument("--required", nargs="+", default=["wav.scp"],
                    help="tables that must exist (e.g. wav.scp text)")
@@ -329,7 +330,11 @@ def _speed_perturb(args: argparse.Namespace) -> None:
 def _format(args: argparse.Namespace) -> None:
     from espnet_ofa.recipe.format import format_data_dir
 
-    format_data_dir(args.src, args.dst, args.fs, required=args.required)
+    if len(args.src) != len(args.dst):
+        raise ValueError(f"{len(args.src)} --src but {len(args.dst)} --dst: give one "
+                         "destination per data dir, in order")
+    for src, dst in zip(args.src, args.dst):
+        format_data_dir(src, dst, args.fs, required=args.required)
 
 
 def _filter(args: argparse.Namespace) -> None:

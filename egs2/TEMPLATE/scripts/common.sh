@@ -167,6 +167,8 @@ resolve_ngpu() {
 # starts as soon as one ends (bash >= 5.1; older bash waits for a whole batch).
 # bg_wait: wait for them all; die when any failed.
 # bg_wait_pid PID: wait for the one job PID, when it is still running (counted like bg_wait).
+# bg_share FUNC ITEM...: the items shared round-robin among at most ${bg_max:-1} background
+# calls FUNC ITEM_a ITEM_b ... (one process start-up for several items of work).
 _bg_pids=()
 _bg_failed=0
 _bg_flush() {
@@ -203,6 +205,16 @@ bg_wait_pid() {
     [ "${found}" = true ] || return 0
     wait "$1" || _bg_failed=$((_bg_failed + 1))
     _bg_pids=("${kept[@]}")
+}
+bg_share() {
+    local fn=$1 b k
+    shift
+    local -a items=("$@") share
+    for ((b = 0; b < ${bg_max:-1} && b < ${#items[@]}; b++)); do
+        share=()
+        for ((k = b; k < ${#items[@]}; k += ${bg_max:-1})); do share+=("${items[k]}"); done
+        bg_run "${fn}" "${share[@]}"
+    done
 }
 bg_wait() {
     _bg_flush

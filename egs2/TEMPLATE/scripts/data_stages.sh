@@ -29,21 +29,31 @@ speed_perturb_stage() {
 
 # Stage 3: check each data dir (a bad file stops here with its name and line), resample
 # to ${fs} and dump: train/valid to ${dumpdir}/raw/org/<set>, tests to ${dumpdir}/raw/<set>.
+# The sets share --nj processes (one start-up for several sets).
 format_stage() {
-    local dset dst
-    # shellcheck disable=SC2034  # read by bg_run
+    # shellcheck disable=SC2034  # read by bg_share
     local bg_max=${nj}
-    for dset in "${train_set}" "${valid_set}" ${test_sets}; do
-        if [ "${dset}" = "${train_set}" ] || [ "${dset}" = "${valid_set}" ]; then
-            dst="${dumpdir}/raw/org/${dset}"
-        else
-            dst="${dumpdir}/raw/${dset}"
-        fi
-        bg_run ${train_cmd} --num_threads 1 "${dumpdir}/raw/log/format.${dset}.log" \
-            ${python} -m espnet_ofa.bin.recipe format --src "data/${dset}" --dst "${dst}" \
-            --fs "${fs}" --required wav.scp ${text_tables}
-    done
+    # shellcheck disable=SC2086  # test_sets holds several names
+    bg_share format_sets "${train_set}" "${valid_set}" ${test_sets}
     bg_wait
+}
+
+# format_sets DSET...: stage 3 for these sets in one process; log format.<first set>.log.
+# shellcheck disable=SC2329  # called through bg_share
+format_sets() {
+    local dset dsts=() srcs=()
+    for dset in "$@"; do
+        srcs+=("data/${dset}")
+        if [ "${dset}" = "${train_set}" ] || [ "${dset}" = "${valid_set}" ]; then
+            dsts+=("${dumpdir}/raw/org/${dset}")
+        else
+            dsts+=("${dumpdir}/raw/${dset}")
+        fi
+    done
+    # shellcheck disable=SC2086  # text_tables holds several names
+    ${train_cmd} --num_threads 1 "${dumpdir}/raw/log/format.$1.log" \
+        ${python} -m espnet_ofa.bin.recipe format --src "${srcs[@]}" --dst "${dsts[@]}" \
+        --fs "${fs}" --required wav.scp ${text_tables}
 }
 
 # Stage 4: drop too short/long utterances (and empty texts) from train and valid.

@@ -393,6 +393,7 @@ collect_stats() {
             > "${logdir}/collect_stats.args"
         files+=(--args_file "${logdir}/collect_stats.args")
     done
+    log "  collecting $# in one process (log ${stats_dir}/logdir/${exp_stats[$1]}.JOB.log)"
     ${train_cmd} --num_threads "${num_threads}" JOB=1:"${n}" "${stats_dir}/logdir/${exp_stats[$1]}.JOB.log" \
         ${python} -m espnet_ofa.bin.collect_stats --task "${task}" --job JOB "${files[@]}"
     for i in "$@"; do
@@ -433,27 +434,10 @@ if want_stage 10; then
         log "  ${_sdir} (config ${exp_configs[_i]} ${exp_extra[_i]})"
         _todo+=("${_i}")
     done
-    for ((_b = 0; _b < bg_max && _b < ${#_todo[@]}; _b++)); do
-        _bundle=()
-        for ((_k = _b; _k < ${#_todo[@]}; _k += bg_max)); do _bundle+=("${_todo[_k]}"); done
-        log "  collecting ${#_bundle[@]} in one process (log ${stats_dir}/logdir/${exp_stats[${_bundle[0]}]}.JOB.log)"
-        bg_run collect_stats "${_bundle[@]}"
-    done
+    bg_share collect_stats "${_todo[@]}"
     bg_wait
     stage_end
 fi
-
-# train_then_convert EXP OUT CMD...: run the training command CMD; when it trained into
-# OUT != EXP (on cached features), write EXP's waveform model (frontend: ofa) from OUT's.
-# shellcheck disable=SC2329  # called through bg_run
-train_then_convert() {
-    local exp=$1 out=$2
-    shift 2
-    "$@"
-    [ "${out}" = "${exp}" ] || ${python} -m espnet_ofa.bin.feature_cache to_waveform \
-        --cached_dir "${out}" --out_dir "${exp}" >> "${exp}/train.log" 2>&1 ||
-        die "${exp}: could not write the waveform model (see ${exp}/train.log)"
-}
 
 if want_stage 11; then
     stage_begin 11 "training: ${exp_dirs[*]}"
@@ -465,6 +449,8 @@ if want_stage 11; then
     bg_max=1
     [ "${ngpu}" -gt 0 ] || bg_max=${max_parallel_exps}
     declare -A _train_pids=()  # experiment -> its training job
+    _on_cache=()  # trainings on the cache; the experiments that get their waveform models:
+    _waveform=()
     for _i in "${!exp_dirs[@]}"; do
         mapfile -t _common < <(common_train_args "${exp_caches[_i]}")
         _exp=${exp_dirs[_i]}
@@ -505,10 +491,12 @@ if want_stage 11; then
             _cached=(--frontend "${exp_cached_frontends[_i]}")
             _shapes[1]=${data_feats}/${train_set}/utt2num_samples
             _shapes[5]=${data_feats}/${valid_set}/utt2num_samples
+            _on_cache+=("${_out}")
+            _waveform+=("${_exp}")
         fi
         ${python} -m espnet_ofa.bin.recipe resume_check --exp_dir "${_out}"
         # shellcheck disable=SC2086  # train_args holds several options
-        bg_run train_then_convert "${_exp}" "${_out}" ${cuda_cmd} --gpu "${ngpu}" \
+        bg_run ${cuda_cmd} --gpu "${ngpu}" \
             --num_threads "${num_threads}" "${_exp}/train.log" \
             ${python} -m "espnet2.bin.${task}_train" --ngpu "${ngpu}" --config "${_c}" \
             "${_common[@]}" "${_shapes[@]}" "${_norm[@]}" --resume true --output_dir "${_out}" \
@@ -516,6 +504,14 @@ if want_stage 11; then
         _train_pids[${_exp}]=${_bg_pids[-1]}
     done
     bg_wait
+    if [ "${#_waveform[@]}" -gt 0 ]; then
+        # The models trained on the cache, for the waveform (frontend: ofa), in one process.
+        _log=${expdir}/logdir/to_waveform.log
+        mkdir -p "${expdir}/logdir"
+        ${python} -m espnet_ofa.bin.feature_cache to_waveform \
+            --cached_dir "${_on_cache[@]}" --out_dir "${_waveform[@]}" > "${_log}" 2>&1 ||
+            die "could not write the waveform models (see ${_log})"
+    fi
     stage_end
 fi
 
@@ -542,6 +538,17 @@ if want_stage 12; then
             --out_dir "$1/${inference_tag}" --frame_periods ${frame_periods} --learned auto \
             --own_period "${decode_own_period}" "${_infer[@]}" --num_splits "${inference_nj}"
     }
+    # decode_exps EXP...: decode the experiments one after another in one process per job
+    # (ESPnet's start-up paid once); each logs into <exp>/<tag>/logdir/decode.JOB.log.
+    # shellcheck disable=SC2329  # called through bg_share
+    decode_exps() {
+        local exp files=()
+        for exp in "$@"; do files+=(--args_file "${exp}/${inference_tag}/logdir/decode.args"); done
+        log "  decoding $# in one process (log ${expdir}/logdir/decode.$(basename "$1").JOB.log)"
+        ${decode_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" \
+            JOB=1:"${inference_nj}" "${expdir}/logdir/decode.$(basename "$1").JOB.log" \
+            ${python} -m espnet_ofa.bin.decode "${files[@]}" --ngpu "${ngpu}" --split JOB
+    }
     _decoded=()
     for _exp in "${exp_dirs[@]}"; do
         _dir="${_exp}/${inference_tag}"
@@ -554,11 +561,10 @@ if want_stage 12; then
         _decoded+=("${_exp}")
         rm -rf "${_dir}"
         mkdir -p "${_dir}/logdir"
+        printf '%s\n' "${_request[@]}" > "${_dir}/logdir/decode.args"
         log "  ${_dir}: logs ${_dir}/logdir/decode.*.log"
-        bg_run ${decode_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" \
-            JOB=1:"${inference_nj}" "${_dir}/logdir/decode.JOB.log" \
-            ${python} -m espnet_ofa.bin.decode "${_request[@]}" --ngpu "${ngpu}" --split JOB
     done
+    bg_share decode_exps "${_decoded[@]}"
     bg_wait
     # Only now, with every job done (and merged), is a decoding marked finished.
     for _exp in "${_decoded[@]}"; do
