@@ -149,7 +149,8 @@ def _decode(request: argparse.Namespace, ngpu: int, split: int) -> None:
 
 @reports_errors()
 def main(argv: Optional[List[str]] = None) -> int:
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
     configure_logging(args.log_level)
     if args.merge:
         from espnet_ofa.recipe.decode import merge_splits
@@ -158,11 +159,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             merge_splits(d, args.num_splits)
         return 0
     if args.args_file:
-        given = [n for n in REQUEST_OPTIONS if getattr(args, n) != get_parser().get_default(n)]
-        if given or args.done:
-            raise ValueError(f"--args_file decodes what its files say: drop --"
-                             f"{', --'.join(given + (['done'] if args.done else []))} (put a "
-                             "decoding's options in its file; --done takes them directly)")
+        clashing = [f"--{n}" for n in (*REQUEST_OPTIONS, "done")
+                    if getattr(args, n) != parser.get_default(n)]
+        if clashing:
+            raise ValueError(f"{', '.join(clashing)} cannot be combined with --args_file: a "
+                             "decoding's options go in its args file (--done takes them "
+                             "directly)")
         for request in read_requests(args.args_file):
             with logged_to(Path(request.out_dir) / "logdir" / f"decode.{args.split}.log"):
                 _decode(request, args.ngpu, args.split)
