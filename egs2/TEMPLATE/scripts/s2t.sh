@@ -542,11 +542,12 @@ if want_stage 12; then
     # (ESPnet's start-up paid once); each logs into <exp>/<tag>/logdir/decode.JOB.log.
     # shellcheck disable=SC2329  # called through bg_share
     decode_exps() {
-        local exp files=()
+        local exp files=() plog
         for exp in "$@"; do files+=(--args_file "${exp}/${inference_tag}/logdir/decode.args"); done
-        log "  decoding $# in one process (log ${expdir}/logdir/decode.$(basename "$1").JOB.log)"
+        plog="${expdir}/logdir/${inference_tag}.$(basename "$1").JOB.log"
+        log "  decoding $# in one process (log ${plog})"
         ${decode_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" \
-            JOB=1:"${inference_nj}" "${expdir}/logdir/decode.$(basename "$1").JOB.log" \
+            JOB=1:"${inference_nj}" "${plog}" \
             ${python} -m espnet_ofa.bin.decode "${files[@]}" --ngpu "${ngpu}" --split JOB
     }
     _decoded=()
