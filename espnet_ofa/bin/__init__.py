@@ -6,7 +6,7 @@ import functools
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Type
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Type, TypeVar
 
 # What the package raises when the user can fix the input: its own errors (bad data dirs,
 # checkpoints, archives, options; all ValueErrors) and missing files. Their messages name
@@ -31,6 +31,20 @@ def read_args_file(path: Path, what: str, job: Optional[int] = None) -> List[str
     if job is None:
         return lines
     return [line.replace(JOB_PLACEHOLDER, str(job)) for line in lines]
+
+
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+def paired(firsts: Sequence[A], seconds: Sequence[B], first: str, second: str
+           ) -> List[Tuple[A, B]]:
+    """The items of two options given as parallel lists (``--src a b --dst x y``), in
+    pairs; lists of different lengths are an error naming both options."""
+    if len(firsts) != len(seconds):
+        raise ValueError(f"{len(firsts)} --{first} but {len(seconds)} --{second}: give one "
+                         f"--{second} per --{first}, in order")
+    return list(zip(firsts, seconds))
 
 
 def configure_logging(level: str) -> None:

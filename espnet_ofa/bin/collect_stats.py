@@ -34,7 +34,8 @@ def get_parser() -> argparse.ArgumentParser:
 @reports_errors()
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
-    runs = [read_args_file(path, "collect-stats run", args.job) for path in args.args_file]  # all checked first
+    # All checked before ESPnet starts.
+    runs = [read_args_file(path, "collect-stats run", args.job) for path in args.args_file]
     task = get_task(args.task).train_cls()
     for options in runs:
         task.main(cmd=["--collect_stats", "true", *options])

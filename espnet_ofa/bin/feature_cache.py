@@ -20,7 +20,7 @@ import argparse
 import logging
 from typing import List, Optional
 
-from espnet_ofa.bin import reports_errors
+from espnet_ofa.bin import paired, reports_errors
 from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.recipe import feature_cache
 
@@ -72,10 +72,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             mib = feature_cache.cache_bytes(out_dir) / 2**20
             print(f"cached {scp} ({mib:.1f} MiB)")
     else:
-        if len(args.cached_dir) != len(args.out_dir):
-            raise ValueError(f"{len(args.cached_dir)} --cached_dir but {len(args.out_dir)} "
-                             "--out_dir: give one output dir per training dir, in order")
-        for cached_dir, out_dir in zip(args.cached_dir, args.out_dir):
+        for cached_dir, out_dir in paired(args.cached_dir, args.out_dir, "cached_dir",
+                                          "out_dir"):
             for path in feature_cache.to_waveform_model(cached_dir, out_dir):
                 print(f"waveform model {path}")
     return 0

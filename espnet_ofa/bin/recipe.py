@@ -31,7 +31,7 @@ import os
 import sys
 from typing import List, Optional
 
-from espnet_ofa.bin import configure_logging, reports_errors
+from espnet_ofa.bin import configure_logging, paired, reports_errors
 
 
 def _int_or_none(value: str) -> Optional[int]:
@@ -330,10 +330,7 @@ def _speed_perturb(args: argparse.Namespace) -> None:
 def _format(args: argparse.Namespace) -> None:
     from espnet_ofa.recipe.format import format_data_dir
 
-    if len(args.src) != len(args.dst):
-        raise ValueError(f"{len(args.src)} --src but {len(args.dst)} --dst: give one "
-                         "destination per data dir, in order")
-    for src, dst in zip(args.src, args.dst):
+    for src, dst in paired(args.src, args.dst, "src", "dst"):
         format_data_dir(src, dst, args.fs, required=args.required)
 
 
