@@ -47,10 +47,13 @@ def paired(firsts: Sequence[A], seconds: Sequence[B], first: str, second: str
     return list(zip(firsts, seconds))
 
 
+# The commands' log lines: time, level and module.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def configure_logging(level: str) -> None:
-    """The commands' log lines on stderr: time, level and module, at ``level`` (--log_level)."""
-    logging.basicConfig(level=level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """The commands' log lines (`LOG_FORMAT`) on stderr, at ``level`` (--log_level)."""
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
 
 
 def reports_errors(*extra: Type[BaseException], exit_status: Optional[int] = None

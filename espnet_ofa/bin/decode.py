@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Iterator, List, Optional, TextIO
 
-from espnet_ofa.bin import configure_logging, read_args_file, reports_errors
+from espnet_ofa.bin import LOG_FORMAT, configure_logging, read_args_file, reports_errors
 from espnet_ofa.espnet_tasks import task_names
 
 
@@ -100,7 +100,7 @@ def logged_to(path: Path) -> Iterator[None]:
     path.write_text("", encoding="utf-8")
     # Both append (O_APPEND): neither overwrites what the other wrote.
     handler = logging.FileHandler(path, mode="a", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
     root.addHandler(handler)
     try:
