@@ -131,12 +131,17 @@ def test_merge_splits(tmp_path):
         (part / "token").write_text("".join(f"{u} one\n" for u in utts))
         (part / "info.json").write_text(json.dumps({
             "rate": "p40", "num_utts": len(utts), "audio_seconds": secs, "decode_seconds": secs / 10,
+            "frontend_seconds": secs / 20, "encoder_seconds": secs / 40,
             "frames_20ms": 100 * j, "frames_out": 50 * j, "macs": 10 ** 9, "macs_audio_seconds": 1.0}))
     merged = merge_splits(d, 2)
     assert (d / "text").read_text() == "u1 one\nu2 one\nu3 one\n"
     assert merged["num_utts"] == 3 and merged["rtf"] == pytest.approx(0.1)
     assert merged["achieved_period"] == pytest.approx(40.0)
     assert merged["gmacs_per_second"] == pytest.approx(1.0)
+    # The RTF's parts are summed over the jobs like the RTF itself.
+    assert merged["frontend_seconds"] == pytest.approx(0.15)
+    assert merged["encoder_seconds"] == pytest.approx(0.075)
+    assert json.loads((d / "info.json").read_text()) == merged
     (d / "split2/2/info.json").unlink()
     with pytest.raises(FileNotFoundError, match="did not finish"):
         merge_splits(d, 2)

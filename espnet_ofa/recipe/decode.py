@@ -38,7 +38,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
@@ -46,7 +46,7 @@ from espnet_ofa.constants import INPUT_PERIOD_MS
 from espnet_ofa.data.audio import num_frames
 from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table, validate_data_dir
 from espnet_ofa.espnet_tasks import get_task
-from espnet_ofa.fileio import PathLike
+from espnet_ofa.fileio import PathLike, file_sha1
 from espnet_ofa.recipe.experiments import JITTER, POOLED, SAMPLED, TEACHER_POOLED
 from espnet_ofa.registration import FRONTEND_NAME, TEACHER_FRONTEND_NAME
 from espnet_ofa.frontend.lookup import find_ofa_frontend
@@ -63,6 +63,21 @@ def rate_tag(period: Optional[float], native: bool = False) -> str:
     if native:
         return NATIVE
     return LEARNED if period is None else f"p{period:g}"
+
+
+# What one pass counts, summed over utterances (and over split jobs by `merge_splits`).
+COUNTS = ("num_utts", "audio_seconds", "decode_seconds", "frontend_seconds", "encoder_seconds",
+          "frames_20ms", "frames_out", "macs", "macs_audio_seconds")
+
+
+def derived(counts: dict) -> dict:
+    """The rates that follow from a pass's `COUNTS`: achieved period, RTF, GMACs/s."""
+    def ratio(num: float, den: float, scale: float = 1.0) -> Optional[float]:
+        return num / den * scale if den else None
+
+    return {"achieved_period": ratio(INPUT_PERIOD_MS * counts["frames_20ms"], counts["frames_out"]),
+            "rtf": ratio(counts["decode_seconds"], counts["audio_seconds"]),
+            "gmacs_per_second": ratio(counts["macs"], counts["macs_audio_seconds"], 1e-9)}
 
 
 @dataclass
@@ -82,26 +97,15 @@ class RateResult:
     macs_audio_seconds: float = 0.0
 
     def info(self, learned_period: Optional[float]) -> dict:
-        achieved = (INPUT_PERIOD_MS * self.frames_20ms / self.frames_out) if self.frames_out else None
+        counts = {name: getattr(self, name) for name in COUNTS}
+        rates = derived(counts)
         native = self.tag == NATIVE
         return {
             "rate": self.tag,
-            "frame_period": (achieved if native else self.frame_period
+            "frame_period": (rates["achieved_period"] if native else self.frame_period
                              if self.frame_period is not None else learned_period),
             "learned": self.frame_period is None and not native,
-            "achieved_period": achieved,
-            "num_utts": self.num_utts,
-            "audio_seconds": self.audio_seconds,
-            "decode_seconds": self.decode_seconds,
-            "rtf": self.decode_seconds / self.audio_seconds if self.audio_seconds else None,
-            "frontend_seconds": self.frontend_seconds,
-            "encoder_seconds": self.encoder_seconds,
-            "frames_20ms": self.frames_20ms,
-            "frames_out": self.frames_out,
-            "macs": self.macs,
-            "macs_audio_seconds": self.macs_audio_seconds,
-            "gmacs_per_second": (self.macs / self.macs_audio_seconds / 1e9
-                                 if self.macs_audio_seconds else None),
+            **counts, **rates,
         }
 
 
@@ -278,7 +282,92 @@ def decode_periods(
         if not Path(path).is_file():
             raise FileNotFoundError(f"{option} {path} not found: train the model first (the "
                                     "recipe's training stage) or fix the path")
-    spec = get_task(task)
+    # Every set is checked before anything is decoded.
+    sets = {Path(d): _split_utterances(Path(d), num_splits, split) for d in data_dirs}
+    s2t = _load_inference(task, train_config, model_file, device, inference_config)
+    model = getattr(s2t, get_task(task).model_attribute)
+    model.eval()
+    frontend = find_ofa_frontend(model)
+    trained_at = train_frame_period(train_config)
+    described = {**model_description(train_config),
+                 "compression": (frontend.student.config.compression
+                                 if frontend is not None else None),
+                 "ssl_period_range": (list(frontend.student.config.frame_period_range)
+                                      if frontend is not None else None)}
+    # The pooled teacher has no OFA frontend, but a period of its own (its pool's).
+    native = frontend is None and described["variant"] != TEACHER_POOLED
+    rates = decode_rates(periods, learned, native=native, compression=described["compression"],
+                         has_rate=(frontend is not None and frontend.rate is not None
+                                   and frontend.rate.learn),
+                         trained_at=trained_at, name=str(model_file),
+                         ssl_period_range=described["ssl_period_range"],
+                         own_period_only=own_period_only(described["variant"], trained_at,
+                                                         own_period))
+    learned_period = float(frontend.rate.value) if not native and None in rates else None
+    about = {"model_file": str(model_file), "train_frame_period": trained_at, **described}
+
+    results = []
+    # Any ESPnet frontend returns (feats, lengths): the achieved period of log-mel too.
+    with _FrameCounter(frontend if frontend is not None else getattr(model, "frontend", None)
+                       ) as frames:
+        for period in rates:
+            if frontend is not None and described["variant"] != POOLED:  # the pool's is fixed
+                frontend.set_rate(frame_period=period) if period is not None else frontend.set_rate()
+            tag = rate_tag(period, native)
+            for data_dir, utts in sets.items():
+                res = RateResult(tag=tag, frame_period=period)
+                texts, tokens = _decode_set(s2t, task, model, utts, res, frames, macs_utts, device)
+                info = {"task": task, "test_set": data_dir.name, **about,
+                        **res.info(learned_period)}
+                _write_decoding(split_dir(Path(out_dir) / tag / data_dir.name, num_splits, split),
+                                texts, tokens, info)
+                results.append(info)
+                if progress:
+                    print(_progress_line(info), flush=True)
+    return results
+
+
+def split_dir(decode_dir: Path, num_splits: int, split: int) -> Path:
+    """Where job ``split`` of ``num_splits`` writes its slice of ``decode_dir``."""
+    return decode_dir if num_splits == 1 else decode_dir / f"split{num_splits}" / str(split)
+
+
+def _split_utterances(data_dir: Path, num_splits: int, split: int) -> List[Tuple[str, str]]:
+    """(utterance, audio path) of job ``split``'s slice of ``data_dir``'s wav.scp."""
+    validate_data_dir(data_dir, required=("wav.scp",), optional=())
+    wavs = read_kaldi_table(data_dir / "wav.scp")
+    return [(utt, wavs[utt]) for utt in _slice(sorted(wavs), num_splits, split)]
+
+
+class _FrameCounter:
+    """Counts the frames a frontend outputs while the ``with`` block runs."""
+
+    def __init__(self, frontend: Optional["torch.nn.Module"]) -> None:
+        self.frontend, self.frames, self._hook = frontend, 0, None
+
+    def __enter__(self) -> "_FrameCounter":
+        if self.frontend is not None:
+            self._hook = self.frontend.register_forward_hook(self._count)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+
+    def _count(self, _module, _inputs, output) -> None:
+        self.frames += int(output[1].sum())
+
+    def take(self) -> int:
+        """The frames counted since the last call."""
+        frames, self.frames = self.frames, 0
+        return frames
+
+
+def _decode_set(s2t, task: str, model: "torch.nn.Module", utts: List[Tuple[str, str]],
+                res: RateResult, frames: _FrameCounter, macs_utts: int, device: str,
+                ) -> Tuple[Dict[str, str], Dict[str, str]]:
+    """Decode ``utts`` one at a time, adding what was measured to ``res``; returns the best
+    hypothesis's text and tokens per utterance."""
     import numpy as np
     import soundfile as sf
     import torch
@@ -286,104 +375,55 @@ def decode_periods(
     from espnet_ofa.models.macs import count_macs
     from espnet_ofa.system_speed import timed_decode
 
-    s2t = _load_inference(task, train_config, model_file, device, inference_config)
-    trained_at = train_frame_period(train_config)
-    model = getattr(s2t, spec.model_attribute)
-    model.eval()
-    frontend = find_ofa_frontend(model)
-    compression = frontend.student.config.compression if frontend is not None else None
-    ssl_range = list(frontend.student.config.frame_period_range) if frontend is not None else None
-    described = {**model_description(train_config), "compression": compression,
-                 "ssl_period_range": ssl_range}
-    # The pooled teacher has no OFA frontend, but a period of its own (its pool's).
-    native = frontend is None and described["variant"] != TEACHER_POOLED
-    pooled = described["variant"] == POOLED
-    rates = decode_rates(periods, learned, native=native, compression=compression,
-                         has_rate=(frontend is not None and frontend.rate is not None
-                                   and frontend.rate.learn),
-                         trained_at=trained_at, name=str(model_file),
-                         ssl_period_range=ssl_range,
-                         own_period_only=own_period_only(described["variant"], trained_at,
-                                                         own_period))
-    learned_period = (float(frontend.rate.value)
-                      if not native and None in rates else None)
+    texts, tokens = {}, {}
+    frames.take()
+    for n, (utt, path) in enumerate(utts):
+        speech, rate = sf.read(path, dtype="float32", always_2d=False)
+        speech = torch.from_numpy(np.ascontiguousarray(speech))
+        seconds = speech.numel() / rate
+        if n < macs_utts:
+            with torch.no_grad():
+                lengths = torch.tensor([speech.numel()])
+                res.macs += count_macs(lambda: model.encode(speech[None].to(device),
+                                                            lengths.to(device)))
+            res.macs_audio_seconds += seconds
+            frames.take()  # the count above is not a decoding
+        nbest, timing = timed_decode(s2t, task, speech, device)
+        res.decode_seconds += timing.total
+        res.frontend_seconds += timing.frontend
+        res.encoder_seconds += timing.encoder
+        text, token = nbest[0][0], nbest[0][1]
+        texts[utt] = text if text is not None else " ".join(token)
+        tokens[utt] = " ".join(token)
+        res.num_utts += 1
+        res.audio_seconds += seconds
+        res.frames_20ms += num_frames(speech.numel())
+        res.frames_out += frames.take()
+    return texts, tokens
 
-    frames_out = [0]
 
-    def count_frames(_module, _inputs, output):
-        frames_out[0] += int(output[1].sum())
+def _write_decoding(out: Path, texts: Dict[str, str], tokens: Dict[str, str], info: dict) -> None:
+    """``text``, ``token`` (Kaldi tables, sorted) and ``info.json`` of one pass."""
+    def table(rows: Dict[str, str]) -> str:
+        return "".join(f"{u} {t}\n" if t else f"{u}\n" for u, t in sorted(rows.items()))
 
-    # Any ESPnet frontend returns (feats, lengths): the achieved period of log-mel too.
-    counted = frontend if frontend is not None else getattr(model, "frontend", None)
-    hook = counted.register_forward_hook(count_frames) if counted is not None else None
-    results = []
-    try:
-        for period in rates:
-            if frontend is not None and not pooled:  # the pool's period is fixed
-                frontend.set_rate(frame_period=period) if period is not None else frontend.set_rate()
-            tag = rate_tag(period, native)
-            for data_dir in data_dirs:
-                data_dir = Path(data_dir)
-                validate_data_dir(data_dir, required=("wav.scp",), optional=())
-                wavs = read_kaldi_table(data_dir / "wav.scp")
-                utts = _slice(sorted(wavs), num_splits, split)
-                res = RateResult(tag=tag, frame_period=period)
-                texts, tokens = {}, {}
-                frames_out[0] = 0
-                for n, utt in enumerate(utts):
-                    speech, rate = sf.read(wavs[utt], dtype="float32", always_2d=False)
-                    speech = torch.from_numpy(np.ascontiguousarray(speech))
-                    seconds = speech.numel() / rate
-                    if n < macs_utts:
-                        with torch.no_grad():
-                            lengths = torch.tensor([speech.numel()])
-                            macs = count_macs(lambda: model.encode(
-                                speech[None].to(device), lengths.to(device)))
-                        res.macs += macs
-                        res.macs_audio_seconds += seconds
-                        frames_out[0] = 0  # the count above is not a decoding
-                    nbest, timing = timed_decode(s2t, task, speech, device)
-                    res.decode_seconds += timing.total
-                    res.frontend_seconds += timing.frontend
-                    res.encoder_seconds += timing.encoder
-                    text, token = nbest[0][0], nbest[0][1]
-                    texts[utt] = text if text is not None else " ".join(token)
-                    tokens[utt] = " ".join(token)
-                    res.num_utts += 1
-                    res.audio_seconds += seconds
-                    res.frames_20ms += num_frames(speech.numel())
-                    res.frames_out += frames_out[0]
-                    frames_out[0] = 0
-                out = Path(out_dir) / tag / data_dir.name
-                if num_splits > 1:
-                    out = out / f"split{num_splits}" / str(split)
-                out.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(out / "text", "".join(f"{u} {t}\n" if t else f"{u}\n"
-                                                        for u, t in sorted(texts.items())))
-                atomic_write_text(out / "token", "".join(f"{u} {t}\n" if t else f"{u}\n"
-                                                         for u, t in sorted(tokens.items())))
-                info = {"task": task, "test_set": data_dir.name, "model_file": str(model_file),
-                        "train_frame_period": trained_at, **described,
-                        **res.info(learned_period)}
-                atomic_write_text(out / "info.json", json.dumps(info, indent=2) + "\n")
-                results.append(info)
-                if progress:
-                    ach = info["achieved_period"]
-                    print(f"progress: decoded {data_dir.name} at {tag}: {res.num_utts} utts, "
-                          f"achieved period {ach:.1f} ms, RTF {info['rtf']:.3f}"
-                          if ach is not None else
-                          f"progress: decoded {data_dir.name} at {tag}: {res.num_utts} utts",
-                          flush=True)
-    finally:
-        if hook is not None:
-            hook.remove()
-    return results
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "text", table(texts))
+    atomic_write_text(out / "token", table(tokens))
+    atomic_write_text(out / "info.json", json.dumps(info, indent=2) + "\n")
+
+
+def _progress_line(info: dict) -> str:
+    line = f"progress: decoded {info['test_set']} at {info['rate']}: {info['num_utts']} utts"
+    if info["achieved_period"] is None:
+        return line
+    return f"{line}, achieved period {info['achieved_period']:.1f} ms, RTF {info['rtf']:.3f}"
 
 
 def merge_splits(decode_dir: PathLike, num_splits: int) -> dict:
     """Join ``<decode_dir>/split<N>/{1..N}`` into ``<decode_dir>/{text,token,info.json}``."""
     decode_dir = Path(decode_dir)
-    parts = [decode_dir / f"split{num_splits}" / str(j) for j in range(1, num_splits + 1)]
+    parts = [split_dir(decode_dir, num_splits, j) for j in range(1, num_splits + 1)]
     for p in parts:
         if not (p / "info.json").is_file():
             raise FileNotFoundError(f"{p / 'info.json'}: decoding job {p.name} did not finish; "
@@ -395,14 +435,10 @@ def merge_splits(decode_dir: PathLike, num_splits: int) -> dict:
             lines += (p / name).read_text(encoding="utf-8").splitlines(keepends=True)
         atomic_write_text(decode_dir / name, "".join(sorted(lines)))
     merged = dict(infos[0])
-    for key in ("num_utts", "audio_seconds", "decode_seconds", "frames_20ms", "frames_out",
-                "macs", "macs_audio_seconds"):
-        merged[key] = sum(i[key] for i in infos)
-    merged["rtf"] = merged["decode_seconds"] / merged["audio_seconds"]
-    merged["achieved_period"] = (INPUT_PERIOD_MS * merged["frames_20ms"] / merged["frames_out"]
-                                 if merged["frames_out"] else None)
-    merged["gmacs_per_second"] = (merged["macs"] / merged["macs_audio_seconds"] / 1e9
-                                  if merged["macs_audio_seconds"] else None)
+    merged.update({key: sum(i[key] for i in infos) for key in COUNTS})
+    merged.update(derived(merged))
+    if merged["rate"] == NATIVE:  # its period is the achieved one
+        merged["frame_period"] = merged["achieved_period"]
     atomic_write_text(decode_dir / "info.json", json.dumps(merged, indent=2) + "\n")
     return merged
 
@@ -417,8 +453,6 @@ def decode_request(train_config: PathLike, model_file: PathLike, data_dirs: Sequ
     """What a decode dir's outputs depend on: the model file, the inference options, the
     test sets' audio (their ``wav.scp``), the periods and the decoding flags. A dir whose
     recorded request equals this one need not be decoded again (stage 12 on a rerun)."""
-    from espnet_ofa.recipe.feature_cache import file_sha1
-
     def digest(path: Optional[PathLike]) -> Optional[str]:
         return None if path is None else file_sha1(path)
 
