@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -122,3 +123,12 @@ def zip_problem(path: PathLike) -> Optional[str]:
     except (zipfile.BadZipFile, EOFError) as err:
         return f"it is not a complete zip file ({err}): cut off while being written"
     return None
+
+
+def file_sha1(path: PathLike) -> str:
+    """SHA-1 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

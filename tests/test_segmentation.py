@@ -287,6 +287,71 @@ def test_cli_subset_then_full_dir_computes_only_missing(fsdd_dirs, tmp_path):
                                   progress=False)
 
 
+def fake_espnet_teacher(exp: Path, weights: bytes) -> Path:
+    """The files of an ESPnet teacher experiment that its fingerprint reads (no model)."""
+    exp.mkdir(parents=True, exist_ok=True)
+    (exp / "config.yaml").write_text("encoder: hubert_pretrain\n")
+    (exp / "8epoch.pth").write_bytes(weights)
+    if not (exp / "valid.loss.best.pth").is_symlink():
+        (exp / "valid.loss.best.pth").symlink_to("8epoch.pth")
+    return exp
+
+
+def test_rerun_keeps_the_same_teachers_boundaries_and_restarts_for_another(fsdd_dirs, tmp_path):
+    """ssl.sh's stage 8 on a rerun (``on_change="restart"``): the same teacher weights and
+    settings keep every boundary (nothing computed, no k-means fitted); a teacher retrained
+    under the same folder, other settings or other given units start over and give what a
+    fresh run gives; without restart the change is refused, named."""
+    from dataclasses import replace
+
+    from espnet_ofa.segmentation import pipeline
+    from espnet_ofa.segmentation.features import mfcc_features
+    from espnet_ofa.teachers import weights_fingerprint
+
+    full, half = fsdd_dirs
+    teacher = fake_espnet_teacher(tmp_path / "exp/hubert", b"weights of epoch 8")
+    config = pipeline.SegmentConfig(feature="teacher", teacher=str(teacher), n_clusters=8)
+
+    def run(config, out, on_change="restart", kmeans=None, data=full):
+        # MFCCs stand in for the teacher's features: under test is what the run records.
+        return pipeline.segment_data_dir(data, out, config, feature_fn=mfcc_features,
+                                         kmeans=kmeans, progress=False, on_change=on_change)
+
+    out = tmp_path / "seg/boundaries"
+    assert len(run(config, out).computed) == 10
+    table = out.read_text()
+    # ESPnet's rerun of a finished training rewrites its log and averaged models only.
+    (teacher / "train.log").write_text("The training was finished at 8 epochs\n")
+    (teacher / "valid.loss.ave.pth").write_bytes(b"averaged again")
+    again = run(config, out)
+    assert not again.computed and len(again.reused) == 10 and not again.kmeans_fitted
+    assert out.read_text() == table
+
+    (teacher / "8epoch.pth").write_bytes(b"weights of a retrained teacher")
+    with pytest.raises(ValueError, match=r"other settings \(teacher_weights: '[0-9a-f]+' -> "):
+        run(config, out, on_change="error")
+    retrained = run(config, out)
+    assert len(retrained.computed) == 10 and not retrained.reused and retrained.kmeans_fitted
+    meta = json.loads((out.parent / "boundaries.meta.json").read_text())
+    assert meta["teacher_weights"] == weights_fingerprint(teacher)
+    units8 = tmp_path / "units8.npy"
+    units8.write_bytes((out.parent / "boundaries.kmeans.npy").read_bytes())
+
+    more = replace(config, n_clusters=12)
+    assert run(more, out).kmeans_fitted
+    fresh = tmp_path / "fresh/boundaries"
+    run(more, fresh)
+    assert out.read_text() == fresh.read_text() != table
+
+    # A part segmented with the units of the whole set (as parallel jobs are) follows them.
+    part = tmp_path / "part/boundaries"
+    run(config, part, kmeans=units8, data=half)
+    redone = run(config, part, kmeans=tmp_path / "fresh/boundaries.kmeans.npy", data=half)
+    assert len(redone.computed) == 5 and not redone.reused
+    with pytest.raises(ValueError, match="on_change must be one of"):
+        run(config, part, on_change="keep")
+
+
 def test_fit_only_then_parallel_parts_equal_one_run(fsdd_dirs, tmp_path):
     """--fit_only writes the units alone; the data dir segmented in two parts with them
     (as ssl.sh's parallel jobs do) gives one run's boundaries exactly."""

@@ -192,8 +192,9 @@ if want_stage 8; then
             _seg+=(--teacher_layer "${_layers:-12}")
         fi
     fi
-    # Boundaries depend on the teacher: start afresh rather than resume stale ones.
-    rm -rf "${seg_dir}"
+    # A rerun keeps the boundaries of an unchanged teacher (its weights are recorded) and
+    # settings, and starts over when either changed.
+    _seg+=(--on_change restart)
     # One process (one teacher load) fits the units on a sample of the training set and
     # segments the valid set with them, and the training set too for one job; for more, the
     # training set is then segmented in ${nj} parallel parts with those units (the same
@@ -207,6 +208,10 @@ if want_stage 8; then
         --also "${data_feats}/${valid_set}" "${seg_dir}/${valid_set}/boundaries"
     if [ "${nj}" -gt 1 ]; then
         _nj=$(split_keys "${data_feats}/${train_set}/wav.scp" "${nj}" "${_train_seg}/split")
+        for _part in "${_train_seg}"/split/*/; do  # the parts of an earlier run with more jobs
+            _j=$(basename "${_part}")
+            if [[ "${_j}" =~ ^[0-9]+$ ]] && [ "${_j}" -gt "${_nj}" ]; then rm -rf "${_part}"; fi
+        done
         for ((_j = 1; _j <= _nj; _j++)); do
             mkdir -p "${_train_seg}/split/${_j}"
             mv "${_train_seg}/split.${_j}.scp" "${_train_seg}/split/${_j}/wav.scp"

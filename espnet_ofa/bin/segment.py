@@ -6,8 +6,10 @@
 Writes ``<out>`` with one line per utterance, ``uttid b1 b2 ... bK``: the exclusive end
 frame (20 ms frames, T = (N - 400) // 320 + 1 at 16 kHz) of each of its K segments, so
 ``bK == T``. Side files: ``<out>.kmeans.npy`` (centroids; pass it as ``--kmeans`` to segment
-dev/test with the same units) and ``<out>.meta.json`` (settings). Rerunning after a kill, or
-after adding utterances, computes only the utterances not in the output yet.
+dev/test with the same units) and ``<out>.meta.json`` (settings, and the teacher's weights).
+Rerunning after a kill, or after adding utterances, computes only the utterances not in the
+output yet; with other settings, another teacher or other units it refuses, or with
+``--on_change restart`` starts over.
 
 ``--also DATA_DIR OUT`` (repeatable) then segments more data dirs with the same units in the
 same process, so that the teacher is loaded once (ssl.sh's single-job stage 8: train, then
@@ -54,6 +56,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--also", nargs=2, action="append", default=[], metavar=("DATA_DIR", "OUT"),
                    help="then segment DATA_DIR into OUT with the same units (repeatable; "
                         "--fit_only applies to --data_dir alone)")
+    p.add_argument("--on_change", choices=("error", "restart"), default="error",
+                   help="when OUT was made with other settings, another teacher (its weights) "
+                        "or other units: refuse (error) or discard it and start over (restart)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     p.add_argument("--log_level", default="INFO")
@@ -77,11 +82,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     feature_fn = make_feature_fn(config)  # the teacher, loaded once for every data dir
     print(segment_data_dir(args.data_dir, args.out, config, feature_fn=feature_fn,
                            kmeans=args.kmeans, progress=not args.no_progress,
-                           fit_only=args.fit_only))
+                           fit_only=args.fit_only, on_change=args.on_change))
     units = args.kmeans or sidecar(args.out, ".kmeans.npy")  # given, or fitted just now
     for data_dir, out in args.also:
         print(segment_data_dir(data_dir, out, config, feature_fn=feature_fn, kmeans=units,
-                               progress=not args.no_progress))
+                               progress=not args.no_progress, on_change=args.on_change))
     return 0
 
 

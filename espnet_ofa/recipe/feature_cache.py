@@ -53,7 +53,7 @@ import yaml
 
 from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table
 from espnet_ofa.constants import INPUT_PERIOD_MS, SAMPLE_RATE
-from espnet_ofa.fileio import PathLike
+from espnet_ofa.fileio import PathLike, file_sha1
 from espnet_ofa.registration import CACHED_FRONTENDS, FRONTEND_NAME, TEACHER_FRONTEND_NAME
 
 logger = logging.getLogger(__name__)
@@ -100,14 +100,6 @@ class CacheSpec:
         if self.frontend == FRONTEND_NAME:
             del fields["frontend"], fields["teacher_conf"]
         return fields
-
-
-def file_sha1(path: PathLike) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def frontend_overrides(options: str) -> Tuple[Optional[str], Dict[str, object]]:

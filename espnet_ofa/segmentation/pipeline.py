@@ -145,18 +145,22 @@ def list_utterances(data_dir: PathLike) -> List[Tuple[str, str, Optional[Tuple[f
     return data_dir_utterances(data_dir)
 
 
-def _meta(config: SegmentConfig, centroids: np.ndarray) -> dict:
-    # Only what changes the boundaries; the k-means settings act through the centroids.
+def _settings(config: SegmentConfig) -> dict:
+    """What changes the boundaries, besides the units: the k-means options (number of
+    clusters, sample, seed) act through the centroids only."""
+    teacher = config.feature == "teacher"
+    if teacher:
+        from espnet_ofa.teachers import weights_fingerprint
     return {
         "format": "uttid b1 ... bK; b = exclusive segment end frames (20 ms), bK = T",
         "feature": config.feature,
-        "teacher": config.teacher if config.feature == "teacher" else None,
-        "teacher_layer": config.teacher_layer if config.feature == "teacher" else None,
+        "teacher": config.teacher if teacher else None,
+        # A retrained teacher keeps its source's name: its weights tell the runs apart.
+        "teacher_weights": weights_fingerprint(config.teacher) if teacher else None,
+        "teacher_layer": config.teacher_layer if teacher else None,
         "min_duration": config.min_duration,
         "dp_smooth": config.dp_smooth,
         "dp_penalty": config.dp_penalty if config.dp_smooth else None,
-        "n_clusters": int(centroids.shape[0]),
-        "kmeans_digest": centroids_digest(centroids),
     }
 
 
@@ -186,9 +190,10 @@ def _read_finished(out: Path) -> Dict[str, str]:
 
 def _fit_or_load_centroids(
     items, out: Path, config: SegmentConfig, feature_fn: FeatureFn, kmeans: Optional[PathLike],
-    progress: bool, report: SegmentReport,
+    progress: bool, report: SegmentReport, refit: bool = False,
 ) -> Tuple[np.ndarray, bool]:
-    """The run's centroids and whether they still have to be saved to ``out.kmeans.npy``."""
+    """The run's centroids and whether they still have to be saved to ``out.kmeans.npy``
+    (``refit``: fit anew when the saved ones have another number of clusters)."""
     km_path = sidecar(out, ".kmeans.npy")
     if kmeans is not None:
         centroids = load_centroids(kmeans)
@@ -196,15 +201,18 @@ def _fit_or_load_centroids(
         return centroids, not same_file
     if km_path.is_file():
         centroids = load_centroids(km_path)
-        if centroids.shape[0] != config.n_clusters:
+        if centroids.shape[0] == config.n_clusters:
+            logger.info("reusing the clusters of an earlier run: %s", km_path)
+            return centroids, False
+        if not refit:
             raise ValueError(
                 f"{km_path} (from an earlier run) has {centroids.shape[0]} clusters but "
                 f"n_clusters={config.n_clusters} was asked. Delete {km_path}, {out}, "
                 f"{sidecar(out, '.partial')} and {sidecar(out, '.meta.json')} to start over, "
                 "or keep the earlier setting."
             )
-        logger.info("reusing the clusters of an earlier run: %s", km_path)
-        return centroids, False
+        logger.info("%s has %d clusters, %d asked: fitting anew", km_path, centroids.shape[0],
+                    config.n_clusters)
     rng = np.random.default_rng(config.seed)
     n = min(config.max_utts_for_kmeans, len(items))
     # Sorted indices: the sample is read in data-dir order (friendlier to disk caches).
@@ -232,6 +240,7 @@ def segment_data_dir(
     progress: bool = True,
     flush_every: int = 20,
     fit_only: bool = False,
+    on_change: str = "error",
 ) -> SegmentReport:
     """Write pseudo boundaries for every utterance of ``data_dir`` to ``out``; resumable.
 
@@ -247,6 +256,9 @@ def segment_data_dir(
         fit_only: stop after fitting (or reusing) the units: write ``out.kmeans.npy`` and
             the settings only, so that parts of the data dir can then be segmented in
             parallel jobs with ``kmeans=`` those units (the same boundaries as one run).
+        on_change: when ``out`` was made with other settings, another teacher (its
+            weights, `espnet_ofa.teachers.weights_fingerprint`) or other given units:
+            ``"error"`` refuses to mix them, ``"restart"`` discards ``out`` and starts over.
 
     Utterances already in ``out`` or ``out.partial`` (from an earlier run with the same
     settings) are kept as they are; only the others are computed. Utterances shorter than
@@ -268,13 +280,19 @@ def segment_data_dir(
             f"{out} (or {partial}) exists but {meta_path} does not, so its settings are "
             "unknown. Move it away or delete it before running."
         )
+    if on_change not in ON_CHANGE:
+        raise ValueError(f"on_change must be one of {ON_CHANGE}, got {on_change!r}")
+    settings = _settings(config)
+    if meta_path.is_file():  # other settings or teacher: new units too (unless given)
+        _reconcile(out, settings, on_change, drop_units=kmeans is None)
     feature_fn = feature_fn or make_feature_fn(config)
     centroids, unsaved = _fit_or_load_centroids(
-        items, out, config, feature_fn, kmeans, progress, report
+        items, out, config, feature_fn, kmeans, progress, report, refit=on_change == "restart"
     )
-    meta = _meta(config, centroids)
-    if meta_path.is_file():
-        _refuse_other_settings(out, json.loads(meta_path.read_text(encoding="utf-8")), meta)
+    meta = {**settings, "n_clusters": int(centroids.shape[0]),
+            "kmeans_digest": centroids_digest(centroids)}
+    if meta_path.is_file():  # other units: given (`kmeans`) or fitted anew
+        _reconcile(out, meta, on_change, drop_units=False)
     # Centroids first, then the settings: a run killed in between leaves centroids without
     # settings, which the next run simply reuses; never settings without their centroids.
     if unsaved:
@@ -309,16 +327,29 @@ def segment_data_dir(
     return report
 
 
-def _refuse_other_settings(out: Path, old: dict, meta: dict) -> None:
-    """Resuming ``out`` needs the settings it was made with (``old``, its meta.json)."""
-    diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
-    if diff:
+ON_CHANGE = ("error", "restart")
+
+
+def _reconcile(out: Path, wanted: dict, on_change: str, drop_units: bool) -> None:
+    """Resuming ``out`` needs the settings it was made with (its meta.json): for other
+    ``wanted`` ones, refuse (``on_change="error"``) or discard its outputs (``"restart"``;
+    its units too with ``drop_units``) so that the run starts over."""
+    meta_path = sidecar(out, ".meta.json")
+    old = json.loads(meta_path.read_text(encoding="utf-8"))
+    diff = sorted(k for k in wanted if old.get(k) != wanted[k])
+    if not diff:
+        return
+    changes = ", ".join(f"{k}: {old.get(k)!r} -> {wanted[k]!r}" for k in diff)
+    stale = [out, sidecar(out, ".partial"), meta_path] + (
+        [sidecar(out, ".kmeans.npy")] if drop_units else [])
+    if on_change != "restart":
         raise ValueError(
-            f"{out} was made with other settings ({', '.join(f'{k}: {old.get(k)!r} -> '
-            f'{meta.get(k)!r}' for k in diff)}). Use the same settings to resume, or "
-            f"delete {out}, {sidecar(out, '.partial')}, {sidecar(out, '.meta.json')} and "
-            f"{sidecar(out, '.kmeans.npy')} to start over."
+            f"{out} was made with other settings ({changes}). Use the same settings to "
+            f"resume, or delete {', '.join(map(str, stale))} to start over."
         )
+    logger.info("%s was made with other settings (%s): starting over", out, changes)
+    for path in stale:
+        path.unlink(missing_ok=True)
 
 
 def _segment_one(utt: str, value: str, seg: Optional[Tuple[float, float]], feature_fn: FeatureFn,

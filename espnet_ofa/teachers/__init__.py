@@ -20,7 +20,7 @@ from espnet_ofa.teachers.base import (
     normalize_waveform,
 )
 from espnet_ofa.teachers.bundles import KNOWN_BUNDLES, bundle_names
-from espnet_ofa.teachers.loader import FORMATS, load_teacher
+from espnet_ofa.teachers.loader import FORMATS, load_teacher, weights_fingerprint
 from espnet_ofa.teachers.torchaudio_checkpoint import FACTORIES, save_torchaudio_checkpoint
 
 __all__ = [
@@ -35,4 +35,5 @@ __all__ = [
     "load_teacher",
     "normalize_waveform",
     "save_torchaudio_checkpoint",
+    "weights_fingerprint",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -9,9 +10,10 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import yaml
 
 from espnet_ofa.constants import DISTILLED_LAYERS
+from espnet_ofa.fileio import file_sha1
 from espnet_ofa.teachers.base import LOCAL_FORMATS_HELP, Teacher, TeacherLoadError
 from espnet_ofa.teachers.bundles import KNOWN_BUNDLES, bundle_names, find_bundle, teacher_from_bundle
-from espnet_ofa.teachers.espnet_hubert import is_espnet_source, teacher_from_espnet
+from espnet_ofa.teachers.espnet_hubert import find_checkpoint, is_espnet_source, teacher_from_espnet
 from espnet_ofa.teachers.fairseq_checkpoint import is_fairseq_checkpoint, teacher_from_fairseq
 from espnet_ofa.teachers.huggingface import is_huggingface_dir, teacher_from_huggingface
 from espnet_ofa.teachers.serialization import is_state_dict, load_checkpoint
@@ -132,6 +134,30 @@ def load_teacher(
             raise TeacherLoadError(f"{str(path)!r} is not a fairseq checkpoint (no 'model' with 'cfg'/'args')")
         return teacher_from_fairseq(path, obj, layers, **kwargs, **common)
     return teacher_from_torchaudio_file(path, obj, layers, **kwargs, **common)
+
+
+def weights_fingerprint(source: str | os.PathLike) -> str:
+    """A digest of what `load_teacher` reads ``source``'s weights from, to tell whether a
+    source changed between two runs (a retrained ESPnet teacher keeps its folder's name).
+
+    A path: the SHA-1 of its files (an ESPnet experiment: config.yaml and the checkpoint
+    `load_teacher` picks, so a rerun that only rewrites logs or averaged models keeps it;
+    any other folder: every file in it). A bundle name: the name (torchaudio's weights for
+    a name are fixed).
+    """
+    path = Path(source)
+    if not path.exists():
+        return f"name {source}"
+    if path.is_dir():
+        files = ([path / "config.yaml", find_checkpoint(path)] if is_espnet_source(path)
+                 else sorted(p for p in path.rglob("*") if p.is_file()))
+    else:
+        files = [path]
+    digest = hashlib.sha1()
+    for file in files:
+        name = file.relative_to(path) if path.is_dir() else file.name
+        digest.update(f"{name} {file_sha1(file)}\n".encode())
+    return digest.hexdigest()
 
 
 def _not_found(text: str) -> TeacherLoadError:
