@@ -326,97 +326,135 @@ def plan_experiments(
     if (fixed_rate_periods or single_rate_periods or ssl_seeds > 1) and not ofa_model:
         raise ValueError("--fixed_rate_periods, --single_rate_periods and --ssl_seeds need "
                          "--ofa_model (the other students live beside the OFA checkpoint)")
+    arms = _Arms(task, Path(expdir), ofa_model, [float(p) for p in train_frame_periods],
+                 {FIXED_RATE: [float(p) for p in fixed_rate_periods],
+                  SINGLE_RATE: [float(p) for p in single_rate_periods]},
+                 [float(p) for p in pooled_periods])
     # Per pretraining seed, the experiments on that seed's students; the models without SSL
-    # (OTHER) once, on seed 0.
-    by_ssl_seed: List[List[Experiment]] = []
-    for ssl_seed in range(ssl_seeds):
-        base: List[Experiment] = []
-        for config in configs:
-            conf = read_config(config)
-            name = f"{task}_{Path(config).stem}"
-            root = str(Path(expdir) / name)
-            fconf = conf.get("frontend_conf") or {}
-            if conf.get("frontend") != "ofa":
-                if ssl_seed == 0:
-                    base.append(Experiment(root, str(config), OTHER, stats_key(conf)))
-                continue
-            model = (str(student_model(ofa_model, OFA, None, ssl_seed)) if ofa_model
-                     else fconf.get("model"))
-            suffix = _seed_suffix(ssl_seed)
-            override = [f"--frontend_conf model={model}"] if ofa_model else []
-            if fconf.get("learnable_rate"):
-                base.append(Experiment(root + suffix, str(config), LEARNED,
-                                       stats_key(conf, model), ssl_model=model, extra=override))
-                continue
-            if fconf.get("rate_sampling"):
-                base.append(Experiment(root + suffix, str(config), SAMPLED,
-                                       stats_key(conf, model), ssl_model=model, extra=override))
-                continue
-            periods = list(train_frame_periods)
-            for p in periods or [fconf.get("frame_period")]:
-                p = None if p is None else float(p)
-                base.append(Experiment(
-                    (f"{root}_p{p:g}" if periods else root) + suffix, str(config), OFA,
-                    stats_key(conf, model, p), p, ssl_model=model,
-                    extra=override + ([f"--frontend_conf frame_period={p:g}"] if periods else [])))
-            for arm, arm_periods in ((FIXED_RATE, fixed_rate_periods),
-                                     (SINGLE_RATE, single_rate_periods)):
-                for p in arm_periods:
-                    p = float(p)
-                    student = str(student_model(ofa_model, arm, p, ssl_seed))
-                    base.append(Experiment(
-                        f"{root}_{BASELINE_SUFFIX[arm]}{p:g}{suffix}", str(config), arm,
-                        stats_key(conf, student, p), p, ssl_model=student,
-                        extra=[f"--frontend_conf model={student}",
-                               f"--frontend_conf frame_period={p:g}"]))
-            for p in pooled_periods:
-                # frame_period null: the OFA model runs at its finest period, then the pool;
-                # the pooled features have statistics of their own.
-                p = float(p)
-                base.append(Experiment(
-                    f"{root}_pooled{p:g}{suffix}", str(config), POOLED,
-                    f"{stats_key(conf, model, INPUT_PERIOD_MS)}_pooled{p:g}", p,
-                    ssl_model=model,
-                    extra=override + ["--frontend_conf frame_period=null",
-                                      f"--frontend_conf pooled_period={p:g}"]))
-            if teacher_pooled_periods and ssl_seed == 0:
-                if teacher is None:
-                    try:
-                        teacher = teacher_of(ofa_model or fconf.get("model") or "")
-                    except FileNotFoundError:
-                        if not teacher_pending:
-                            raise
-                        logger.info("the OFA model is not trained yet: its teacher's "
-                                    "experiments are planned once it is")
-                        continue
-                own = Path(expdir) / "conf" / f"{name}_teacher.yaml"
-                own_conf = teacher_config(config, teacher, own)
-                for p in teacher_pooled_periods:
-                    # Statistics per (teacher, period), keyed by the frontend's options.
-                    p = float(p)
-                    pooled = {**own_conf, "frontend_conf": {**own_conf["frontend_conf"],
-                                                            "pooled_period": p}}
-                    base.append(Experiment(
-                        f"{root}_teacher_pooled{p:g}", str(own), TEACHER_POOLED,
-                        stats_key(pooled), p, extra=[f"--frontend_conf pooled_period={p:g}"]))
-        by_ssl_seed.append(base)
-    plan = []
-    for seed in range(seeds):
-        for base in by_ssl_seed:
-            for e in base:
-                plan.append(Experiment(
-                    e.exp_dir + _seed_suffix(0, seed), e.config, e.kind, e.stats_key,
-                    e.frame_period, seed, e.ssl_model,
-                    e.extra + ([f"--seed {seed}"] if seed else [])))
+    # (OTHER) and on the teacher once, with seed 0's.
+    by_ssl_seed: List[List[Experiment]] = [[] for _ in range(ssl_seeds)]
+    for config in configs:
+        conf = read_config(config)
+        if conf.get("frontend") != "ofa":
+            by_ssl_seed[0].append(Experiment(arms.root(config), str(config), OTHER,
+                                             stats_key(conf)))
+            continue
+        for ssl_seed, base in enumerate(by_ssl_seed):
+            base += arms.on_students(config, conf, ssl_seed)
+        fconf = conf.get("frontend_conf") or {}
+        # The teacher is pooled to the fixed periods of a config without a rate of its own.
+        if teacher_pooled_periods and not (fconf.get("learnable_rate")
+                                           or fconf.get("rate_sampling")):
+            if teacher is None:
+                teacher = _teacher_or_none(ofa_model or fconf.get("model") or "",
+                                           teacher_pending)
+            if teacher is not None:
+                by_ssl_seed[0] += arms.on_teacher(config, teacher,
+                                                  [float(p) for p in teacher_pooled_periods])
+    plan = [_downstream_seed(e, seed) for seed in range(seeds)
+            for base in by_ssl_seed for e in base]
     if jitter_control:
-        for e in [e for e in plan if e.kind == LEARNED]:
-            plan.append(Experiment(
-                model_root(e.exp_dir) + "_jitter" + _seed_suffix(ssl_seed_of(e.exp_dir), e.seed),
-                e.config, JITTER, e.stats_key, None, e.seed, e.ssl_model,
-                e.extra + ["--frontend_conf learnable_rate=false", "--frontend_conf rate_cost=0",
-                           "--frontend_conf probe_jitter=true",
-                           f"--frontend_conf frame_period={learnt_period_placeholder(e.exp_dir)}"]))
+        plan += [_jitter_control(e) for e in plan if e.kind == LEARNED]
     return plan
+
+
+@dataclass
+class _Arms:
+    """The experiments `plan_experiments` trains on each OFA config."""
+
+    task: str
+    expdir: Path
+    ofa_model: Optional[PathLike]
+    train_frame_periods: List[float]
+    baseline_periods: Dict[str, List[float]]  # FIXED_RATE / SINGLE_RATE -> periods
+    pooled_periods: List[float]
+
+    def root(self, config: PathLike) -> str:
+        return str(self.expdir / f"{self.task}_{Path(config).stem}")
+
+    def on_students(self, config: PathLike, conf: dict, ssl_seed: int) -> List[Experiment]:
+        """The downstreams on pretraining seed ``ssl_seed``'s students: the OFA model's
+        (per period, learnt or sampled rate), the one-period students', the pooled rival."""
+        fconf = conf.get("frontend_conf") or {}
+        model = (str(student_model(self.ofa_model, OFA, None, ssl_seed)) if self.ofa_model
+                 else fconf.get("model"))
+        root, suffix, config = self.root(config), _seed_suffix(ssl_seed), str(config)
+        override = [f"--frontend_conf model={model}"] if self.ofa_model else []
+        if fconf.get("learnable_rate") or fconf.get("rate_sampling"):
+            kind = LEARNED if fconf.get("learnable_rate") else SAMPLED
+            return [Experiment(root + suffix, config, kind, stats_key(conf, model),
+                               ssl_model=model, extra=override)]
+        periods = self.train_frame_periods
+        experiments = []
+        for p in periods or [fconf.get("frame_period")]:
+            p = None if p is None else float(p)
+            experiments.append(Experiment(
+                (f"{root}_p{p:g}" if periods else root) + suffix, config, OFA,
+                stats_key(conf, model, p), p, ssl_model=model,
+                extra=override + ([f"--frontend_conf frame_period={p:g}"] if periods else [])))
+        for arm, arm_periods in self.baseline_periods.items():
+            for p in arm_periods:
+                student = str(student_model(self.ofa_model, arm, p, ssl_seed))
+                experiments.append(Experiment(
+                    f"{root}_{BASELINE_SUFFIX[arm]}{p:g}{suffix}", config, arm,
+                    stats_key(conf, student, p), p, ssl_model=student,
+                    extra=[f"--frontend_conf model={student}",
+                           f"--frontend_conf frame_period={p:g}"]))
+        for p in self.pooled_periods:
+            # frame_period null: the OFA model runs at its finest period, then the pool; the
+            # pooled features have statistics of their own.
+            experiments.append(Experiment(
+                f"{root}_pooled{p:g}{suffix}", config, POOLED,
+                f"{stats_key(conf, model, INPUT_PERIOD_MS)}_pooled{p:g}", p, ssl_model=model,
+                extra=override + ["--frontend_conf frame_period=null",
+                                  f"--frontend_conf pooled_period={p:g}"]))
+        return experiments
+
+    def on_teacher(self, config: PathLike, teacher: str,
+                   periods: List[float]) -> List[Experiment]:
+        """The downstreams on ``teacher`` pooled to each period, with the config's teacher
+        version written to ``<expdir>/conf/<exp name>_teacher.yaml``."""
+        own = self.expdir / "conf" / f"{Path(self.root(config)).name}_teacher.yaml"
+        own_conf = teacher_config(config, teacher, own)
+        experiments = []
+        for p in periods:
+            # Statistics per (teacher, period), keyed by the frontend's options.
+            pooled = {**own_conf, "frontend_conf": {**own_conf["frontend_conf"],
+                                                    "pooled_period": p}}
+            experiments.append(Experiment(
+                f"{self.root(config)}_teacher_pooled{p:g}", str(own), TEACHER_POOLED,
+                stats_key(pooled), p, extra=[f"--frontend_conf pooled_period={p:g}"]))
+        return experiments
+
+
+def _teacher_or_none(ofa_model: PathLike, pending: bool) -> Optional[str]:
+    """`teacher_of` the OFA model; None when it is not trained yet and ``pending``."""
+    try:
+        return teacher_of(ofa_model)
+    except FileNotFoundError:
+        if not pending:
+            raise
+        logger.info("the OFA model is not trained yet: its teacher's experiments are planned "
+                    "once it is")
+        return None
+
+
+def _downstream_seed(e: Experiment, seed: int) -> Experiment:
+    """``e`` trained with downstream seed ``seed``."""
+    return Experiment(e.exp_dir + _seed_suffix(0, seed), e.config, e.kind, e.stats_key,
+                      e.frame_period, seed, e.ssl_model,
+                      e.extra + ([f"--seed {seed}"] if seed else []))
+
+
+def _jitter_control(e: Experiment) -> Experiment:
+    """The control of learnt-rate experiment ``e``: its probes' jitter at its learnt period
+    (filled in when ``e`` has trained), the rate held."""
+    return Experiment(
+        model_root(e.exp_dir) + "_jitter" + _seed_suffix(ssl_seed_of(e.exp_dir), e.seed),
+        e.config, JITTER, e.stats_key, None, e.seed, e.ssl_model,
+        e.extra + ["--frontend_conf learnable_rate=false", "--frontend_conf rate_cost=0",
+                   "--frontend_conf probe_jitter=true",
+                   f"--frontend_conf frame_period={learnt_period_placeholder(e.exp_dir)}"])
 
 
 def first_of_each(stats_keys: Sequence[str]) -> Dict[str, int]:
