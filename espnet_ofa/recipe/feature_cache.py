@@ -296,11 +296,6 @@ def extract(
     ``build_model`` gives the frozen model of ``spec`` (default: `frozen_model`, built
     here); it is called only when a shard must be computed or a teacher identified.
     """
-    import kaldiio
-    import numpy as np
-    import soundfile as sf
-    import torch
-
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     wav_scp = data_dir / "wav.scp"
     if not wav_scp.is_file():
@@ -311,17 +306,11 @@ def extract(
     build_model = build_model or functools.partial(frozen_model, spec, device)
     model = build_model() if spec.frontend == TEACHER_FRONTEND_NAME else None
     meta = _meta(spec, model_digest(spec, model), wav_scp, shard_utts)
-    meta_file = out_dir / META
-    if meta_file.is_file():
-        old = json.loads(meta_file.read_text(encoding="utf-8"))
-        if {k: v for k, v in old.items() if k != "complete"} != meta:
-            logger.info("%s: model, options or data changed: extracting again", out_dir)
-            shutil.rmtree(out_dir)
-        elif old.get("complete") and (out_dir / FEATS_SCP).is_file():
-            return out_dir / FEATS_SCP
+    if _finished_or_reset(out_dir, meta):
+        return out_dir / FEATS_SCP
     shards = out_dir / "shards"
     shards.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(meta_file, json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(out_dir / META, json.dumps(meta, indent=2) + "\n")
 
     wavs = read_kaldi_table(wav_scp)
     utts = sorted(wavs)
@@ -337,37 +326,10 @@ def extract(
     for k in range(0, len(utts), shard_utts):
         shard = utts[k:k + shard_utts]
         scp = shards / f"feats.{k // shard_utts}.scp"
-        if scp.is_file():
-            done += len(shard)
-            continue
-        if model is None:
-            model = build_model()
-        audio = {u: sf.read(wavs[u], dtype="float32", always_2d=False)[0] for u in shard}
-        for u, a in audio.items():
-            if a.ndim != 1:
-                raise ValueError(f"{wavs[u]} ({u}) has {a.shape[1]} channels; the SSL model "
-                                 "reads mono audio: format the data dir first (stage 3)")
-        ark = shards / f"feats.{k // shard_utts}.ark"
-        tmp_scp = scp.with_suffix(".scp.tmp")
-        feats: Dict[str, np.ndarray] = {}
-        lengths = {u: len(a) for u, a in audio.items()}
-        for batch in _batches(lengths, shard, max_batch_samples):
-            n = torch.tensor([lengths[u] for u in batch])
-            wav = torch.zeros(len(batch), int(n.max()))
-            for i, u in enumerate(batch):
-                wav[i, : lengths[u]] = torch.from_numpy(audio[u])
-            with torch.no_grad():
-                hidden, frames = model.hidden_states(wav.to(device), n.to(device))
-            stacked = torch.stack(list(hidden), dim=2).float().cpu()  # (B, T', L, D)
-            for i, u in enumerate(batch):
-                t = int(frames[i])
-                feats[u] = stacked[i, :t].reshape(t, -1).numpy()
-        with kaldiio.WriteHelper(f"ark,scp:{ark},{tmp_scp}") as writer:
-            for u in shard:
-                writer(u, feats[u])
-        atomic_write_text(scp.with_suffix(".shape"), "".join(
-            f"{u} {feats[u].shape[0]},{feats[u].shape[1]}\n" for u in shard))
-        os.replace(tmp_scp, scp)  # the shard exists once its scp does
+        if not scp.is_file():
+            if model is None:
+                model = build_model()
+            _write_shard(model, {u: wavs[u] for u in shard}, scp, max_batch_samples, device)
         done += len(shard)
         if progress:
             rate = done / max(time.perf_counter() - start, 1e-9)
@@ -377,8 +339,58 @@ def extract(
     for name, ext in (("feats_shape", "shape"), (FEATS_SCP, "scp")):
         atomic_write_text(out_dir / name, "".join(
             (shards / f"feats.{n}.{ext}").read_text(encoding="utf-8") for n in parts))
-    atomic_write_text(meta_file, json.dumps({**meta, "complete": True}, indent=2) + "\n")
+    atomic_write_text(out_dir / META, json.dumps({**meta, "complete": True}, indent=2) + "\n")
     return out_dir / FEATS_SCP
+
+
+def _finished_or_reset(out_dir: Path, meta: dict) -> bool:
+    """True when ``out_dir`` holds the complete cache of ``meta``; a cache of another
+    model, options or data is removed (extracted again), a partial one kept (resumed)."""
+    meta_file = out_dir / META
+    if not meta_file.is_file():
+        return False
+    old = json.loads(meta_file.read_text(encoding="utf-8"))
+    if {k: v for k, v in old.items() if k != "complete"} != meta:
+        logger.info("%s: model, options or data changed: extracting again", out_dir)
+        shutil.rmtree(out_dir)
+        return False
+    return bool(old.get("complete")) and (out_dir / FEATS_SCP).is_file()
+
+
+def _write_shard(model: FrozenModel, wavs: Dict[str, str], scp: Path, max_batch_samples: int,
+                 device: str) -> None:
+    """The features of the utterances ``wavs`` (utt -> audio file) into ``<scp>`` and the
+    ark and ``.shape`` beside it; the shard exists once its scp does."""
+    import kaldiio
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    audio = {u: sf.read(path, dtype="float32", always_2d=False)[0] for u, path in wavs.items()}
+    for u, a in audio.items():
+        if a.ndim != 1:
+            raise ValueError(f"{wavs[u]} ({u}) has {a.shape[1]} channels; the SSL model "
+                             "reads mono audio: format the data dir first (stage 3)")
+    feats: Dict[str, np.ndarray] = {}
+    lengths = {u: len(a) for u, a in audio.items()}
+    for batch in _batches(lengths, list(wavs), max_batch_samples):
+        n = torch.tensor([lengths[u] for u in batch])
+        wav = torch.zeros(len(batch), int(n.max()))
+        for i, u in enumerate(batch):
+            wav[i, : lengths[u]] = torch.from_numpy(audio[u])
+        with torch.no_grad():
+            hidden, frames = model.hidden_states(wav.to(device), n.to(device))
+        stacked = torch.stack(list(hidden), dim=2).float().cpu()  # (B, T', L, D)
+        for i, u in enumerate(batch):
+            t = int(frames[i])
+            feats[u] = stacked[i, :t].reshape(t, -1).numpy()
+    tmp_scp = scp.with_suffix(".scp.tmp")
+    with kaldiio.WriteHelper(f"ark,scp:{scp.with_suffix('.ark')},{tmp_scp}") as writer:
+        for u in wavs:
+            writer(u, feats[u])
+    atomic_write_text(scp.with_suffix(".shape"), "".join(
+        f"{u} {feats[u].shape[0]},{feats[u].shape[1]}\n" for u in wavs))
+    os.replace(tmp_scp, scp)
 
 
 def extract_sets(spec: CacheSpec, data_dirs: Sequence[PathLike], out_dirs: Sequence[PathLike],
