@@ -596,14 +596,32 @@ def _switch_exp(rows: List[dict]) -> Optional[str]:
     return min(fixed, key=lambda e: abs(fixed[e] - 40.0)) if fixed else None
 
 
+# The plot's series of one kind of model each (label, marker style), after the OFA lines.
+KIND_SERIES = (
+    (FIXED_RATE, "fixed-rate students",
+     dict(marker="s", markersize=8, linestyle=":", markeredgecolor="black")),
+    (SINGLE_RATE, "single-period CIF students",
+     dict(marker="D", markersize=7, linestyle="--", markeredgecolor="black")),
+    (POOLED, "pooled rival (OFA at 20 ms, pooled)",
+     dict(marker="^", markersize=8, linestyle="-.", markeredgecolor="black")),
+    (TEACHER_POOLED, "pooled teacher (teacher at 20 ms, pooled)",
+     dict(marker="v", markersize=8, linestyle="-.", markeredgecolor="black")),
+    (SAMPLED, "one downstream, period sampled in training",
+     dict(marker="h", markersize=6, linestyle=(0, (1, 1)))),
+    (JITTER, "jitter control",
+     dict(marker="P", markersize=11, linestyle="none", markeredgecolor="black")),
+    (LEARNED, "learnt rate",
+     dict(marker="*", markersize=15, linestyle="none", markeredgecolor="black")),
+)
+
+
 def plot_results(rows: List[dict], out: PathLike) -> None:
     """Metric vs achieved frame period (left) and vs GMACs/s (right).
 
     Per test set (one colour): with one OFA model per period, those models at their own
     periods (solid, error bars = standard deviation over seeds) and one of them switched
-    to every period at run time (dashed); fixed-rate students (squares, dotted) and
-    single-period CIF students (diamonds, dashed); learnt
-    rates (stars); a model without the OFA frontend as a horizontal line (the floor).
+    to every period at run time (dashed); then a series per kind of baseline
+    (`KIND_SERIES`); a model without the OFA frontend as a horizontal line (the floor).
     Otherwise one line per OFA experiment.
     """
     import matplotlib
@@ -616,74 +634,14 @@ def plot_results(rows: List[dict], out: PathLike) -> None:
     unit = "" if metric == "BLEU" else " (%)"
     rows = sorted(rows, key=_sort_key)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    sets = sorted({r["test_set"] for r in rows})
-    ms = models(rows)
-    series = []  # (label, models, style)
-    per_rate = per_rate_models(rows)
-    switch = _switch_exp(rows) if per_rate else None
-    for k, dset in enumerate(sets):
+    for k, dset in enumerate(sorted({r["test_set"] for r in rows})):
         color = colors[k % len(colors)]
-        mine = [m for m in ms if m.test_set == dset]
-        if per_rate:
-            series.append((f"{dset}: OFA, a downstream per period",
-                           [m for m in mine if m.kind == OFA
-                            and m.rows[0].get("train_frame_period") == m.period],
-                           dict(color=color, marker="o")))
-        if switch is not None:
-            trained = next(r["train_frame_period"] for r in rows if r["exp"] == switch)
-            series.append((f"{dset}: OFA, one downstream (trained at {trained:g} ms), period "
-                           "set at run time",
-                           [m for m in mine if m.model == Path(switch).name],
-                           dict(color=color, marker=".", linestyle="--", alpha=0.5)))
-        if not per_rate:
-            for exp in sorted({m.model for m in mine if m.kind == OFA}):
-                series.append((f"{dset}: {exp}", [m for m in mine if m.model == exp],
-                               dict(color=color, marker="o")))
-        series.append((f"{dset}: fixed-rate students", [m for m in mine if m.kind == FIXED_RATE],
-                       dict(color=color, marker="s", markersize=8, linestyle=":",
-                            markeredgecolor="black")))
-        series.append((f"{dset}: single-period CIF students",
-                       [m for m in mine if m.kind == SINGLE_RATE],
-                       dict(color=color, marker="D", markersize=7, linestyle="--",
-                            markeredgecolor="black")))
-        series.append((f"{dset}: pooled rival (OFA at 20 ms, pooled)",
-                       [m for m in mine if m.kind == POOLED],
-                       dict(color=color, marker="^", markersize=8, linestyle="-.",
-                            markeredgecolor="black")))
-        series.append((f"{dset}: pooled teacher (teacher at 20 ms, pooled)",
-                       [m for m in mine if m.kind == TEACHER_POOLED],
-                       dict(color=color, marker="v", markersize=8, linestyle="-.",
-                            markeredgecolor="black")))
-        series.append((f"{dset}: one downstream, period sampled in training",
-                       [m for m in mine if m.kind == SAMPLED],
-                       dict(color=color, marker="h", markersize=6, linestyle=(0, (1, 1)))))
-        series.append((f"{dset}: jitter control", [m for m in mine if m.kind == JITTER],
-                       dict(color=color, marker="P", markersize=11, linestyle="none",
-                            markeredgecolor="black")))
-        series.append((f"{dset}: learnt rate", [m for m in mine if m.kind == LEARNED],
-                       dict(color=color, marker="*", markersize=15, linestyle="none",
-                            markeredgecolor="black")))
-        for m in mine:
-            if m.kind == OTHER:
+        for label, group, style in _plot_series(rows, dset):
+            _draw(axes, f"{dset}: {label}", group, {"color": color, **style})
+        for m in models(rows):
+            if m.test_set == dset and m.kind == OTHER:
                 for ax in axes:
                     ax.axhline(m.mean, color=color, linestyle="-.", linewidth=1, alpha=0.8)
-                series.append((f"{dset}: {other_label(m.rows[0])} (no SSL)", [m],
-                               dict(color=color, marker="x", markersize=9, linestyle="none")))
-    for label, group, style in series:
-        for ax, key in ((axes[0], "achieved_period"), (axes[1], "gmacs_per_second")):
-            pts = []
-            for m in group:
-                xs = [r[key] for r in m.rows if r.get(key) is not None]
-                if xs:
-                    sd = float(np.std(m.values, ddof=1)) if len(m.rows) > 1 else 0.0
-                    pts.append((float(np.mean(xs)), m.mean, sd))
-            if pts:
-                pts.sort()
-                xs, ys, sds = zip(*pts)
-                if any(sds):
-                    ax.errorbar(xs, ys, yerr=sds, label=label, capsize=3, **style)
-                else:
-                    ax.plot(xs, ys, label=label, **style)
     axes[0].set_xlabel("frame period (ms, achieved)")
     axes[1].set_xlabel("GMACs per second of audio (frontend + encoder)")
     for ax in axes:
@@ -698,6 +656,51 @@ def plot_results(rows: List[dict], out: PathLike) -> None:
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     os.replace(tmp, out)
+
+
+def _plot_series(rows: List[dict], dset: str) -> List[Tuple[str, list, dict]]:
+    """(label, models, style) of each line of test set ``dset``."""
+    mine = [m for m in models(rows) if m.test_set == dset]
+    series = []
+    if per_rate_models(rows):
+        series.append(("OFA, a downstream per period",
+                       [m for m in mine if m.kind == OFA
+                        and m.rows[0].get("train_frame_period") == m.period],
+                       dict(marker="o")))
+        switch = _switch_exp(rows)
+        if switch is not None:
+            trained = next(r["train_frame_period"] for r in rows if r["exp"] == switch)
+            series.append((f"OFA, one downstream (trained at {trained:g} ms), period set at "
+                           "run time", [m for m in mine if m.model == Path(switch).name],
+                           dict(marker=".", linestyle="--", alpha=0.5)))
+    else:
+        for exp in sorted({m.model for m in mine if m.kind == OFA}):
+            series.append((exp, [m for m in mine if m.model == exp], dict(marker="o")))
+    for kind, label, style in KIND_SERIES:
+        series.append((label, [m for m in mine if m.kind == kind], style))
+    for m in mine:
+        if m.kind == OTHER:
+            series.append((f"{other_label(m.rows[0])} (no SSL)", [m],
+                           dict(marker="x", markersize=9, linestyle="none")))
+    return series
+
+
+def _draw(axes, label: str, group: list, style: dict) -> None:
+    """One series against the achieved period (left) and the GMACs/s (right): the mean
+    over its runs, with the standard deviation as error bars where it has several."""
+    for ax, key in ((axes[0], "achieved_period"), (axes[1], "gmacs_per_second")):
+        pts = []
+        for m in group:
+            xs = [r[key] for r in m.rows if r.get(key) is not None]
+            if xs:
+                sd = float(np.std(m.values, ddof=1)) if len(m.rows) > 1 else 0.0
+                pts.append((float(np.mean(xs)), m.mean, sd))
+        if pts:
+            xs, ys, sds = zip(*sorted(pts))
+            if any(sds):
+                ax.errorbar(xs, ys, yerr=sds, label=label, capsize=3, **style)
+            else:
+                ax.plot(xs, ys, label=label, **style)
 
 
 def write_results(exp_dirs: Sequence[PathLike], out: PathLike, plot: Optional[PathLike] = None,
