@@ -282,23 +282,8 @@ def segment_data_dir(
         )
     if on_change not in ON_CHANGE:
         raise ValueError(f"on_change must be one of {ON_CHANGE}, got {on_change!r}")
-    settings = _settings(config)
-    if meta_path.is_file():  # other settings or teacher: new units too (unless given)
-        _reconcile(out, settings, on_change, drop_units=kmeans is None)
     feature_fn = feature_fn or make_feature_fn(config)
-    centroids, unsaved = _fit_or_load_centroids(
-        items, out, config, feature_fn, kmeans, progress, report, refit=on_change == "restart"
-    )
-    meta = {**settings, "n_clusters": int(centroids.shape[0]),
-            "kmeans_digest": centroids_digest(centroids)}
-    if meta_path.is_file():  # other units: given (`kmeans`) or fitted anew
-        _reconcile(out, meta, on_change, drop_units=False)
-    # Centroids first, then the settings: a run killed in between leaves centroids without
-    # settings, which the next run simply reuses; never settings without their centroids.
-    if unsaved:
-        save_centroids(sidecar(out, ".kmeans.npy"), centroids)
-    if not meta_path.is_file():
-        atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+    centroids = _units_for(out, items, config, feature_fn, kmeans, on_change, progress, report)
     if fit_only:
         return report
 
@@ -306,7 +291,6 @@ def segment_data_dir(
     finished = {u: b for u, b in _read_finished(out).items() if u in wanted}
     report.reused = sorted(finished)
     todo = [it for it in items if it[0] not in finished]
-
     # Start the partial file clean (without a cut-off last line), then append to it.
     atomic_write_text(partial, "".join(f"{u} {b}\n" for u, b in sorted(finished.items())))
     with open(partial, "a", encoding="utf-8") as f:
@@ -325,6 +309,31 @@ def segment_data_dir(
     partial.unlink()
     logger.info("%s", report)
     return report
+
+
+def _units_for(out: Path, items, config: SegmentConfig, feature_fn: FeatureFn,
+               kmeans: Optional[PathLike], on_change: str, progress: bool,
+               report: SegmentReport) -> np.ndarray:
+    """The centroids ``out`` is segmented with (fitted, reused or given), saved beside it
+    with its settings; an ``out`` made otherwise is refused or discarded (``on_change``)."""
+    meta_path = sidecar(out, ".meta.json")
+    settings = _settings(config)
+    if meta_path.is_file():  # other settings or teacher: new units too (unless given)
+        _reconcile(out, settings, on_change, drop_units=kmeans is None)
+    centroids, unsaved = _fit_or_load_centroids(
+        items, out, config, feature_fn, kmeans, progress, report, refit=on_change == "restart"
+    )
+    meta = {**settings, "n_clusters": int(centroids.shape[0]),
+            "kmeans_digest": centroids_digest(centroids)}
+    if meta_path.is_file():  # other units: given (`kmeans`) or fitted anew
+        _reconcile(out, meta, on_change, drop_units=False)
+    # Centroids first, then the settings: a run killed in between leaves centroids without
+    # settings, which the next run simply reuses; never settings without their centroids.
+    if unsaved:
+        save_centroids(sidecar(out, ".kmeans.npy"), centroids)
+    if not meta_path.is_file():
+        atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+    return centroids
 
 
 ON_CHANGE = ("error", "restart")
