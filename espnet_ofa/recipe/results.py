@@ -221,13 +221,18 @@ def coverage_note(ms: Sequence[Model], labels: Dict[str, str]) -> str:
     return note
 
 
+def _ofa_at_own_period(ms: List[Model]) -> Dict[tuple, Model]:
+    """(test set, period) -> the OFA downstream trained and decoded at that period."""
+    return {(m.test_set, m.period): m for m in ms if m.kind == OFA
+            and m.period is not None and m.rows[0].get("train_frame_period") == m.period}
+
+
 def comparison(rows: List[dict]) -> List[str]:
     """The comparison tables (Markdown lines): OFA vs the single-period students and the
     floor per period, and the learnt rates against the OFA model nearest to their period."""
     metric = rows[0].get("metric", "WER")
     ms = models(rows)
-    ofa = {(m.test_set, m.period): m for m in ms if m.kind == OFA
-           and m.period is not None and m.rows[0].get("train_frame_period") == m.period}
+    ofa = _ofa_at_own_period(ms)
     baselines = {k: {(m.test_set, m.period): m for m in ms if m.kind == k} for k in BASELINES}
     floors = {m.test_set: m for m in ms if m.kind == OTHER}
     learnt = [m for m in ms if m.kind == LEARNED]
@@ -257,7 +262,7 @@ def comparison(rows: List[dict]) -> List[str]:
         name = BASELINES[k][0]
         header += [f"{name} {metric}", f"{name} − OFA [95% CI]", "relative"]
     header += [f"{floor_name} {metric}", f"{floor_name} − OFA [95% CI]"]
-    lines += ["|" + "|".join(header) + "|", "|" + "|".join(["---"] * len(header)) + "|"]
+    body = []
     for dset, period in sorted(ofa):
         o = ofa[(dset, period)]
         cells = [dset, f"{period:g}", o.cell()]
@@ -268,29 +273,32 @@ def comparison(rows: List[dict]) -> List[str]:
         fl = floors.get(dset)
         dl = compare(o, fl, metric) if fl else None
         cells += [fl.cell() if fl else "-", _diff_cell(dl)]
-        lines.append("|" + "|".join(cells) + "|")
-    lines.append("")
-    if learnt and ofa:
-        lines += ["Learnt rates, against the OFA model trained at the nearest period and the "
-                  "best one of the grid (what a grid search over the periods would pick, on "
-                  "the test set itself):", ""]
-        header = ["dataset", "learnt period (ms)", metric, "OFA model", f"OFA {metric}",
-                  "learnt − OFA [95% CI]", "best of the grid", "learnt − best [95% CI]"]
-        lines += ["|" + "|".join(header) + "|", "|" + "|".join(["---"] * len(header)) + "|"]
-        for m in sorted(learnt, key=lambda m: (m.test_set, m.model)):
-            cands = [(abs(p - (m.period or 0.0)), p) for d, p in ofa if d == m.test_set]
-            if not cands:
-                continue
-            near = ofa[(m.test_set, min(cands)[1])]
-            best = _best(metric, [ofa[(d, p)] for d, p in ofa if d == m.test_set])
-            periods = [r.get("frame_period") for r in m.rows]
-            plabel = " / ".join(f"{p:.1f}" for p in periods if p is not None)
-            lines.append("|" + "|".join([
-                m.test_set, plabel, m.cell(), f"{near.period:g} ms", near.cell(),
-                _diff_cell(compare(near, m, metric)), f"{best.period:g} ms: {best.cell()}",
-                _diff_cell(compare(best, m, metric))]) + "|")
-        lines.append("")
-    return lines
+        body.append(cells)
+    return lines + markdown_table(header, body) + [""] + _learnt_vs_grid(learnt, ofa, metric)
+
+
+def _learnt_vs_grid(learnt: List[Model], ofa: Dict[tuple, Model], metric: str) -> List[str]:
+    """The learnt rates against the OFA model trained at the nearest period and the best
+    of the grid."""
+    body = []
+    for m in sorted(learnt, key=lambda m: (m.test_set, m.model)):
+        cands = [(abs(p - (m.period or 0.0)), p) for d, p in ofa if d == m.test_set]
+        if not cands:
+            continue
+        near = ofa[(m.test_set, min(cands)[1])]
+        best = _best(metric, [ofa[(d, p)] for d, p in ofa if d == m.test_set])
+        periods = [r.get("frame_period") for r in m.rows]
+        body.append([m.test_set, " / ".join(f"{p:.1f}" for p in periods if p is not None),
+                     m.cell(), f"{near.period:g} ms", near.cell(),
+                     _diff_cell(compare(near, m, metric)), f"{best.period:g} ms: {best.cell()}",
+                     _diff_cell(compare(best, m, metric))])
+    if not learnt:
+        return []
+    return ["Learnt rates, against the OFA model trained at the nearest period and the best "
+            "one of the grid (what a grid search over the periods would pick, on the test set "
+            "itself):", ""] + markdown_table(
+        ["dataset", "learnt period (ms)", metric, "OFA model", f"OFA {metric}",
+         "learnt − OFA [95% CI]", "best of the grid", "learnt − best [95% CI]"], body) + [""]
 
 
 def _best(metric: str, ms: Sequence[Model]) -> Model:
@@ -315,90 +323,102 @@ def _interval_note(ms: List[Model]) -> str:
     return coverage_note(ms, KIND_LABELS)
 
 
+def markdown_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> List[str]:
+    """The lines of a Markdown table (header, separator, one line per row of cells)."""
+    return (["|" + "|".join(header) + "|", "|" + "|".join(["---"] * len(header)) + "|"]
+            + ["|" + "|".join(cells) + "|" for cells in body])
+
+
 def rival_comparisons(rows: List[dict]) -> List[str]:
     """Markdown tables of the OFA models against the pooled rival (accuracy and compute of
     the whole system), the sampled-period model against the per-period ones, and the learnt
     rates against their jitter controls; empty where these were not trained."""
     metric = rows[0].get("metric", "WER")
     ms = models(rows)
-    ofa = {(m.test_set, m.period): m for m in ms if m.kind == OFA
-           and m.period is not None and m.rows[0].get("train_frame_period") == m.period}
-    lines: List[str] = []
+    ofa = _ofa_at_own_period(ms)
+    return (_pooled_rival_section(ms, ofa, metric) + _sampled_section(ms, ofa, metric)
+            + _jitter_section(ms, metric))
 
-    def table(header: List[str], body: List[List[str]]) -> None:
-        lines.extend(["|" + "|".join(header) + "|", "|" + "|".join(["---"] * len(header)) + "|"]
-                     + ["|" + "|".join(cells) + "|" for cells in body] + [""])
 
+def _pooled_rival_section(ms: List[Model], ofa: Dict[tuple, Model], metric: str) -> List[str]:
     pooled = {(m.test_set, m.period): m for m in ms if m.kind == POOLED}
     teacher = {(m.test_set, m.period): m for m in ms if m.kind == TEACHER_POOLED}
-    if pooled or teacher:
-        lines += ["## The pooled rival: the OFA model at 20 ms, its features average-pooled", "",
-                  f"{metric} and compute at each output period: *OFA* runs the OFA model at the "
-                  "period itself; *pooled* runs it at 20 ms and average-pools its features to "
-                  "the period before the same downstream (no special pretraining)"
-                  + ("; *teacher* does the same with the OFA model's teacher, the SSL model "
-                     "one would take off the shelf" if teacher else "") + ". GMACs/s = "
-                  "multiply-accumulates per second of audio of the whole encoder side (SSL "
-                  "model + pooling + downstream encoder): the pooled rival pays the SSL model "
-                  f"at 20 ms. Rival − OFA in points. "
-                  f"{_interval_note([*pooled.values(), *teacher.values(), *ofa.values()])}",
-                  ""]
+    if not (pooled or teacher):
+        return []
+    lines = ["## The pooled rival: the OFA model at 20 ms, its features average-pooled", "",
+             f"{metric} and compute at each output period: *OFA* runs the OFA model at the "
+             "period itself; *pooled* runs it at 20 ms and average-pools its features to "
+             "the period before the same downstream (no special pretraining)"
+             + ("; *teacher* does the same with the OFA model's teacher, the SSL model "
+                "one would take off the shelf" if teacher else "") + ". GMACs/s = "
+             "multiply-accumulates per second of audio of the whole encoder side (SSL "
+             "model + pooling + downstream encoder): the pooled rival pays the SSL model "
+             f"at 20 ms. Rival − OFA in points. "
+             f"{_interval_note([*pooled.values(), *teacher.values(), *ofa.values()])}",
+             ""]
 
-        def rival(o: Optional[Model], m: Optional[Model]) -> List[str]:
-            if m is None:
-                return ["-"] * 4
-            d = compare(o, m, metric) if o else None
-            return [m.cell(), _gmacs(m), _diff_cell(d), _rel_cell(d)]
+    def rival(o: Optional[Model], m: Optional[Model]) -> List[str]:
+        if m is None:
+            return ["-"] * 4
+        d = compare(o, m, metric) if o else None
+        return [m.cell(), _gmacs(m), _diff_cell(d), _rel_cell(d)]
 
-        body = []
-        for key in sorted(set(pooled) | set(teacher)):
-            o = ofa.get(key)
-            cells = [key[0], f"{key[1]:g}", o.cell() if o else "-", _gmacs(o) if o else "-"]
-            cells += rival(o, pooled.get(key)) if pooled else []
-            cells += rival(o, teacher.get(key)) if teacher else []
-            body.append(cells)
-        header = ["dataset", "period (ms)", f"OFA {metric}", "OFA GMACs/s"]
-        for name, rivals in (("pooled", pooled), ("teacher", teacher)):
-            if rivals:
-                header += [f"{name} {metric}", f"{name} GMACs/s", f"{name} − OFA [95% CI]",
-                           "relative"]
-        table(header, body)
+    body = []
+    for key in sorted(set(pooled) | set(teacher)):
+        o = ofa.get(key)
+        cells = [key[0], f"{key[1]:g}", o.cell() if o else "-", _gmacs(o) if o else "-"]
+        cells += rival(o, pooled.get(key)) if pooled else []
+        cells += rival(o, teacher.get(key)) if teacher else []
+        body.append(cells)
+    header = ["dataset", "period (ms)", f"OFA {metric}", "OFA GMACs/s"]
+    for name, rivals in (("pooled", pooled), ("teacher", teacher)):
+        if rivals:
+            header += [f"{name} {metric}", f"{name} GMACs/s", f"{name} − OFA [95% CI]",
+                       "relative"]
+    return lines + markdown_table(header, body) + [""]
 
+
+def _sampled_section(ms: List[Model], ofa: Dict[tuple, Model], metric: str) -> List[str]:
     sampled = sorted((m for m in ms if m.kind == SAMPLED), key=lambda m: (m.test_set, m.period))
-    if sampled:
-        lines += ["## One model for every period: the period sampled per training batch", "",
-                  f"{metric} of the one downstream trained at periods drawn per batch "
-                  "(`rate_sampling`), decoded at each period, against the downstream trained "
-                  f"at that period only. Sampled − per-period in points. "
-                  f"{_interval_note(sampled + list(ofa.values()))}", ""]
-        body = []
-        for m in sampled:
-            o = ofa.get((m.test_set, m.period))
-            d = compare(o, m, metric) if o else None
-            body.append([m.test_set, f"{m.period:g}", o.cell() if o else "-", m.cell(),
-                         _diff_cell(d), _rel_cell(d)])
-        table(["dataset", "period (ms)", f"per-period {metric}", f"sampled {metric}",
-               "sampled − per-period [95% CI]", "relative"], body)
+    if not sampled:
+        return []
+    lines = ["## One model for every period: the period sampled per training batch", "",
+             f"{metric} of the one downstream trained at periods drawn per batch "
+             "(`rate_sampling`), decoded at each period, against the downstream trained "
+             f"at that period only. Sampled − per-period in points. "
+             f"{_interval_note(sampled + list(ofa.values()))}", ""]
+    body = []
+    for m in sampled:
+        o = ofa.get((m.test_set, m.period))
+        d = compare(o, m, metric) if o else None
+        body.append([m.test_set, f"{m.period:g}", o.cell() if o else "-", m.cell(),
+                     _diff_cell(d), _rel_cell(d)])
+    return lines + markdown_table(
+        ["dataset", "period (ms)", f"per-period {metric}", f"sampled {metric}",
+         "sampled − per-period [95% CI]", "relative"], body) + [""]
 
+
+def _jitter_section(ms: List[Model], metric: str) -> List[str]:
     learnt = {(m.model, m.test_set): m for m in ms if m.kind == LEARNED}
     controls = sorted((m for m in ms if m.kind == JITTER), key=lambda m: (m.test_set, m.model))
     pairs = [(learnt[(m.model.removesuffix("_jitter"), m.test_set)], m) for m in controls
              if (m.model.removesuffix("_jitter"), m.test_set) in learnt]
-    if pairs:
-        lines += ["## The learnt rate against its jitter control", "",
-                  "The control trains the same downstream at the learnt period held fixed, with "
-                  "the learnt rate's two probes (±10 % period jitter) and their mean loss: what "
-                  "the jitter gains without the rate. Control − learnt in points. "
-                  f"{_interval_note([m for pair in pairs for m in pair])}", ""]
-        body = []
-        for m, c in pairs:
-            d = compare(m, c, metric)
-            periods = " / ".join(f"{r['frame_period']:.1f}" for r in m.rows
-                                 if r.get("frame_period") is not None)
-            body.append([m.test_set, periods, m.cell(), c.cell(), _diff_cell(d)])
-        table(["dataset", "learnt period (ms)", f"learnt {metric}", f"control {metric}",
-               "control − learnt [95% CI]"], body)
-    return lines
+    if not pairs:
+        return []
+    lines = ["## The learnt rate against its jitter control", "",
+             "The control trains the same downstream at the learnt period held fixed, with "
+             "the learnt rate's two probes (±10 % period jitter) and their mean loss: what "
+             "the jitter gains without the rate. Control − learnt in points. "
+             f"{_interval_note([m for pair in pairs for m in pair])}", ""]
+    body = []
+    for m, c in pairs:
+        d = compare(m, c, metric)
+        periods = " / ".join(f"{r['frame_period']:.1f}" for r in m.rows
+                             if r.get("frame_period") is not None)
+        body.append([m.test_set, periods, m.cell(), c.cell(), _diff_cell(d)])
+    return lines + markdown_table(["dataset", "learnt period (ms)", f"learnt {metric}",
+                                   f"control {metric}", "control − learnt [95% CI]"],
+                                  body) + [""]
 
 
 def paired_comparison(a_dirs: Sequence[PathLike], b_dirs: Sequence[PathLike],
@@ -435,12 +455,11 @@ def paired_comparison(a_dirs: Sequence[PathLike], b_dirs: Sequence[PathLike],
              f"points. {note}", ""]
     header = ["dataset", "period (ms)", f"{labels[0]} {metric}", f"{labels[1]} {metric}",
               f"{labels[1]} − {labels[0]} [95% CI]", "relative"]
-    lines += ["|" + "|".join(header) + "|", "|" + "|".join(["---"] * len(header)) + "|"]
+    body = []
     for key in shared:
         d = compare(a[key], b[key], metric)
-        lines.append("|" + "|".join([key[0], key[1], a[key].cell(), b[key].cell(),
-                                     _diff_cell(d), _rel_cell(d)]) + "|")
-    return lines + [""]
+        body.append([key[0], key[1], a[key].cell(), b[key].cell(), _diff_cell(d), _rel_cell(d)])
+    return lines + markdown_table(header, body) + [""]
 
 
 def _sort_key(r: dict):
@@ -513,15 +532,15 @@ def _table(rows: List[dict], with_exp: bool = False) -> List[str]:
     cols = COLUMNS.get(metric, [(metric, metric, "{:.2f}")])
     header = ["dataset", "period (ms)", "achieved (ms)", "Snt", *[c[1] for c in cols],
               "GMACs/s", "RTF", *(["experiment"] if with_exp else [])]
-    lines = ["|" + "|".join(header) + "|", "|" + "|".join(["---"] * len(header)) + "|"]
+    body = []
     for r in rows:
         cells = [r["test_set"], period_label(r), _fmt(r.get("achieved_period"), "{:.1f}"),
                  str(r.get("num_utts", "-")),
                  *[_fmt(r.get(key), fmt) for key, _, fmt in cols],
                  _fmt(r.get("gmacs_per_second"), "{:.4f}"), _fmt(r.get("rtf"), "{:.4f}"),
                  *([Path(r["exp"]).name] if with_exp else [])]
-        lines.append("|" + "|".join(cells) + "|")
-    return lines
+        body.append(cells)
+    return markdown_table(header, body)
 
 
 SMOKE_BANNER = ("> **Smoke run: tiny configs, not a result.** These numbers only show that "
