@@ -43,15 +43,17 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     from espnet_ofa.models.pretrained import load_student
+    from espnet_ofa.recipe.results import markdown_table
     from espnet_ofa.segmentation.evaluate import alpha_fit
 
     boundaries: Dict[str, str] = dict(args.boundaries)
-    rows = ["|model|boundaries|utterances|alpha L1|boundary loss|", "|---|---|---|---|---|"]
+    body = []
     for name, path in args.model:
         fits = alpha_fit(load_student(path), args.data_dir, boundaries)
-        rows += [f"|{name}|{b}|{f.num_utts}|{f.l1:.4f}|{f.boundary:.4f}|"
+        body += [[name, b, str(f.num_utts), f"{f.l1:.4f}", f"{f.boundary:.4f}"]
                  for b, f in fits.items()]
-    print("\n".join(rows))
+    print("\n".join(markdown_table(
+        ["model", "boundaries", "utterances", "alpha L1", "boundary loss"], body)))
     return 0
 
 

@@ -46,6 +46,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from pathlib import Path
 
     from espnet_ofa.recipe import probe
+    from espnet_ofa.recipe.results import markdown_table
 
     if args.teacher:
         extract = probe.teacher_extractor(args.teacher)
@@ -57,10 +58,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     tests = {Path(d).name: probe.pool_data_dir(d, extract) for d in args.test_dir}
     accuracy = probe.probe_accuracy(train, tests, c=args.c)
     names = list(tests)
-    rows = ["|layer|" + "|".join(names) + "|", "|---|" + "---|" * len(names)]
-    rows += [f"|{layer}|" + "|".join(f"{acc[n]:.3f}" for n in names) + "|"
-             for layer, acc in accuracy.items()]
-    print("\n".join(rows))
+    print("\n".join(markdown_table(["layer", *names], [
+        [str(layer), *(f"{acc[n]:.3f}" for n in names)] for layer, acc in accuracy.items()])))
     return 0
 
 
