@@ -78,6 +78,25 @@ def _empty_output(x: torch.Tensor, alpha: torch.Tensor, lengths: torch.Tensor) -
     )
 
 
+def _check_layout(x: torch.Tensor, alpha: torch.Tensor, lengths: torch.Tensor, beta: float,
+                  tail_threshold: Optional[float]) -> None:
+    """`cif`'s checks that need no values of the tensors (so no host synchronisation)."""
+    if not torch.is_tensor(x) or x.dim() != 3:
+        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f"x must be (batch, time, channels), got shape {shape}")
+    if not x.is_floating_point():
+        # Integer frames would be scaled by fractional weights and truncated to zero.
+        raise ValueError(f"x must be a floating-point tensor, got dtype {x.dtype}; "
+                         "convert it first, e.g. x.float()")
+    check_not_meta(x, "x")
+    check_alpha_layout(alpha, "alpha", expected_shape=tuple(x.shape[:2]))
+    check_lengths_layout(lengths, x.shape[0])
+    if not (beta > 0 and math.isfinite(beta)):
+        raise ValueError(f"beta must be a positive finite number, got {beta}")
+    if tail_threshold is not None and not 0.0 < tail_threshold <= 1.0:
+        raise ValueError(f"tail_threshold must be in (0, 1], got {tail_threshold}")
+
+
 def cif(
     x: torch.Tensor,
     alpha: torch.Tensor,
@@ -104,22 +123,8 @@ def cif(
     One host synchronisation per call: the output's padded length must be known on the
     host, and the checks of ``alpha`` and ``lengths`` travel in the same transfer.
     """
-    if not torch.is_tensor(x) or x.dim() != 3:
-        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-        raise ValueError(f"x must be (batch, time, channels), got shape {shape}")
-    if not x.is_floating_point():
-        # Integer frames would be scaled by fractional weights and truncated to zero.
-        raise ValueError(f"x must be a floating-point tensor, got dtype {x.dtype}; "
-                         "convert it first, e.g. x.float()")
-    check_not_meta(x, "x")
+    _check_layout(x, alpha, lengths, beta, tail_threshold)
     batch, max_len, channels = x.shape
-    check_alpha_layout(alpha, "alpha", expected_shape=(batch, max_len))
-    check_lengths_layout(lengths, batch)
-    if not (beta > 0 and math.isfinite(beta)):
-        raise ValueError(f"beta must be a positive finite number, got {beta}")
-    if tail_threshold is not None and not 0.0 < tail_threshold <= 1.0:
-        raise ValueError(f"tail_threshold must be in (0, 1], got {tail_threshold}")
-
     valid = _padding_mask(lengths, max_len)
     alpha = alpha.masked_fill(~valid, 0.0)
     if batch == 0 or max_len == 0:
