@@ -90,7 +90,32 @@ def main(argv: Sequence[str] = None) -> List[dict]:
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    device = torch.device(args.device)
+    students, seconds, macs, frames = _measure(args, device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    first = students[args.front[0]]
+    print(f"device: {name}, {args.dtype}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, compile: {args.compile}")
+    print(f"student: {args.preset}, {first.config.num_layers} layers x {first.config.embed_dim}-d; "
+          f"input: B={args.batch} x {args.seconds:g} s; median of {args.repeats}, interleaved")
+    rows = [row for front in args.front
+            for row in _print_front(front, args.periods, seconds, macs, frames)]
+    if len(args.front) > 1:
+        _print_front_ratios(args.front, args.periods, seconds, macs)
+    if args.json is not None:
+        write_json(args.json, dict(
+            device=name, dtype=args.dtype, torch=torch.__version__,
+            threads=torch.get_num_threads(), compile=args.compile, preset=args.preset,
+            num_layers=first.config.num_layers, batch=args.batch, seconds_audio=args.seconds,
+            repeats=args.repeats, rows=rows))
+        print(f"rows written to {args.json}")
+    return rows
+
+
+def _measure(args: argparse.Namespace, device: torch.device):
+    """Per front: the student, and per period (and ``"front"``: the front alone) the
+    median seconds of a forward pass, its MACs and its output frames."""
+    dtype = getattr(torch, args.dtype)
     overrides = {} if args.num_layers is None else {"num_layers": args.num_layers}
     num_samples = int(args.seconds * SAMPLE_RATE)
     gen = torch.Generator().manual_seed(0)
@@ -127,48 +152,41 @@ def main(argv: Sequence[str] = None) -> List[dict]:
     if args.compile:
         for fn in calls.values():  # compile (and recompile for batch-1 shapes) outside timing
             fn()
-    seconds = interleaved_medians(calls, args.repeats, device)
+    return students, interleaved_medians(calls, args.repeats, device), macs, frames
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    first = students[args.front[0]]
-    print(f"device: {name}, {args.dtype}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, compile: {args.compile}")
-    print(f"student: {args.preset}, {first.config.num_layers} layers x {first.config.embed_dim}-d; "
-          f"input: B={args.batch} x {args.seconds:g} s; median of {args.repeats}, interleaved")
+
+def _print_front(front: str, periods: Sequence[float], seconds: dict, macs: dict,
+                 frames: dict) -> List[dict]:
+    """One front's table (each period against the first); returns its rows."""
+    base_s, base_m = seconds[front, periods[0]], macs[front, periods[0]]
+    t_front = seconds[front, "front"]
+    print(f"\nfront: {front}: alone {t_front * 1e3:.1f} ms, "
+          f"{macs[front, 'front'] / 1e9:.1f} GMACs")
+    print(f"{'period':>7} {'frames':>7} {'time ms':>9} {'GMACs':>8} {'speed-up':>9} "
+          f"{'MAC cut':>8} {'efficiency':>10} {'front share':>11}")
     rows = []
-    for front in args.front:
-        base_s, base_m = seconds[front, args.periods[0]], macs[front, args.periods[0]]
-        t_front = seconds[front, "front"]
-        print(f"\nfront: {front}: alone {t_front * 1e3:.1f} ms, "
-              f"{macs[front, 'front'] / 1e9:.1f} GMACs")
-        print(f"{'period':>7} {'frames':>7} {'time ms':>9} {'GMACs':>8} {'speed-up':>9} "
-              f"{'MAC cut':>8} {'efficiency':>10} {'front share':>11}")
-        for period in args.periods:
-            s, m = seconds[front, period], macs[front, period]
-            speed_up, cut = base_s / s, base_m / m
-            print(f"{period:>5g}ms {frames[front, period]:>7d} {s * 1e3:>9.1f} {m / 1e9:>8.1f} "
-                  f"{speed_up:>8.2f}x {cut:>7.2f}x {100 * speed_up / cut:>9.0f}% "
-                  f"{100 * t_front / s:>10.0f}%")
-            rows.append(dict(front=front, period=period, seconds=s, macs=m,
-                             frames=frames[front, period], front_seconds=t_front,
-                             front_macs=macs[front, "front"]))
-        print(f"upper bound on the speed-up while the front runs at 20 ms: {base_s / t_front:.2f}x")
-    if len(args.front) > 1:
-        ref = args.front[0]
-        print(f"\nspeed-up of each front over {ref} (time ratio; MAC ratio in brackets)")
-        print(f"{'period':>7} " + " ".join(f"{f:>16}" for f in args.front[1:]))
-        for period in args.periods:
-            print(f"{period:>5g}ms " + " ".join(
-                f"{seconds[ref, period] / seconds[f, period]:>7.2f}x ({macs[ref, period] / macs[f, period]:>5.2f}x)"
-                for f in args.front[1:]))
-    if args.json is not None:
-        write_json(args.json, dict(
-            device=name, dtype=args.dtype, torch=torch.__version__,
-            threads=torch.get_num_threads(), compile=args.compile, preset=args.preset,
-            num_layers=first.config.num_layers, batch=args.batch, seconds_audio=args.seconds,
-            repeats=args.repeats, rows=rows))
-        print(f"rows written to {args.json}")
+    for period in periods:
+        s, m = seconds[front, period], macs[front, period]
+        speed_up, cut = base_s / s, base_m / m
+        print(f"{period:>5g}ms {frames[front, period]:>7d} {s * 1e3:>9.1f} {m / 1e9:>8.1f} "
+              f"{speed_up:>8.2f}x {cut:>7.2f}x {100 * speed_up / cut:>9.0f}% "
+              f"{100 * t_front / s:>10.0f}%")
+        rows.append(dict(front=front, period=period, seconds=s, macs=m,
+                         frames=frames[front, period], front_seconds=t_front,
+                         front_macs=macs[front, "front"]))
+    print(f"upper bound on the speed-up while the front runs at 20 ms: {base_s / t_front:.2f}x")
     return rows
+
+
+def _print_front_ratios(fronts: Sequence[str], periods: Sequence[float], seconds: dict,
+                        macs: dict) -> None:
+    ref = fronts[0]
+    print(f"\nspeed-up of each front over {ref} (time ratio; MAC ratio in brackets)")
+    print(f"{'period':>7} " + " ".join(f"{f:>16}" for f in fronts[1:]))
+    for period in periods:
+        print(f"{period:>5g}ms " + " ".join(
+            f"{seconds[ref, period] / seconds[f, period]:>7.2f}x ({macs[ref, period] / macs[f, period]:>5.2f}x)"
+            for f in fronts[1:]))
 
 
 if __name__ == "__main__":
