@@ -280,6 +280,8 @@ def comparison(rows: List[dict]) -> List[str]:
 def _learnt_vs_grid(learnt: List[Model], ofa: Dict[tuple, Model], metric: str) -> List[str]:
     """The learnt rates against the OFA model trained at the nearest period and the best
     of the grid."""
+    if not learnt:
+        return []
     body = []
     for m in sorted(learnt, key=lambda m: (m.test_set, m.model)):
         cands = [(abs(p - (m.period or 0.0)), p) for d, p in ofa if d == m.test_set]
@@ -292,8 +294,6 @@ def _learnt_vs_grid(learnt: List[Model], ofa: Dict[tuple, Model], metric: str) -
                      m.cell(), f"{near.period:g} ms", near.cell(),
                      _diff_cell(compare(near, m, metric)), f"{best.period:g} ms: {best.cell()}",
                      _diff_cell(compare(best, m, metric))])
-    if not learnt:
-        return []
     return ["Learnt rates, against the OFA model trained at the nearest period and the best "
             "one of the grid (what a grid search over the periods would pick, on the test set "
             "itself):", ""] + markdown_table(
