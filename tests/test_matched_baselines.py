@@ -128,6 +128,7 @@ def test_results_compare_ofa_with_both_baselines_per_period(tmp_path):
     text = "\n".join(comparison(rows))
     header = next(ln for ln in text.splitlines() if ln.startswith("|dataset"))
     assert "fixed-rate − OFA [95% CI]" in header and "single-period CIF − OFA [95% CI]" in header
+    assert "floor" not in text  # no model without SSL: no floor column, no floor in the text
     # 40 ms: no fixed-rate student; the CIF student has one more error per utterance: +20
     # points exactly, whatever the resample.
     assert "|test|40|10.00|-|-|-|30.00|+20.00 [+20.00, +20.00]|+200%|" in text
@@ -287,4 +288,5 @@ def test_bleu_comparison_says_it_has_no_intervals():
         del r["per_utt"]
     text = "\n".join(comparison(rows))
     assert "No intervals: the metric has no per-utterance errors" in text
-    assert "|test|40|0.00|0.00|-|-|-|-|" in text  # the CIF student, no interval, no floor
+    # The CIF student, no interval and no relative difference; no floor model, no column.
+    assert "|test|40|0.00|0.00|-|-|" in text.splitlines()

@@ -250,8 +250,9 @@ def comparison(rows: List[dict]) -> List[str]:
         "OFA model, trained and decoded at that period; "
         + "; ".join(f"*{BASELINES[k][0]}* = the same downstream on {BASELINES[k][1]} (same "
                     "teacher, data and budget)" for k in shown)
-        + f"; *{floor_name}* = the same downstream on {floor_name} features (no SSL). "
-        "Differences are against the OFA model in percentage points. "
+        + (f"; *{floor_name}* = the same downstream on {floor_name} features (no SSL)"
+           if floors else "")
+        + ". Differences are against the OFA model in percentage points. "
         + coverage_note(ms, labels)
         + (f" Values are the mean ± standard deviation over the runs (up to {runs})."
            if runs > 1 else "")
@@ -261,7 +262,8 @@ def comparison(rows: List[dict]) -> List[str]:
     for k in shown:
         name = BASELINES[k][0]
         header += [f"{name} {metric}", f"{name} − OFA [95% CI]", "relative"]
-    header += [f"{floor_name} {metric}", f"{floor_name} − OFA [95% CI]"]
+    if floors:
+        header += [f"{floor_name} {metric}", f"{floor_name} − OFA [95% CI]"]
     body = []
     for dset, period in sorted(ofa):
         o = ofa[(dset, period)]
@@ -270,9 +272,10 @@ def comparison(rows: List[dict]) -> List[str]:
             b = baselines[k].get((dset, period))
             d = compare(o, b, metric) if b else None
             cells += [b.cell() if b else "-", _diff_cell(d), _rel_cell(d)]
-        fl = floors.get(dset)
-        dl = compare(o, fl, metric) if fl else None
-        cells += [fl.cell() if fl else "-", _diff_cell(dl)]
+        if floors:
+            fl = floors.get(dset)
+            dl = compare(o, fl, metric) if fl else None
+            cells += [fl.cell() if fl else "-", _diff_cell(dl)]
         body.append(cells)
     return lines + markdown_table(header, body) + [""] + _learnt_vs_grid(learnt, ofa, metric)
 
@@ -667,7 +670,10 @@ def plot_results(rows: List[dict], out: PathLike) -> None:
         ax.set_ylabel(f"{metric}{unit}")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6.5)
-    fig.suptitle(f"{metric} vs frame period and compute: OFA, single-period students, floor")
+    title = f"{metric} vs frame period and compute"
+    if any(len(m.rows) > 1 for m in models(rows)):
+        title += " (error bars: standard deviation over the runs)"
+    fig.suptitle(title)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
