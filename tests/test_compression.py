@@ -409,6 +409,24 @@ def test_rate_sampler_moments(mode, low, high, beta, mean, var):
     assert abs(float(values.var()) - var) < 0.12 * var
 
 
+def test_log_period_sampler_draws_the_periods_log_uniformly():
+    sampler = RateSampler("log_frame_period", seed=3)
+    periods = torch.tensor([r.frame_period for r in draws(sampler)], dtype=torch.float64)
+    assert float(periods.min()) >= 20.0 and float(periods.max()) <= 90.0
+    logs, span = periods.log(), math.log(90.0 / 20.0)
+    assert abs(float(logs.mean()) - math.log(20.0 * 90.0) / 2) < 4 * span / math.sqrt(12 * 2000)
+    assert abs(float(logs.var()) - span**2 / 12) < 0.12 * span**2 / 12
+    # The same share at 20-30 ms as at 60-90 ms (both a ratio of 1.5): ln 1.5 / ln 4.5 = 27 %,
+    # where the uniform sampler gives them 14 % and 43 %.
+    short, long_ = float((periods <= 30).double().mean()), float((periods >= 60).double().mean())
+    assert short == pytest.approx(math.log(1.5) / span, abs=0.04)
+    assert long_ == pytest.approx(math.log(1.5) / span, abs=0.04)
+    assert sampler.period_range() == (20.0, 90.0) and sampler.lam_range is None
+    assert sampler.valid_rate().frame_period == pytest.approx(math.sqrt(20.0 * 90.0))  # median
+    with pytest.raises(ValueError, match="outside the periods CIF"):
+        RateSampler("log_frame_period", 10.0, 90.0)
+
+
 def test_rate_sampler_lam_modes_of_the_port():
     # lam_from_period: p ~ U(20, 90) through the port's lam = 9/7 (1 - 20/p).
     lams = [r.lam for r in draws(RateSampler("lam_from_period", seed=1))]

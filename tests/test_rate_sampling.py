@@ -41,6 +41,16 @@ def test_draws_are_the_pretraining_samplers_and_resume():
     assert resumed.draw().frame_period == sampled.draw().frame_period
 
 
+def test_log_uniform_draws_are_the_log_period_samplers():
+    sampled = SampledRate(20, 90, seed=7, distribution="log_uniform")
+    reference = RateSampler("log_frame_period", low=20, high=90, seed=7)
+    assert ([sampled.draw().frame_period for _ in range(20)]
+            == [reference.sample(step=i).frame_period for i in range(20)])
+    assert "distribution=log_uniform" in repr(sampled)
+    with pytest.raises(ValueError, match="distribution must be one of uniform, log_uniform"):
+        SampledRate(20, 90, distribution="loguniform")
+
+
 def test_frontend_trains_at_sampled_periods_and_decodes_at_any(checkpoint):
     from espnet_ofa.frontend.ofa import OFAFrontend
 
@@ -79,6 +89,10 @@ def test_rate_sampling_errors_name_the_fix(checkpoint):
         build(rate_sampling={"low": 20, "high": 90, "hi": 3})
     with pytest.raises(ValueError, match="needs low and high"):
         build(rate_sampling={"low": 20})
+    with pytest.raises(ValueError, match="distribution must be one of"):
+        build(rate_sampling={"low": 20, "high": 90, "distribution": "geometric"})
+    assert build(rate_sampling={"low": 20, "high": 90, "distribution": "log_uniform"}
+                 ).sampling.sampler.mode == "log_frame_period"
     with pytest.raises(ValueError, match="exclude each other"):
         OFAFrontend(model=str(checkpoint), frame_period=40, learnable_rate=True,
                     rate_sampling={"low": 20, "high": 90})
@@ -129,3 +143,17 @@ def test_results_compare_it_with_the_per_period_models():
     assert "|test|20|2.00|4.00|+2.00 [" in section and "|+100%|" in section
     assert "|test|50|-|6.00|-|-|" in section  # no per-period model at 50 ms
     assert "|test|80|8.00|8.00|+0.00 [+0.00, +0.00]|+0%|" in section
+    assert "|model|" not in section  # one sampled model: no need to name it
+
+    # Two sampled models (uniform and log-uniform draws): each row names its model, and
+    # the plot draws each as its own line.
+    rows.append(row("exp/asr_sampled_log", 20.0, 1, variant=SAMPLED, train_frame_period=None))
+    section = render(rows, env={"date": "now"})
+    section = section[section.index("## One model for every period"):].split("\n## ")[0]
+    assert "|test|20|2.00|2.00|+0.00 [+0.00, +0.00]|+0%|asr_sampled_log|" in section
+    assert "|test|20|2.00|4.00|+2.00 [" in section and section.count("|asr_sampled|") == 3
+    from espnet_ofa.recipe.results import _plot_series
+
+    lines = {label: [m.period for m in group] for label, group, _ in _plot_series(rows, "test")}
+    assert lines["one downstream, period sampled in training: asr_sampled"] == [20.0, 50.0, 80.0]
+    assert lines["one downstream, period sampled in training: asr_sampled_log"] == [20.0]

@@ -5,6 +5,7 @@ from espnet_ofa.compression.cif import LENGTH_EPS, CIFOutput, cif, expand
 from espnet_ofa.compression.rate import (
     DEFAULT_PERIOD_RANGE_MS,
     INPUT_PERIOD_MS,
+    PERIOD_MODES,
     Rate,
     RateSampler,
     alpha_for_lengths,
@@ -21,6 +22,7 @@ __all__ = [
     "DEFAULT_PERIOD_RANGE_MS",
     "INPUT_PERIOD_MS",
     "LENGTH_EPS",
+    "PERIOD_MODES",
     "Rate",
     "RateSampler",
     "alpha_for_lengths",

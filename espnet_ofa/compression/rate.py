@@ -332,15 +332,18 @@ def fixed_rate_alpha(
     return valid.to(dtype) * (input_period / period)
 
 
-# Sampler modes -> (default low, default high). "frame_period" and "lam_from_period" take
-# their range in ms, the others in lambda.
+# Sampler modes -> (default low, default high). "frame_period", "log_frame_period" and
+# "lam_from_period" take their range in ms, the others in lambda.
 SAMPLER_MODES = {
     "frame_period": DEFAULT_PERIOD_RANGE_MS,
+    "log_frame_period": DEFAULT_PERIOD_RANGE_MS,
     "lam": (0.0, 1.0),
     "lam_from_period": DEFAULT_PERIOD_RANGE_MS,
     "lam_beyond": (1.0, 2.0),
     "lam_both": (0.0, 2.0),
 }
+# The modes that draw the period itself (served exactly by `rate_alpha`).
+PERIOD_MODES = ("frame_period", "log_frame_period")
 
 
 class RateSampler:
@@ -350,6 +353,9 @@ class RateSampler:
 
     * ``"frame_period"`` (ours): a period ``p ~ U(low, high)`` ms, served exactly per
       utterance by `rate_alpha`. Default 20-90 ms.
+    * ``"log_frame_period"``: ``log p ~ U(log low, log high)``, served the same way: the
+      same share of draws in each ratio of periods (20-30 ms as often as 60-90 ms), so
+      more of them near the short end than ``"frame_period"`` gives. Default 20-90 ms.
     * ``"lam"`` (the paper's): ``lam = low + (high - low) * Beta(beta, beta)`` within
       [0, 1]; ``beta = 1`` is uniform. Default [0, 1].
     * ``"lam_from_period"`` (the port's): ``p ~ U(low, high)`` ms mapped to
@@ -374,7 +380,7 @@ class RateSampler:
         default_low, default_high = SAMPLER_MODES[mode]
         low = default_low if low is None else low
         high = default_high if high is None else high
-        if mode in ("frame_period", "lam_from_period"):
+        if mode in (*PERIOD_MODES, "lam_from_period"):
             low = _checked_period(low, INPUT_PERIOD_MS)
             high = _checked_period(high, INPUT_PERIOD_MS)
         else:
@@ -414,6 +420,8 @@ class RateSampler:
 
         if self.mode == "frame_period":
             return Rate(frame_period=self.low + uniform() * (self.high - self.low))
+        if self.mode == "log_frame_period":
+            return Rate(frame_period=self.low * (self.high / self.low) ** uniform())
         if self.mode == "lam_from_period":
             return Rate(lam=period_to_lam(self.low + uniform() * (self.high - self.low)))
         if self.mode == "lam_both":
@@ -434,8 +442,8 @@ class RateSampler:
 
     @property
     def lam_range(self) -> Optional[Tuple[float, float]]:
-        """(low, high) lambda drawn; None in ``"frame_period"`` mode."""
-        if self.mode == "frame_period":
+        """(low, high) lambda drawn; None in the modes that draw periods (`PERIOD_MODES`)."""
+        if self.mode in PERIOD_MODES:
             return None
         if self.mode == "lam_from_period":
             return period_to_lam(self.low), period_to_lam(self.high)
@@ -450,14 +458,14 @@ class RateSampler:
     def period_range(self, mean_alpha: Optional[float] = None) -> Tuple[float, float]:
         """(low, high) ms this sampler trains a model for: what its checkpoint records.
 
-        The periods themselves in ``"frame_period"`` mode. Lambda has no period of its own:
+        The periods themselves in the `PERIOD_MODES`. Lambda has no period of its own:
         in the lam modes the periods are those the lambda range gives a predictor whose
         weights average ``mean_alpha`` per input frame (`lam_to_period`). ``mean_alpha``
         is measured at the end of pretraining (`espnet_ofa.models.trained_range`); None
         assumes the port's 2/9, under which ``"lam_from_period"`` trains exactly its
         periods, lam [0, 1] gives 20-90 ms and lam_beyond's (1, 2 - 1e-5) 90 ms to 9e6 ms.
         """
-        if self.mode == "frame_period" or (self.mode == "lam_from_period" and mean_alpha is None):
+        if self.mode in PERIOD_MODES or (self.mode == "lam_from_period" and mean_alpha is None):
             return self.low, self.high
         if mean_alpha is None:
             mean_alpha = PORT_MEAN_ALPHA
@@ -470,9 +478,12 @@ class RateSampler:
         return lam_to_period(low, mean_alpha), lam_to_period(high, mean_alpha)
 
     def valid_rate(self) -> Rate:
-        """The fixed rate of validation batches (comparable across epochs): mid-range."""
+        """The fixed rate of validation batches (comparable across epochs): mid-range (the
+        median period of the draws in the `PERIOD_MODES`)."""
         if self.mode == "frame_period":
             return Rate(frame_period=(self.low + self.high) / 2)
+        if self.mode == "log_frame_period":
+            return Rate(frame_period=math.sqrt(self.low * self.high))
         low, high = self.lam_range
         return Rate(lam=(low + high) / 2)
 

@@ -4,6 +4,8 @@ With ``frontend_conf.rate_sampling: {low: 20, high: 90}`` each training forward 
 frontend runs at a period drawn uniformly from [low, high] ms, so the downstream model
 learns features at every period of the range and can be decoded at any of them (with
 ``set_rate``, ``ESPNET_OFA_FRAME_PERIOD`` or the recipe's decode stage).
+``distribution: log_uniform`` draws the period's logarithm uniformly instead: as many
+batches at 20-30 ms as at 60-90 ms, for a model that must also serve the short periods.
 
 The draws are those of the pretraining `RateSampler`: a function of ``(seed, draw index)``
 only. The index is a buffer of the frontend, saved in ESPnet's checkpoints, so a resumed
@@ -22,22 +24,31 @@ from torch import nn
 
 from espnet_ofa.compression.rate import Rate, RateSampler
 
-_KEYS = ("low", "high", "seed")
+_KEYS = ("low", "high", "seed", "distribution")
+# rate_sampling's distribution -> the `RateSampler` mode that draws it.
+DISTRIBUTIONS = {"uniform": "frame_period", "log_uniform": "log_frame_period"}
 
 
 class SampledRate(nn.Module):
-    """Periods drawn uniformly in ``[low, high]`` ms, reproducibly and resumably.
+    """Periods drawn in ``[low, high]`` ms, reproducibly and resumably.
 
     Args:
         low, high: the range, ms (inside the range the OFA model was trained for).
         seed: the sampler's seed.
+        distribution: ``uniform`` in the period, or ``log_uniform`` (uniform in its
+            logarithm: more draws near ``low``).
 
     State: ``num_draws`` (a buffer: saved and restored with the model).
     """
 
-    def __init__(self, low: float, high: float, seed: int = 0) -> None:
+    def __init__(self, low: float, high: float, seed: int = 0,
+                 distribution: str = "uniform") -> None:
         super().__init__()
-        self.sampler = RateSampler("frame_period", low=low, high=high, seed=seed)
+        if distribution not in DISTRIBUTIONS:
+            raise ValueError(f"rate_sampling distribution must be one of "
+                             f"{', '.join(DISTRIBUTIONS)}, got {distribution!r}")
+        self.distribution = distribution
+        self.sampler = RateSampler(DISTRIBUTIONS[distribution], low=low, high=high, seed=seed)
         self.register_buffer("num_draws", torch.zeros((), dtype=torch.long))
         self.last: Optional[float] = None
 
@@ -46,7 +57,8 @@ class SampledRate(nn.Module):
         return self.sampler.low, self.sampler.high
 
     def extra_repr(self) -> str:
-        return f"range=[{self.sampler.low:g}, {self.sampler.high:g}] ms, seed={self.sampler.seed}"
+        return (f"range=[{self.sampler.low:g}, {self.sampler.high:g}] ms, "
+                f"distribution={self.distribution}, seed={self.sampler.seed}")
 
     def draw(self) -> Rate:
         """The period of the next training batch (advances the draw index)."""
@@ -77,4 +89,5 @@ def build_sampled_rate(conf: Mapping, trained_range: Tuple[float, float],
             f"rate_sampling [{low:g}, {high:g}] ms must be an interval inside the range this "
             f"OFA model was trained for, [{trained_range[0]:g}, {trained_range[1]:g}] ms")
     seed = conf.get("seed")
-    return SampledRate(low, high, default_seed if seed is None else seed)
+    return SampledRate(low, high, default_seed if seed is None else seed,
+                       conf.get("distribution") or "uniform")

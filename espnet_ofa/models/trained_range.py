@@ -18,7 +18,7 @@ from typing import Iterable, Optional, Tuple
 import torch
 import yaml
 
-from espnet_ofa.compression import RateSampler
+from espnet_ofa.compression import PERIOD_MODES, RateSampler
 from espnet_ofa.constants import SAMPLE_RATE
 from espnet_ofa.data.datadir import atomic_write_text, read_kaldi_table, validate_data_dir
 from espnet_ofa.fileio import PathLike
@@ -78,7 +78,7 @@ def record_trained_range(exp_dir: PathLike, data_dir: PathLike,
     rate_conf = dict(conf.get("rate_conf") or {})
     sampler = RateSampler(**{k: v for k, v in rate_conf.items() if k != "seed"})
     student_conf = conf.get("student_conf") or {}
-    if sampler.mode == "frame_period" or student_conf.get("compression") == "fixed":
+    if sampler.mode in PERIOD_MODES or student_conf.get("compression") == "fixed":
         logger.info("%s: %s mode, trained over the periods it sampled: nothing to measure",
                     exp_dir, sampler.mode)
         return None

@@ -390,15 +390,17 @@ def _sampled_section(ms: List[Model], ofa: Dict[tuple, Model], metric: str) -> L
              "(`rate_sampling`), decoded at each period, against the downstream trained "
              f"at that period only. Sampled − per-period in points. "
              f"{_interval_note(sampled + list(ofa.values()))}", ""]
+    several = len({m.model for m in sampled}) > 1  # e.g. uniform and log-uniform draws
     body = []
-    for m in sampled:
+    for m in sorted(sampled, key=lambda m: (m.test_set, m.period, m.model)):
         o = ofa.get((m.test_set, m.period))
         d = compare(o, m, metric) if o else None
         body.append([m.test_set, f"{m.period:g}", o.cell() if o else "-", m.cell(),
-                     _diff_cell(d), _rel_cell(d)])
+                     _diff_cell(d), _rel_cell(d)] + ([m.model] if several else []))
     return lines + markdown_table(
         ["dataset", "period (ms)", f"per-period {metric}", f"sampled {metric}",
-         "sampled − per-period [95% CI]", "relative"], body) + [""]
+         "sampled − per-period [95% CI]", "relative"] + (["model"] if several else []),
+        body) + [""]
 
 
 def _jitter_section(ms: List[Model], metric: str) -> List[str]:
@@ -702,7 +704,13 @@ def _plot_series(rows: List[dict], dset: str) -> List[Tuple[str, list, dict]]:
         for exp in sorted({m.model for m in mine if m.kind == OFA}):
             series.append((exp, [m for m in mine if m.model == exp], dict(marker="o")))
     for kind, label, style in KIND_SERIES:
-        series.append((label, [m for m in mine if m.kind == kind], style))
+        group = [m for m in mine if m.kind == kind]
+        names = sorted({m.model for m in group})
+        if kind == SAMPLED and len(names) > 1:  # each one model decoded at every period
+            series += [(f"{label}: {name}", [m for m in group if m.model == name], style)
+                       for name in names]
+        else:
+            series.append((label, group, style))
     for m in mine:
         if m.kind == OTHER:
             series.append((f"{other_label(m.rows[0])} (no SSL)", [m],
