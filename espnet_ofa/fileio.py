@@ -2,6 +2,7 @@
 
 * `atomic_write` / `atomic_copy`: write to a temporary name in the target's directory,
   fsync, then ``os.replace``: a reader or a killed writer never sees a half-written file.
+  `atomic_write` leaves a file that already holds the same bytes untouched (its time too).
   The result gets the permissions an ordinary ``open(path, "w")`` would give (0666 minus
   the umask), not the 0600 of ``tempfile.mkstemp``, so files in shared directories stay
   readable by the group/others the umask allows.
@@ -63,15 +64,33 @@ def _finish(tmp: Path, path: Path) -> None:
 
 
 def atomic_write(path: PathLike, data: Union[str, bytes], encoding: str = "utf-8") -> Path:
-    """Write ``data`` (text or bytes) to ``path`` atomically, with the usual file mode."""
+    """Write ``data`` (text or bytes) to ``path`` atomically, with the usual file mode.
+
+    A file that already holds exactly ``data`` is left as it is, modification time
+    included: a rerun of a stage that writes the same tables does not make everything
+    built from them look out of date (the recipes' make-like checks compare times).
+    """
     path = Path(path)
+    payload = data.encode(encoding) if isinstance(data, str) else data
+    if _holds(path, payload):
+        return path
     with _temporary_beside(path) as tmp:
         with open(tmp, "wb") as f:
-            f.write(data.encode(encoding) if isinstance(data, str) else data)
+            f.write(payload)
             f.flush()
             os.fsync(f.fileno())
         _finish(tmp, path)
     return path
+
+
+def _holds(path: Path, payload: bytes) -> bool:
+    """Whether ``path`` is a regular file whose bytes are ``payload``."""
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size != len(payload):
+            return False
+        return path.read_bytes() == payload
+    except OSError:
+        return False
 
 
 def atomic_copy(src: PathLike, dst: PathLike) -> Path:

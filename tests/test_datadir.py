@@ -73,6 +73,22 @@ def test_read_write_roundtrip_sorted_atomic(tmp_path):
         write_kaldi_table(path, {"a b": "x"})
 
 
+def test_rewriting_the_same_table_keeps_its_time(tmp_path):
+    """A rerun of a data stage must not make what was built from its tables look stale
+    (stage 10's statistics are kept while their sources are older than them)."""
+    path = tmp_path / "text"
+    write_kaldi_table(path, {"a": "x", "b": "y"})
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    write_kaldi_table(path, {"b": "y", "a": "x"})  # the same lines
+    assert path.stat().st_mtime_ns == 1_000_000_000
+    write_kaldi_table(path, {"a": "x", "b": "z"})  # changed: written
+    assert path.read_text() == "a x\nb z\n" and path.stat().st_mtime_ns > 1_000_000_000
+    link = tmp_path / "link"
+    link.symlink_to(path)
+    write_kaldi_table(link, {"a": "x", "b": "z"})  # a link is replaced by a file, as before
+    assert not link.is_symlink() and link.read_text() == path.read_text()
+
+
 def test_read_handles_crlf_and_tabs(tmp_path):
     path = write(tmp_path / "utt2spk", "u1\tspk1\r\nu2  spk2 \r\n")
     assert read_kaldi_table(path) == {"u1": "spk1", "u2": "spk2"}

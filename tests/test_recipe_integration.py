@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import (FSDD_ASR_OPTS, FSDD_FIRST_STOP_STAGE, FSDD_TRAIN_ARGS, recipe_env,
-                      run_recipe)
+from conftest import (FSDD_ASR_OPTS, FSDD_DATA_OPTS, FSDD_FIRST_STOP_STAGE, FSDD_TRAIN_ARGS,
+                      recipe_env, run_recipe)
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("ESPNET_OFA_SKIP_RECIPE_E2E", "") not in ("", "0"),
@@ -195,7 +195,8 @@ def test_asr1_runs_ssl1_first_and_leaves_results(egs, asr_run):
 
 
 def test_asr1_rerun_keeps_finished_work(egs, asr_run, fsdd):
-    """Stage 10 again keeps the statistics it has (nothing they come from changed); stage 11
+    """A rerun from stage 1 keeps the statistics it has (the data stages write the same
+    tables, so nothing they come from changed); stage 11
     again resumes (nothing left to train) and adds a second seed; stages 12-13 again, now
     with two decoding jobs, give the same scores (for one of the experiments, to save
     time), and the comparison gives the mean and spread over the seeds."""
@@ -210,7 +211,8 @@ def test_asr1_rerun_keeps_finished_work(egs, asr_run, fsdd):
             f'--asr_args "{FSDD_TRAIN_ARGS}" --frame_periods "20 80" --train_frame_periods 20 '
             '--fixed_rate_periods "" --single_rate_periods "" --pooled_periods "" --teacher_pooled_periods "" --seeds 2 '
             '--inference_nj 2')
-    r = run(asr, f'--stage 10 --stop_stage 13 {opts}', fsdd)
+    r = run(asr, f'--stage 1 --stop_stage 13 --local_data_opts "{FSDD_DATA_OPTS}" --nj 1 {opts}',
+            fsdd)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"{stats.parent.parent.name}: up to date" in r.stderr
     assert stats.stat().st_mtime_ns == collected
