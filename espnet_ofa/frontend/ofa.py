@@ -195,10 +195,11 @@ class OFAFrontend(AbsFrontend):
         pooled_period: the pooled baseline: run the OFA model at ``frame_period`` (20 ms)
             and average-pool its features to this period, an integer multiple of it (see
             `espnet_ofa.frontend.pooling`). The period is then fixed: no ``set_rate``.
-        rate_sampling: ``{low, high[, seed]}``: train at a period drawn per batch in
-            [low, high] ms (see `espnet_ofa.frontend.rate_sampling`); validation and
-            decoding run at ``frame_period`` unless set otherwise. ``seed`` defaults to
-            torch's initial seed (ESPnet's ``--seed``).
+        rate_sampling: ``{low, high[, seed, distribution]}``: train at a period drawn per
+            batch in [low, high] ms, ``uniform`` (the default) or ``log_uniform`` (see
+            `espnet_ofa.frontend.rate_sampling`); validation and decoding run at
+            ``frame_period`` unless set otherwise. ``seed`` defaults to torch's initial
+            seed (ESPnet's ``--seed``).
         probe_jitter: the learnt rate's control: train at the fixed ``frame_period`` with
             the learnt rate's two probes ``frame_period * (1 +- probe_jitter)`` per step and
             their mean loss, without learning the period.
