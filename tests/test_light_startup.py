@@ -90,10 +90,6 @@ def check_plan(root: Path, run) -> None:
     assert all("frame_period=" in fields[4] for fields in lines)
 
 
-def check_fill_learnt_period(root: Path, run) -> None:
-    assert run.stdout.strip() == "--frontend_conf frame_period=40"
-
-
 def check_resume_check(root: Path, run) -> None:
     killed = root / "exp" / "killed"
     assert sorted(p.name for p in killed.iterdir()) == ["3epoch.pth.damaged",
@@ -139,7 +135,6 @@ CHECKS = {
     "recipe filter": check_filter,
     "recipe token_list": check_token_list,
     "recipe plan": check_plan,
-    "recipe fill_learnt_period": check_fill_learnt_period,
     "recipe resume_check": check_resume_check,
     "decode --done check (not done)": check_not_decoded,
     "decode --merge": check_merge,

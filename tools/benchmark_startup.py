@@ -144,8 +144,6 @@ def steps(fsdd: Path) -> List[Step]:
         Step("recipe trained_range", RECIPE, (
             "trained_range", "--exp_dir", "exp/ssl", "--data_dir", "dump/raw/an4"),
              light=False),
-        Step("recipe fill_learnt_period", RECIPE, (
-            "fill_learnt_period", "--extra", "--frontend_conf frame_period=40"), light=True),
         Step("recipe resume_check", RECIPE, ("resume_check", "--exp_dir", "exp/killed"),
              light=True),
         Step("decode --done check (not done)", DECODE, DECODE_REQUEST + (

@@ -18,7 +18,6 @@
     python -m espnet_ofa.bin.recipe ssl_plan --ssl_exp exp/ssl_train_ofa_tiny --fixed_rate_periods 40
     python -m espnet_ofa.bin.recipe trained_range --exp_dir exp/ssl_train_ofa_tiny --data_dir dump/raw/dev
     python -m espnet_ofa.bin.recipe resume_check --exp_dir exp/asr_x
-    python -m espnet_ofa.bin.recipe fill_learnt_period --extra "OPTIONS" --model valid.loss.best.pth
 
 Each prints ``error: <message>`` and exits 1 on bad input (a message that names the file,
 and the line where there is one), so that shell stages stop with the reason.
@@ -227,12 +226,6 @@ def _add_plan_commands(sub: argparse._SubParsersAction) -> None:
                    help="true: an OFA model not trained yet leaves the teacher's experiments "
                         "out (the recipe plans again after its SSL recipe ran)")
 
-    s = sub.add_parser("fill_learnt_period", help="stage 11: an experiment's options with "
-                       "{learnt_period:<exp dir>} replaced by that experiment's learnt period")
-    s.add_argument("--extra", required=True, help="the options (one string)")
-    s.add_argument("--model", default="valid.loss.best.pth",
-                   help="the learnt-rate experiment's model file name")
-
     s = sub.add_parser("ssl_plan", help="ssl.sh stage 10: the students to pretrain (one "
                        "tab-separated line each: exp dir, extra options)")
     s.add_argument("--ssl_exp", required=True, help="the OFA experiment dir (seed 0)")
@@ -408,20 +401,6 @@ def _plan(args: argparse.Namespace) -> None:
         print(e.line())
 
 
-def _fill_learnt_period(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    from espnet_ofa.recipe.experiments import fill_learnt_period
-
-    def period_of(exp: str) -> float:
-        # The frontend (torch, ESPnet) only for options that name a learnt period.
-        from espnet_ofa.frontend.ofa import learnt_period
-
-        return learnt_period(Path(exp) / "config.yaml", Path(exp) / args.model)
-
-    print(fill_learnt_period(args.extra, period_of))
-
-
 def _ssl_plan(args: argparse.Namespace) -> None:
     from espnet_ofa.recipe.experiments import plan_students
 
@@ -466,7 +445,6 @@ COMMANDS = {
     "results": _results,
     "compare": _compare,
     "plan": _plan,
-    "fill_learnt_period": _fill_learnt_period,
     "ssl_plan": _ssl_plan,
     "trained_range": _trained_range,
     "resume_check": _resume_check,

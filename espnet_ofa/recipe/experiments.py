@@ -78,6 +78,11 @@ def learnt_period_placeholder(exp_dir: PathLike) -> str:
     return "{learnt_period:" + str(exp_dir) + "}"
 
 
+def learnt_period_exps(extra: str) -> List[str]:
+    """The experiment directories whose learnt period ``extra`` stands for, in order."""
+    return _LEARNT_PERIOD.findall(extra)
+
+
 def fill_learnt_period(extra: str, period_of) -> str:
     """``extra`` with each ``{learnt_period:<exp dir>}`` replaced by ``period_of(exp dir)``
     (ms, printed with 6 significant digits)."""

@@ -446,9 +446,7 @@ if want_stage 11; then
         global_mvn | utterance_mvn | none) ;;
         *) die "--feats_normalize must be global_mvn, utterance_mvn or none" ;;
     esac
-    bg_max=1
-    [ "${ngpu}" -gt 0 ] || bg_max=${max_parallel_exps}
-    declare -A _train_pids=()  # experiment -> its training job
+    _runs=()  # --run <args file> <log> of every training
     _on_cache=()  # trainings on the cache; the experiments that get their waveform models:
     _waveform=()
     for _i in "${!exp_dirs[@]}"; do
@@ -471,16 +469,7 @@ if want_stage 11; then
             _shapes+=(--train_shape_file "${_sdir}/train/src_text_shape"
                 --valid_shape_file "${_sdir}/valid/src_text_shape" --fold_length 150)
         fi
-        _extra=${exp_extra[_i]}
-        if [[ "${_extra}" == *"{learnt_period:"* ]]; then
-            # A jitter control: the learnt-rate run it copies must have finished (the others
-            # keep training).
-            _learnt=${_extra#*\{learnt_period:}
-            bg_wait_pid "${_train_pids[${_learnt%%\}*}]:-}"
-            _extra=$(${python} -m espnet_ofa.bin.recipe fill_learnt_period --extra "${_extra}" \
-                --model "${inference_model}") || die "${_exp}: no learnt period (see above)"
-        fi
-        mkdir -p "${_exp}"
+        mkdir -p "${_exp}/logdir"
         log "  ${_exp}: log ${_exp}/train.log"
         _out=${_exp}
         _cached=()
@@ -494,16 +483,24 @@ if want_stage 11; then
             _on_cache+=("${_out}")
             _waveform+=("${_exp}")
         fi
-        ${python} -m espnet_ofa.bin.recipe resume_check --exp_dir "${_out}"
-        # shellcheck disable=SC2086  # train_args holds several options
-        bg_run ${cuda_cmd} --gpu "${ngpu}" \
-            --num_threads "${num_threads}" "${_exp}/train.log" \
-            ${python} -m "espnet2.bin.${task}_train" --ngpu "${ngpu}" --config "${_c}" \
-            "${_common[@]}" "${_shapes[@]}" "${_norm[@]}" --resume true --output_dir "${_out}" \
-            ${_extra} ${train_args} "${_cached[@]}"
-        _train_pids[${_exp}]=${_bg_pids[-1]}
+        # shellcheck disable=SC2086  # the extra options and train_args hold several options
+        printf '%s\n' --ngpu "${ngpu}" --config "${_c}" "${_common[@]}" "${_shapes[@]}" \
+            "${_norm[@]}" --resume true --output_dir "${_out}" ${exp_extra[_i]} ${train_args} \
+            "${_cached[@]}" > "${_exp}/logdir/train.args"
+        _runs+=(--run "${_exp}/logdir/train.args" "${_exp}/train.log")
     done
-    bg_wait
+    # The trainings shared out among --max_parallel_exps processes on the CPU (one on GPUs),
+    # each taking the next one free; a jitter control waits for the learnt rate it copies.
+    _jobs=1
+    [ "${ngpu}" -gt 0 ] || _jobs=$((max_parallel_exps < ${#exp_dirs[@]} ? max_parallel_exps : ${#exp_dirs[@]}))
+    _queue=${expdir}/logdir/train_queue
+    rm -rf "${_queue}"
+    mkdir -p "${_queue}"
+    ${cuda_cmd} --gpu "${ngpu}" --num_threads "${num_threads}" \
+        JOB=1:"${_jobs}" "${expdir}/logdir/train_queue.JOB.log" \
+        ${python} -m espnet_ofa.bin.train_queue --entry "espnet2.bin.${task}_train" \
+        --queue_dir "${_queue}" --learnt_model "${inference_model}" "${_runs[@]}" ||
+        die "training failed: the logs are named above"
     if [ "${#_waveform[@]}" -gt 0 ]; then
         # The models trained on the cache, for the waveform (frontend: ofa), in one process.
         _log=${expdir}/logdir/to_waveform.log
