@@ -210,7 +210,7 @@ def test_asr1_rerun_keeps_finished_work(egs, asr_run, fsdd):
     opts = ('--asr_configs conf/train_asr_ofa.yaml '
             f'--asr_args "{FSDD_TRAIN_ARGS}" --frame_periods "20 80" --train_frame_periods 20 '
             '--fixed_rate_periods "" --single_rate_periods "" --pooled_periods "" --teacher_pooled_periods "" --seeds 2 '
-            '--inference_nj 2')
+            '--inference_nj 2 --max_parallel_exps 1')  # both seeds in each decoding job
     r = run(asr, f'--stage 1 --stop_stage 13 --local_data_opts "{FSDD_DATA_OPTS}" --nj 1 {opts}',
             fsdd)
     assert r.returncode == 0, r.stderr[-3000:]

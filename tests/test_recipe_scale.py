@@ -73,9 +73,12 @@ def _rows(results_md: Path):
 
 
 def test_slurp_and_covost2_smoke(workdir, tiny_ofa_checkpoint):
-    # One job per data/statistics stage: each job is a Python start-up; the LibriSpeech
-    # smoke below runs them in the recipes' two jobs.
-    args = f"--stage 1 --stop_stage 13 --smoke true --ofa_model {tiny_ofa_checkpoint} --nj 1"
+    # One job per data/statistics stage and one process for the experiments' statistics,
+    # trainings and decodings: each is a Python start-up (ESPnet's import alone is seconds).
+    # The LibriSpeech smoke below runs the recipes' two data jobs; the FSDD fixture two
+    # processes of experiments.
+    args = (f"--stage 1 --stop_stage 13 --smoke true --ofa_model {tiny_ofa_checkpoint} --nj 1 "
+            "--max_parallel_exps 1")
     procs = {name: _start(workdir, name, args) for name in ("slurp/slu1", "covost2/st1")}
     for name, proc in procs.items():
         _finish(proc, name)
@@ -108,7 +111,8 @@ def test_librispeech_smoke(workdir, fsdd_recipes, fsdd_ofa_model):
 
     asr = workdir / "egs2" / "librispeech_100" / "asr1"
     _finish(_start(workdir, "librispeech_100/asr1",
-                   f"--stage 1 --stop_stage 13 --smoke true --ofa_model {fsdd_ofa_model}"),
+                   f"--stage 1 --stop_stage 13 --smoke true --ofa_model {fsdd_ofa_model} "
+                   "--max_parallel_exps 1"),
             "librispeech_100/asr1")
     text = (asr / "data" / "test_clean" / "text").read_text().splitlines()
     assert text and all(line.split(None, 1)[1].isupper() for line in text)

@@ -179,7 +179,9 @@ def test_stage_3_surfaces_bad_data_dirs(recipe, breakage, message):
         text[0] = text[0].split()[0]
     (data / "wav.scp").write_text("\n".join(wav) + "\n")
     (data / "text").write_text("\n".join(text) + "\n")
-    r = bash(ASR + "--stage 3 --stop_stage 3", recipe)
+    # One job: it checks every data dir before formatting any (with several, the jobs given
+    # the good sets would format them first).
+    r = bash(ASR + "--stage 3 --stop_stage 3 --nj 1", recipe)
     assert r.returncode != 0
     assert re.search(message, r.stderr + r.stdout), r.stderr
     assert "format.train.log" in r.stderr  # where the whole story is
