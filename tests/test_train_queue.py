@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -152,3 +153,19 @@ def test_bad_queues_are_refused_before_training(entry, tmp_path, capsys):
     assert train_queue.main(["--entry", "fake_train", "--queue_dir",
                              str(tmp_path / "no_queue"), *runs]) == 1
     assert "make it (empty) before" in capsys.readouterr().err
+
+
+def test_a_control_stops_waiting_when_the_process_training_its_rate_died(entry, tmp_path):
+    root, queue = tmp_path / "exp", tmp_path / "queue"
+    queue.mkdir()
+    learnt = root / "learned"
+    runs = _runs(root, {"learned": [],
+                        "control": ["--frontend_conf",
+                                    f"frame_period={learnt_period_placeholder(learnt)}"]})
+    # The learnt-rate training was claimed by a process that was killed before it ended.
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (queue / "0.claimed").write_text(f"{socket.gethostname()} {gone}\n")
+    assert train_queue.main(["--entry", "fake_train", "--queue_dir", str(queue), *runs]) == 1
+    assert "learnt period of failed" in (root / "control" / "train.log").read_text()
+    assert not (root / "learned" / "ran.json").exists()

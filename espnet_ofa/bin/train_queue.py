@@ -30,6 +30,7 @@ import importlib
 import os
 import select
 import shlex
+import socket
 import sys
 import threading
 import time
@@ -88,13 +89,33 @@ def read_queue(runs: List[List[str]]) -> List[Training]:
 
 
 def claim(queue_dir: Path, training: Training) -> bool:
-    """Take ``training`` for this process; False when another process has it."""
+    """Take ``training`` for this process (the claim names its host and pid); False when
+    another process has it."""
     try:
-        os.close(os.open(queue_dir / f"{training.index}.claimed",
-                         os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        fd = os.open(queue_dir / f"{training.index}.claimed",
+                     os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
         return False
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{socket.gethostname()} {os.getpid()}\n")
     return True
+
+
+def _claimer_died(queue_dir: Path, training: Training) -> bool:
+    """Whether the process that claimed ``training`` is gone (known on its own host only)."""
+    try:
+        host, pid = (queue_dir / f"{training.index}.claimed").read_text().split()
+    except (OSError, ValueError):  # being written: the claimer is alive
+        return False
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def mark(queue_dir: Path, training: Training, state: str) -> None:
@@ -102,11 +123,14 @@ def mark(queue_dir: Path, training: Training, state: str) -> None:
 
 
 def wait_for(queue_dir: Path, training: Training) -> str:
-    """Block until ``training`` (claimed before the caller's) has ended: DONE or FAILED."""
+    """Block until ``training`` (claimed before the caller's) has ended: DONE or FAILED; a
+    training whose process died (killed) without marking it has FAILED."""
     while True:
         for state in (DONE, FAILED):
             if (queue_dir / f"{training.index}.{state}").exists():
                 return state
+        if _claimer_died(queue_dir, training):
+            return DONE if (queue_dir / f"{training.index}.{DONE}").exists() else FAILED
         time.sleep(POLL_S)
 
 
