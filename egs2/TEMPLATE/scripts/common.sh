@@ -166,7 +166,6 @@ resolve_ngpu() {
 # bg_run CMD...: start CMD in the background, at most ${bg_max:-1} at a time: the next
 # starts as soon as one ends (bash >= 5.1; older bash waits for a whole batch).
 # bg_wait: wait for them all; die when any failed.
-# bg_wait_pid PID: wait for the one job PID, when it is still running (counted like bg_wait).
 # bg_share FUNC ITEM...: the items shared round-robin among at most ${bg_max:-1} background
 # calls FUNC ITEM_a ITEM_b ... (one process start-up for several items of work).
 _bg_pids=()
@@ -196,15 +195,6 @@ bg_run() {
     fi
     "$@" &
     _bg_pids+=("$!")
-}
-bg_wait_pid() {
-    local kept=() p found=false
-    for p in "${_bg_pids[@]}"; do
-        if [ "${p}" = "$1" ]; then found=true; else kept+=("${p}"); fi
-    done
-    [ "${found}" = true ] || return 0
-    wait "$1" || _bg_failed=$((_bg_failed + 1))
-    _bg_pids=("${kept[@]}")
 }
 bg_share() {
     local fn=$1 b k
