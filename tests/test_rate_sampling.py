@@ -154,6 +154,11 @@ def test_results_compare_it_with_the_per_period_models():
     assert "|test|20|2.00|4.00|+2.00 [" in section and section.count("|asr_sampled|") == 3
     from espnet_ofa.recipe.results import _plot_series
 
-    lines = {label: [m.period for m in group] for label, group, _ in _plot_series(rows, "test")}
-    assert lines["one downstream, period sampled in training: asr_sampled"] == [20.0, 50.0, 80.0]
-    assert lines["one downstream, period sampled in training: asr_sampled_log"] == [20.0]
+    series = {label: (group, style) for label, group, style in _plot_series(rows, "test")}
+    uniform = series["one downstream, period sampled in training: asr_sampled"]
+    log = series["one downstream, period sampled in training: asr_sampled_log"]
+    assert [m.period for m in uniform[0]] == [20.0, 50.0, 80.0]
+    assert [m.period for m in log[0]] == [20.0]
+    # One colour per test set: the two lines differ in marker and dashes.
+    assert uniform[1]["marker"] != log[1]["marker"]
+    assert uniform[1]["linestyle"] != log[1]["linestyle"]

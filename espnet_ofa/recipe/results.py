@@ -639,6 +639,15 @@ KIND_SERIES = (
 )
 
 
+# Several sampled-period models in one plot (e.g. uniform and log-uniform draws): a marker
+# and dash pattern each, so that their lines can be told apart in one colour.
+SAMPLED_VARIANTS = (
+    dict(marker="h", linestyle=(0, (1, 1))),
+    dict(marker="p", markersize=7, linestyle=(0, (5, 2))),
+    dict(marker="8", linestyle=(0, (3, 1, 1, 1))),
+)
+
+
 def plot_results(rows: List[dict], out: PathLike) -> None:
     """Metric vs achieved frame period (left) and vs GMACs/s (right).
 
@@ -707,8 +716,9 @@ def _plot_series(rows: List[dict], dset: str) -> List[Tuple[str, list, dict]]:
         group = [m for m in mine if m.kind == kind]
         names = sorted({m.model for m in group})
         if kind == SAMPLED and len(names) > 1:  # each one model decoded at every period
-            series += [(f"{label}: {name}", [m for m in group if m.model == name], style)
-                       for name in names]
+            series += [(f"{label}: {name}", [m for m in group if m.model == name],
+                        {**style, **SAMPLED_VARIANTS[i % len(SAMPLED_VARIANTS)]})
+                       for i, name in enumerate(names)]
         else:
             series.append((label, group, style))
     for m in mine:
