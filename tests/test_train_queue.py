@@ -66,6 +66,18 @@ def _runs(root: Path, options: dict) -> list:
     return runs
 
 
+def _control_queue(tmp_path: Path, learned_options: list) -> tuple:
+    """(exp root, empty queue dir, --run pairs, learnt exp) of a learnt-rate training and
+    its jitter control, queued in that order."""
+    root, queue = tmp_path / "exp", tmp_path / "queue"
+    queue.mkdir()
+    learnt = root / "learned"
+    runs = _runs(root, {"learned": learned_options,
+                        "control": ["--frontend_conf",
+                                    f"frame_period={learnt_period_placeholder(learnt)}"]})
+    return root, queue, runs, learnt
+
+
 def test_processes_share_the_queue_each_training_once_with_its_own_log(entry, tmp_path):
     root, queue = tmp_path / "exp", tmp_path / "queue"
     queue.mkdir()
@@ -105,12 +117,7 @@ def test_processes_share_the_queue_each_training_once_with_its_own_log(entry, tm
 
 
 def test_a_jitter_control_gets_the_period_learnt_before_it(entry, tmp_path, monkeypatch):
-    root, queue = tmp_path / "exp", tmp_path / "queue"
-    queue.mkdir()
-    learnt = root / "learned"
-    runs = _runs(root, {"learned": [],
-                        "control": ["--frontend_conf",
-                                    f"frame_period={learnt_period_placeholder(learnt)}"]})
+    root, queue, runs, learnt = _control_queue(tmp_path, [])
     asked = []
     monkeypatch.setattr(train_queue, "learnt_period_of",
                         lambda model: lambda exp: asked.append((exp, model)) or 52.25)
@@ -122,12 +129,7 @@ def test_a_jitter_control_gets_the_period_learnt_before_it(entry, tmp_path, monk
 
 
 def test_a_jitter_control_fails_with_the_training_it_copies(entry, tmp_path, monkeypatch):
-    root, queue = tmp_path / "exp", tmp_path / "queue"
-    queue.mkdir()
-    learnt = root / "learned"
-    runs = _runs(root, {"learned": ["--fail", "true"],
-                        "control": ["--frontend_conf",
-                                    f"frame_period={learnt_period_placeholder(learnt)}"]})
+    root, queue, runs, learnt = _control_queue(tmp_path, ["--fail", "true"])
     monkeypatch.setattr(train_queue, "learnt_period_of", lambda model: lambda exp: 40.0)
     assert train_queue.main(["--entry", "fake_train", "--queue_dir", str(queue), *runs]) == 1
     assert not (root / "control" / "ran.json").exists()
@@ -156,12 +158,7 @@ def test_bad_queues_are_refused_before_training(entry, tmp_path, capsys):
 
 
 def test_a_control_stops_waiting_when_the_process_training_its_rate_died(entry, tmp_path):
-    root, queue = tmp_path / "exp", tmp_path / "queue"
-    queue.mkdir()
-    learnt = root / "learned"
-    runs = _runs(root, {"learned": [],
-                        "control": ["--frontend_conf",
-                                    f"frame_period={learnt_period_placeholder(learnt)}"]})
+    root, queue, runs, learnt = _control_queue(tmp_path, [])
     # The learnt-rate training was claimed by a process that was killed before it ended.
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
