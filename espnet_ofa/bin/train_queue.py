@@ -204,6 +204,7 @@ def train(entry: Callable[..., object], training: Training, command: str) -> int
 
 
 def learnt_period_of(model: str) -> Callable[[str], float]:
+    """The period (ms) an experiment's ``model`` file learnt, as a function of its dir."""
     def period_of(exp: str) -> float:
         from espnet_ofa.frontend.ofa import learnt_period
 
