@@ -113,8 +113,8 @@ def _claimer_died(queue_dir: Path, training: Training) -> bool:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return True
-    except PermissionError:
-        return False
+    except PermissionError:  # alive, run by another user
+        pass
     return False
 
 
@@ -220,6 +220,7 @@ def run_queue(entry_name: str, queue_dir: Path, queue: List[Training], learnt_mo
 
     entry = importlib.import_module(entry_name).main
     by_output: Dict[Path, Training] = {t.output_dir: t for t in queue if t.output_dir}
+    period_of = learnt_period_of(learnt_model)
     failed = []
     for training in queue:
         if not claim(queue_dir, training):
@@ -231,8 +232,7 @@ def run_queue(entry_name: str, queue_dir: Path, queue: List[Training], learnt_mo
             if lost:
                 raise ValueError(f"the training it copies the learnt period of failed: "
                                  f"see {lost[0].log}")
-            training.options = [fill_learnt_period(o, learnt_period_of(learnt_model))
-                                for o in training.options]
+            training.options = [fill_learnt_period(o, period_of) for o in training.options]
         except USER_ERRORS as err:
             training.log.parent.mkdir(parents=True, exist_ok=True)
             training.log.write_text(f"error: {err}\n", encoding="utf-8")
