@@ -177,8 +177,9 @@ def test_results_put_the_control_beside_the_learnt_rate():
 
 def test_learnt_rate_is_compared_with_the_best_period_of_the_grid():
     """Besides the nearest period, the learnt rate faces the grid's best model (lowest WER,
-    here 80 ms, far from the learnt 45 ms): the grid search it is meant to replace."""
-    from espnet_ofa.recipe.results import comparison
+    here 80 ms, far from the learnt 45 ms): the grid search it is meant to replace. The
+    report shows that table even with no baseline to set OFA against."""
+    from espnet_ofa.recipe.results import comparison, render
 
     def row(exp, trained, period, errors, **extra):
         per_utt = {f"u{i:02d}": [int(i % 10 < errors), 5] for i in range(20)}
@@ -198,6 +199,9 @@ def test_learnt_rate_is_compared_with_the_best_period_of_the_grid():
     assert cells[5].startswith("-4.00 [")
     assert cells[6] == "80 ms: 2.00"               # the best of the grid
     assert cells[7].startswith("+4.00 [")          # learnt - best: 4 points worse
+    text = render(rows, env={"date": "now"})
+    assert "OFA against the baselines" not in text  # no baseline, no seeds: no such table
+    assert learnt in text[text.index("## Learnt rates against the OFA models"):]
 
 
 # ------------------------------------------------------------------ CTC feasibility

@@ -304,6 +304,21 @@ def _learnt_vs_grid(learnt: List[Model], ofa: Dict[tuple, Model], metric: str) -
          "learnt − OFA [95% CI]", "best of the grid", "learnt − best [95% CI]"], body) + [""]
 
 
+def learnt_rates(rows: List[dict]) -> List[str]:
+    """The learnt rates against the OFA grid, as a section of their own: for a run
+    without baselines or seeds, where `comparison` (which holds this table otherwise) is
+    not written; empty without a learnt rate or an OFA model at its own period."""
+    metric = rows[0].get("metric", "WER")
+    ms = models(rows)
+    ofa = _ofa_at_own_period(ms)
+    learnt = [m for m in ms if m.kind == LEARNED]
+    if not (learnt and ofa):
+        return []
+    return (["## Learnt rates against the OFA models trained at one period", "",
+             f"Learnt − OFA in points. {_interval_note([*learnt, *ofa.values()])}", ""]
+            + _learnt_vs_grid(learnt, ofa, metric))
+
+
 def _best(metric: str, ms: Sequence[Model]) -> Model:
     """The model with the best mean ``metric`` (the highest accuracy or BLEU, else the
     lowest error rate)."""
@@ -572,8 +587,7 @@ def render(rows: List[dict], title: Optional[str] = None, notes: Optional[str] =
         "encoder per second of audio (the part that scales with the period); *RTF* = "
         "decoding time / audio duration on the device above.", ""]
     rows = sorted(rows, key=_sort_key)
-    if has_comparison(rows):
-        lines += comparison(rows)
+    lines += comparison(rows) if has_comparison(rows) else learnt_rates(rows)
     lines += rival_comparisons(rows)
     if per_rate_models(rows) or has_comparison(rows):
         summary = sorted((r for r in rows if is_matched(r) or kind(r) in (LEARNED, OTHER)),
