@@ -175,3 +175,20 @@ def test_results_say_what_the_intervals_cover():
     cells = line.split("|")
     assert cells[3] == "30.00 ± 8.94" and cells[4] == "35.00 ± 8.94"
     assert cells[5].startswith("+5.00 [")  # the CIF student: half an error more per utterance
+
+
+def test_seeds_without_a_baseline_show_ofa_alone():
+    """Downstream seeds of the OFA grid and nothing to set it against: the table has the
+    OFA models' mean and spread per period, and no empty baseline columns."""
+    from espnet_ofa.recipe.results import comparison
+
+    rows = [_row(f"exp/asr_p{period:g}" + (f"_seed{seed}" if seed else ""), period,
+                 _model([seed], num_seeds=1)[0][0])
+            for period in (40.0, 80.0) for seed in range(2)]
+    lines = comparison(rows)
+    assert lines[0] == ("## Summary: the OFA models over seeds, each model at the period it "
+                        "was trained at")
+    header = next(ln for ln in lines if ln.startswith("|dataset|"))
+    assert header == "|dataset|period (ms)|OFA WER|"
+    assert next(ln for ln in lines if ln.startswith("|test|40|")) == "|test|40|25.00 ± 7.07|"
+    assert not any("fixed-rate" in ln or "Relative" in ln for ln in lines)
