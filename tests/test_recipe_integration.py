@@ -232,6 +232,8 @@ def test_asr1_rerun_keeps_finished_work(egs, asr_run, fsdd):
     text = (asr / "RESULTS.md").read_text()
     assert "mean ± standard deviation over the runs (up to 2)" in text
     assert "do not cover the pretraining run" in text  # one pretraining seed
-    compare = result_rows(asr / "RESULTS.md", "Summary: OFA against the baselines, each model "
+    # Seeds and no baseline: the OFA models' mean and spread per period, no baseline columns.
+    compare = result_rows(asr / "RESULTS.md", "Summary: the OFA models over seeds, each model "
                           "at the period it was trained at")
+    assert compare and all(len(c) == 3 for c in compare)
     assert {c[0] for c in compare} == {"test", "test_theo"} and all(" ± " in c[2] for c in compare)
