@@ -245,7 +245,8 @@ def comparison(rows: List[dict]) -> List[str]:
               OTHER: floor_name}
     # Seeds alone (no baseline, no floor) still get the table: OFA's mean and spread per
     # period, and the learnt rates against the grid.
-    title = ("OFA against the baselines" if shown or floors else "the OFA models over seeds")
+    title = ("OFA against the baselines" if shown or floors
+             else "the OFA models over seeds" if runs > 1 else "the OFA models")
     lines = [f"## Summary: {title}, each model at the period it was trained at", ""]
     defined = ["*OFA* = the downstream model on the one OFA model, trained and decoded at "
                "that period"]
