@@ -173,6 +173,43 @@ def test_results_put_the_control_beside_the_learnt_rate():
     text = render(rows, env={"date": "now"})
     section = text[text.index("## The learnt rate against its jitter control"):]
     assert "|test|47.1|4.00|8.00|+4.00 [" in section
+    assert "|+4.00|" in section  # the one run's paired difference
+
+
+def test_controls_of_several_runs_are_one_model_paired_run_by_run():
+    """Each control sits at its own learnt-rate run's period: over pretraining and
+    downstream seeds the controls are one model (one row, mean ± sd, an interval over the
+    runs), and each run's control is also set against the learnt-rate run it copies."""
+    from espnet_ofa.recipe.results import render
+
+    def row(exp, period, errors, **extra):
+        per_utt = {f"u{i:02d}": [int(i % 10 < errors), 5] for i in range(20)}
+        return {"exp": exp, "decode": "d", "test_set": "test", "frame_period": period,
+                "train_frame_period": period, "learned": False, "metric": "WER",
+                "value": 2.0 * errors, "WER": 2.0 * errors, "num_utts": 20,
+                "achieved_period": period, "gmacs_per_second": 0.1, "rtf": 0.1,
+                "frontend": "ofa", "compression": "cif", "per_utt": per_utt, **extra}
+
+    learnt = dict(learned=True, train_frame_period=None, rate="learned")
+    runs = [("", 35.0, 2, 5), ("_seed1", 37.0, 3, 4), ("_sslseed1", 41.0, 2, 2),
+            ("_sslseed1_seed1", 39.0, 4, 4)]  # (seed suffix, period, learnt, control errors)
+    rows = [row("exp/asr_p40", 40.0, 3)]
+    for suffix, period, errors, control in runs:
+        rows += [row(f"exp/asr_learned{suffix}", period, errors, **learnt),
+                 row(f"exp/asr_learned_jitter{suffix}", period, control, variant=JITTER,
+                     rate=f"p{period:g}")]
+    text = render(rows, env={"date": "now"})
+    section = text[text.index("## The learnt rate against its jitter control"):]
+    section = section[:section.index("\n## ")]
+    table = [line for line in section.splitlines() if line.startswith("|test|")]
+    assert len(table) == 1, table
+    cells = table[0].strip("|").split("|")
+    assert cells[1] == "35.0 / 37.0 / 41.0 / 39.0"
+    assert cells[2] == "5.50 ± 1.91" and cells[3] == "7.50 ± 2.52"
+    assert cells[4].startswith("+2.00 [")
+    # Run by run, (pretraining seed, downstream seed): (0, 0), (0, 1), (1, 0), (1, 1).
+    assert cells[5] == "+6.00 / +2.00 / +0.00 / +0.00"
+    assert "learnt rate 2 × 2 × 20, jitter control 2 × 2 × 20" in section
 
 
 def test_learnt_rate_is_compared_with_the_best_period_of_the_grid():

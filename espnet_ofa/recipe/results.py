@@ -131,17 +131,22 @@ class Model:
         return runs
 
     @property
-    def num_runs(self) -> Tuple[int, int]:
-        """(pretraining seeds, downstream seeds) of this model's runs."""
-        return (len({ssl_seed_of(r["exp"]) for r in self.rows}),
-                len({seed_of(r["exp"]) for r in self.rows}))
+    def num_runs(self) -> Tuple[int, List[int]]:
+        """(pretraining seeds, downstream seeds of each) of this model's runs."""
+        per_ssl_seed: Dict[int, int] = {}
+        for r in self.rows:
+            per_ssl_seed[ssl_seed_of(r["exp"])] = per_ssl_seed.get(ssl_seed_of(r["exp"]), 0) + 1
+        return len(per_ssl_seed), list(per_ssl_seed.values())
 
 
 def models(rows: List[dict]) -> List[Model]:
     """Rows grouped over seeds: one Model per (model, decode tag, rate, test set)."""
     groups: Dict[tuple, List[dict]] = {}
     for r in rows:
-        key = (model_id(r["exp"]), r["decode"], r.get("rate"), r["test_set"])
+        # Each run of a jitter control sits at its own learnt-rate run's period: over seeds
+        # the controls are one model, as the learnt rates are (rate "learned").
+        rate = JITTER if kind(r) == JITTER else r.get("rate")
+        key = (model_id(r["exp"]), r["decode"], rate, r["test_set"])
         groups.setdefault(key, []).append(r)
     return [Model(k[0], kind(g[0]), k[3], str(k[2]),
                   sorted(g, key=lambda r: (ssl_seed_of(r["exp"]), seed_of(r["exp"]))))
@@ -208,7 +213,7 @@ def coverage_note(ms: Sequence[Model], labels: Dict[str, str]) -> str:
         if k != OTHER:
             pretraining_runs += [m.num_runs[0] for m in mine]
         parts.append(f"{label} {counts(m.num_runs[0] for m in mine)} × "
-                     f"{counts(m.num_runs[1] for m in mine)} × "
+                     f"{counts(n for m in mine for n in m.num_runs[1])} × "
                      f"{counts(len(m.rows[0].get('per_utt') or {}) for m in mine)}"
                      + (" (no pretraining)" if k == OTHER else ""))
     note = ("Intervals: 95% percentiles of a hierarchical bootstrap that resamples, for each "
@@ -433,17 +438,29 @@ def _jitter_section(ms: List[Model], metric: str) -> List[str]:
     lines = ["## The learnt rate against its jitter control", "",
              "The control trains the same downstream at the learnt period held fixed, with "
              "the learnt rate's two probes (±10 % period jitter) and their mean loss: what "
-             "the jitter gains without the rate. Control − learnt in points. "
+             "the jitter gains without the rate. Control − learnt in points, over all runs "
+             "and, *per run*, each control against the learnt-rate run whose period it holds "
+             "(same pretraining and downstream seed). "
              f"{_interval_note([m for pair in pairs for m in pair])}", ""]
     body = []
     for m, c in pairs:
-        d = compare(m, c, metric)
         periods = " / ".join(f"{r['frame_period']:.1f}" for r in m.rows
                              if r.get("frame_period") is not None)
-        body.append([m.test_set, periods, m.cell(), c.cell(), _diff_cell(d)])
+        body.append([m.test_set, periods, m.cell(), c.cell(), _diff_cell(compare(m, c, metric)),
+                     _per_run_differences(m, c)])
     return lines + markdown_table(["dataset", "learnt period (ms)", f"learnt {metric}",
-                                   f"control {metric}", "control − learnt [95% CI]"],
-                                  body) + [""]
+                                   f"control {metric}", "control − learnt [95% CI]",
+                                   "per run"], body) + [""]
+
+
+def _per_run_differences(a: Model, b: Model) -> str:
+    """b − a for each run of b whose (pretraining seed, downstream seed) a also has."""
+    def by_run(m: Model) -> Dict[Tuple[int, int], float]:
+        return {(ssl_seed_of(r["exp"]), seed_of(r["exp"])): r["value"] for r in m.rows}
+
+    runs_a, runs_b = by_run(a), by_run(b)
+    diffs = [runs_b[k] - runs_a[k] for k in sorted(runs_b) if k in runs_a]
+    return " / ".join(f"{d:+.2f}" for d in diffs) or "-"
 
 
 def paired_comparison(a_dirs: Sequence[PathLike], b_dirs: Sequence[PathLike],
