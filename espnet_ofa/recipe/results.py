@@ -21,6 +21,7 @@ import logging
 import os
 import platform
 import subprocess
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from dataclasses import dataclass
@@ -133,9 +134,7 @@ class Model:
     @property
     def num_runs(self) -> Tuple[int, List[int]]:
         """(pretraining seeds, downstream seeds of each) of this model's runs."""
-        per_ssl_seed: Dict[int, int] = {}
-        for r in self.rows:
-            per_ssl_seed[ssl_seed_of(r["exp"])] = per_ssl_seed.get(ssl_seed_of(r["exp"]), 0) + 1
+        per_ssl_seed = Counter(ssl_seed_of(r["exp"]) for r in self.rows)
         return len(per_ssl_seed), list(per_ssl_seed.values())
 
 
