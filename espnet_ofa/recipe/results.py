@@ -95,6 +95,11 @@ def other_label(r: dict) -> str:
     return "log-mel" if frontend == "default" else frontend
 
 
+def run_of(r: dict) -> Tuple[int, int]:
+    """(pretraining seed, downstream seed) of a result row's experiment."""
+    return ssl_seed_of(r["exp"]), seed_of(r["exp"])
+
+
 @dataclass
 class Model:
     """The runs (seeds) of one model decoded at one rate on one test set."""
@@ -128,7 +133,8 @@ class Model:
             return None
         runs: Dict[int, Dict[int, dict]] = {}
         for r in self.rows:
-            runs.setdefault(ssl_seed_of(r["exp"]), {})[seed_of(r["exp"])] = r["per_utt"]
+            ssl_seed, seed = run_of(r)
+            runs.setdefault(ssl_seed, {})[seed] = r["per_utt"]
         return runs
 
     @property
@@ -148,7 +154,7 @@ def models(rows: List[dict]) -> List[Model]:
         key = (model_id(r["exp"]), r["decode"], rate, r["test_set"])
         groups.setdefault(key, []).append(r)
     return [Model(k[0], kind(g[0]), k[3], str(k[2]),
-                  sorted(g, key=lambda r: (ssl_seed_of(r["exp"]), seed_of(r["exp"]))))
+                  sorted(g, key=run_of))
             for k, g in groups.items()]
 
 
@@ -454,10 +460,7 @@ def _jitter_section(ms: List[Model], metric: str) -> List[str]:
 
 def _per_run_differences(a: Model, b: Model) -> str:
     """b − a for each run of b whose (pretraining seed, downstream seed) a also has."""
-    def by_run(m: Model) -> Dict[Tuple[int, int], float]:
-        return {(ssl_seed_of(r["exp"]), seed_of(r["exp"])): r["value"] for r in m.rows}
-
-    runs_a, runs_b = by_run(a), by_run(b)
+    runs_a, runs_b = ({run_of(r): r["value"] for r in m.rows} for m in (a, b))
     diffs = [runs_b[k] - runs_a[k] for k in sorted(runs_b) if k in runs_a]
     return " / ".join(f"{d:+.2f}" for d in diffs) or "-"
 
