@@ -24,9 +24,11 @@ Reuse them in new test files (pytest finds them by name, no import needed):
     tiny OFA model, for a recipe's ``--ofa_model``.
 
 Helpers for recipe tests (``from conftest import ...``): ``copy_recipes`` (recipe copies
-under a temporary ``egs2/``), ``recipe_env`` (this interpreter's tools on PATH, corpus
-variables), ``run_recipe`` / ``start_recipe`` + ``finish_recipe`` (``./run.sh``, killed with
-its process group past a limit), ``once_per_run`` (a build shared by the xdist workers).
+under a temporary ``egs2/``), ``recipe_env`` (this interpreter's tools on PATH with its
+``python3`` through the warm Python of tests/warm_python.py, corpus variables: run commands
+as ``python3 ...`` in it, ``sys.executable`` only where a fresh interpreter is the point),
+``run_recipe`` / ``start_recipe`` + ``finish_recipe`` (``./run.sh``, killed with its process
+group past a limit), ``once_per_run`` (a build shared by the xdist workers).
 
 Scheduling: the slow files (``SLOW_FILES``, marked ``slow``) are collected first, so that
 ``tools/test.sh`` (``-n 2 --dist loadfile --no-loadscope-reorder``) starts them at once on
@@ -52,6 +54,7 @@ import torch
 from filelock import FileLock
 
 import corpus_layouts
+import warm_python
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = corpus_layouts.SHARED_DATA
@@ -209,10 +212,32 @@ def run_recipe(recipe: Path, args: str, env: dict,
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+_warm_python: dict | None = None
+
+
+def warm_python_env() -> dict:
+    """The variables that send a recipe's ``python3`` commands to this process's warm
+    Python (tests/warm_python.py, started on first use); none when it is switched off."""
+    global _warm_python
+    if os.environ.get(warm_python.SWITCH_ENV, "") == "0":
+        return {}
+    if _warm_python is None:
+        import atexit
+        import tempfile
+
+        directory = tempfile.mkdtemp(prefix="warm-python-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)  # its server goes too
+        _warm_python = warm_python.start(directory)
+    return dict(_warm_python)
+
+
 def recipe_env(**paths: Path) -> dict:
-    """The environment of a recipe run: this interpreter's tools first, corpus variables."""
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-            **{k: str(v) for k, v in paths.items()}}
+    """The environment of a recipe run: this interpreter's tools first (its ``python3``
+    through the warm Python), corpus variables."""
+    warm = warm_python_env()
+    path = ":".join(p for p in (warm.pop("PATH", None), str(Path(sys.executable).parent),
+                                os.environ["PATH"]) if p)
+    return {**os.environ, **warm, "PATH": path, **{k: str(v) for k, v in paths.items()}}
 
 
 def copy_recipes(egs2: Path, names) -> None:

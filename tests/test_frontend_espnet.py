@@ -22,6 +22,8 @@ import pytest
 import torch
 import yaml
 
+from conftest import recipe_env
+
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf" / "tuning"
 
@@ -85,9 +87,9 @@ def work(tmp_path_factory, tiny_ofa_checkpoint, an4_small) -> Path:
 def run_espnet(module: str, args: List[str], cwd: Path, log: str,
                env: Optional[Dict[str, str]] = None) -> str:
     """Run ``python -m module args`` in ``cwd``; fail with the log's tail if it fails."""
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    full_env = {**recipe_env(), "OMP_NUM_THREADS": "1", **(env or {})}
     # A guard against a hung process, not a speed limit: a busy machine takes minutes.
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
+    proc = subprocess.run(["python3", "-m", module, *args], cwd=cwd, env=full_env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           timeout=1200)
     (cwd / log).write_text(proc.stdout)
@@ -264,8 +266,8 @@ def test_asr_decoding_rate_override(work, asr_log):
         "_, m = s2t.asr_model.encode(wav, torch.tensor([16000]))\n"
         "print('LENGTHS', int(n), int(m))\n"
     )
-    env = {**os.environ, "ESPNET_OFA_FRAME_PERIOD": "40", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", script], cwd=work, env=env, text=True,
+    env = {**recipe_env(), "ESPNET_OFA_FRAME_PERIOD": "40", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(["python3", "-c", script], cwd=work, env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:]
     line = [x for x in proc.stdout.splitlines() if x.startswith("LENGTHS")][-1]
@@ -424,8 +426,8 @@ def test_packed_models_decode_like_the_originals(work, packed, tmp_path):
     own unmodified from_pretrained, decode at two periods: same hypotheses."""
     wavs = [line.split()[1] for line in (work / "data/test/wav.scp").read_text().splitlines()[:4]]
     # Another directory and another HOME (espnet_model_zoo's cache): nothing resolves to work/exp.
-    env = {**os.environ, "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", PACKED_ROUND_TRIP, str(work), *wavs],
+    env = {**recipe_env(), "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(["python3", "-c", PACKED_ROUND_TRIP, str(work), *wavs],
                           cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:]
@@ -447,9 +449,9 @@ def test_transcribe_cli_resamples_and_reports_rtf(work, packed, fsdd_recordings,
     this process: a second interpreter would only add ESPnet's start-up)."""
     fsdd = fsdd_recordings / "3_theo_0.wav"
     an4 = (work / "data/test/wav.scp").read_text().splitlines()[0].split()[1]
-    env = {**os.environ, "HOME": str(work / "home"), "OMP_NUM_THREADS": "1"}
+    env = {**recipe_env(), "HOME": str(work / "home"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "espnet_ofa.bin.transcribe", "--model", "packed/asr.zip",
+        ["python3", "-m", "espnet_ofa.bin.transcribe", "--model", "packed/asr.zip",
          "--frame-period", "60", "--beam-size", "2", str(fsdd), an4],
         cwd=work, env=env, text=True, capture_output=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

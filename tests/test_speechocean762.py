@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import soundfile
 
+from conftest import recipe_env
 from espnet_ofa.data.datadir import read_kaldi_table, validate_data_dir
 from espnet_ofa.recipe import speechocean762 as so
 from espnet_ofa.recipe.results import SMOKE_BANNER
@@ -256,8 +257,7 @@ def test_smoke_recipes_end_to_end(tmp_path):
         shutil.copytree(REPO / "egs2" / "speechocean762" / name, root / "speechocean762" / name,
                         symlinks=True, ignore=skip)
     asr = root / "speechocean762" / "asr1"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "SPEECHOCEAN762": str(MINI), "PYTHONPATH": str(REPO)}
+    env = recipe_env(SPEECHOCEAN762=MINI, PYTHONPATH=REPO)
     out = subprocess.run(["bash", "-c", f"./run.sh --smoke true {SMOKE_TEST_ARGS}"], cwd=asr, env=env,
                          capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

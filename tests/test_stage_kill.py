@@ -22,7 +22,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Dict, Optional
@@ -33,7 +32,7 @@ import yaml
 import torch
 
 import corpus_layouts
-from conftest import FSDD_TRAIN_ARGS, copy_recipes
+from conftest import FSDD_TRAIN_ARGS, copy_recipes, recipe_env
 from espnet_ofa.data import validate_data_dir
 from espnet_ofa.models.pretrained import check_checkpoint_integrity
 from espnet_ofa.recipe.resume import set_aside_damaged_checkpoints
@@ -59,8 +58,7 @@ OUTPUT_DIRS = ("data", "dump", "exp")
 
 
 def environment() -> Dict[str, str]:
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-            "FSDD": str(FSDD), "OMP_NUM_THREADS": "1"}
+    return {**recipe_env(FSDD=FSDD), "OMP_NUM_THREADS": "1"}
 
 
 def output_times(recipe: Path) -> Dict[Path, float]:

@@ -11,7 +11,9 @@ fi
 # wall time on 2 cores. The slowest files are collected first (tests/conftest.py) and
 # --no-loadscope-reorder keeps that order, so both workers start on them; what several
 # files need (the FSDD recipe run, a tiny OFA model) is built once per run.
-# ESPNET_OFA_TEST_WORKERS=0 runs everything in one process.
+# ESPNET_OFA_TEST_WORKERS=0 runs everything in one process. The recipes' python3 commands
+# run in a warm Python (tests/warm_python.py); ESPNET_OFA_TEST_WARM_PYTHON=0 starts each
+# in a fresh interpreter instead.
 workers=${ESPNET_OFA_TEST_WORKERS:-2}
 parallel=()
 [ "${workers}" = 0 ] || parallel=(-n "${workers}" --dist loadfile --no-loadscope-reorder)
