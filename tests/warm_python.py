@@ -151,11 +151,13 @@ def serve(path: str, preload=PRELOAD) -> int:
             os.read(wake_r, 512)
         if listener in ready:
             conn, _ = listener.accept()
+            conn.settimeout(30)  # a shim sends at once; one that does not cannot stall the rest
             try:
                 request, fds = _receive(conn)
             except (OSError, ValueError):
                 conn.close()
                 continue
+            conn.settimeout(None)
             if not _fits(request, startup):
                 conn.sendall(b"fallback\n")
                 conn.close()
