@@ -7,11 +7,12 @@ The recipes' command lines stay exactly as they are. `start` runs the server and
 ``PATH``; the shim (this file, run with ``-I -S``: standard library only) sends its arguments,
 working directory, environment and stdin/stdout/stderr to the server and waits. The server
 forks; the child takes the client's descriptors, directory and environment and runs the
-command as ``python3`` would (``-m module``, a script, or ``-c code``), then exits with the
-normal interpreter shutdown. What the shim cannot give a faithful warm run gets the real
-interpreter (``exec``): other interpreter options, a module the server has already imported,
-an environment that differs in what an interpreter reads at start-up (``PYTHON*`` variables,
-thread counts, the import hook switch), or no server.
+command as ``python3`` would (``-m module``, a script, or ``-c code``), then exits as the
+interpreter does, short of its module teardown (`_exit`). What the shim cannot give a
+faithful warm run gets the real interpreter (``exec``): other interpreter options, a module
+the server has already imported, an environment that differs in what an interpreter reads
+at start-up (``PYTHON*`` variables, thread counts, the import hook switch), a PYTHONPATH
+holding another copy of an imported package, or no server.
 
 Killing a shim kills its command: the child is its own process group and kills that group
 when the shim's connection closes, so a recipe killed with its process group (the stage-kill
