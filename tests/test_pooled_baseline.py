@@ -181,6 +181,26 @@ def test_results_show_the_pooled_rival_beside_ofa_with_compute(tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 10000
 
 
+def test_plot_colours_series_apart_with_one_test_set_and_test_sets_apart_with_several(
+        tmp_path, monkeypatch):
+    from espnet_ofa.recipe import results
+
+    drawn = []
+    monkeypatch.setattr(results, "_draw",
+                        lambda axes, label, group, style: drawn.append((label, style["color"])))
+    rows = [_row("exp/asr_p40", 40.0, 4.0, 2, 0.05), _row("exp/asr_p80", 80.0, 8.0, 4, 0.03),
+            _row("exp/asr_pooled40", 40.0, 6.0, 3, 0.09, variant=POOLED)]
+    results.plot_results(rows, tmp_path / "one.png")
+    assert len(drawn) >= 2 and len({color for _, color in drawn}) == len(drawn), drawn
+    drawn.clear()
+    results.plot_results(rows + [{**r, "test_set": "dev"} for r in rows], tmp_path / "two.png")
+    colours = {}
+    for label, color in drawn:
+        colours.setdefault(label.split(":")[0], set()).add(color)
+    assert sorted(colours) == ["dev", "test"] and all(len(c) == 1 for c in colours.values())
+    assert colours["dev"] != colours["test"]
+
+
 def test_model_card_says_the_pooled_period_is_fixed():
     from espnet_ofa.zoo.downstream import _period_field
 

@@ -689,9 +689,10 @@ SAMPLED_VARIANTS = (
 def plot_results(rows: List[dict], out: PathLike) -> None:
     """Metric vs achieved frame period (left) and vs GMACs/s (right).
 
-    Per test set (one colour): with one OFA model per period, those models at their own
-    periods (solid, error bars = standard deviation over seeds) and one of them switched
-    to every period at run time (dashed); then a series per kind of baseline
+    Per test set (one colour, or one per series when there is one test set): with one OFA
+    model per period, those models at their own periods (solid, error bars = standard
+    deviation over seeds) and one of them switched to every period at run time (dashed);
+    then a series per kind of baseline
     (`KIND_SERIES`); a model without the OFA frontend as a horizontal line (the floor).
     Otherwise one line per OFA experiment.
     """
@@ -705,14 +706,18 @@ def plot_results(rows: List[dict], out: PathLike) -> None:
     unit = "" if metric == "BLEU" else " (%)"
     rows = sorted(rows, key=_sort_key)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for k, dset in enumerate(sorted({r["test_set"] for r in rows})):
-        color = colors[k % len(colors)]
-        for label, group, style in _plot_series(rows, dset):
+    dsets = sorted({r["test_set"] for r in rows})
+    for k, dset in enumerate(dsets):
+        for j, (label, group, style) in enumerate(_plot_series(rows, dset)):
+            # One test set: a colour per series; several: a colour per test set (the
+            # series told apart by marker and dashes).
+            color = colors[(j if len(dsets) == 1 else k) % len(colors)]
             _draw(axes, f"{dset}: {label}", group, {"color": color, **style})
+        floor = "0.3" if len(dsets) == 1 else colors[k % len(colors)]
         for m in models(rows):
             if m.test_set == dset and m.kind == OTHER:
                 for ax in axes:
-                    ax.axhline(m.mean, color=color, linestyle="-.", linewidth=1, alpha=0.8)
+                    ax.axhline(m.mean, color=floor, linestyle="-.", linewidth=1, alpha=0.8)
     axes[0].set_xlabel("frame period (ms, achieved)")
     axes[1].set_xlabel("GMACs per second of audio (frontend + encoder)")
     for ax in axes:
