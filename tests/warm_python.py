@@ -44,6 +44,9 @@ PRELOAD = ("torch", "torchaudio", "espnet_ofa.registration", "espnet2.tasks.asr"
            "espnet2.tasks.slu", "espnet2.tasks.st", "espnet2.tasks.hubert",
            "espnet2.bin.asr_inference", "espnet_ofa.recipe.experiments")
 _HEADER = struct.Struct("!Q")
+# What the shim passes on to its command (SIGINT is Python's KeyboardInterrupt in the child).
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2)
 
 
 # --- the shim ----------------------------------------------------------------------------
@@ -96,8 +99,7 @@ def _wait_for_child(pid: int, reply) -> None:
             except ProcessLookupError:
                 pass
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
-                   signal.SIGUSR1, signal.SIGUSR2):
+    for signum in FORWARDED:
         signal.signal(signum, forward)
     line = reply.readline().split()
     if not line or line[0] != "exit":
@@ -204,14 +206,15 @@ def _fits(request: dict, startup: dict) -> bool:
     if _startup_environment(request["env"]) != startup:
         return False
     # A PYTHONPATH of its own is fine unless it holds another copy of an imported package.
-    for entry in request["env"].get("PYTHONPATH", "").split(os.pathsep):
+    entries = [e for e in request["env"].get("PYTHONPATH", "").split(os.pathsep) if e]
+    for entry in entries:
         for name, module in list(sys.modules.items()):
             where = getattr(module, "__file__", None)
             if "." in name or not where:
                 continue
             for candidate in (os.path.join(entry, name, "__init__.py"),
                               os.path.join(entry, name + ".py")):
-                if entry and os.path.exists(candidate) and not os.path.samefile(candidate, where):
+                if os.path.exists(candidate) and not os.path.samefile(candidate, where):
                     return False
     return True
 
@@ -237,8 +240,7 @@ def _child(conn: socket.socket, request: dict, fds: list[int], base_path: list[s
     import threading
 
     os.setpgid(0, 0)
-    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-                   signal.SIGUSR2):
+    for signum in FORWARDED:
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for target, fd in enumerate(fds):
