@@ -3,15 +3,17 @@ it behaves as in a fresh interpreter (output, exit status, arguments, directory,
 signals), and what it cannot run faithfully goes to a fresh interpreter."""
 
 import os
+import shlex
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 import warm_python
-from conftest import recipe_env
+from conftest import REPO, recipe_env
 
 # Whether the command ran in the server's child: torch is imported before the command runs.
 WARM_PROBE = "import sys; print('WARM' if 'torch' in sys.modules else 'FRESH')"
@@ -72,6 +74,23 @@ def test_what_a_warm_child_cannot_run_faithfully_gets_a_fresh_interpreter():
     env.pop(warm_python.SOCKET_ENV)  # no server: the shim is a plain python3
     plain = subprocess.run(["python3", "-c", WARM_PROBE], env=env, capture_output=True, text=True)
     assert plain.stdout == "FRESH\n"
+
+
+def test_a_recipes_commands_run_warm_when_pytest_is_started_without_thread_counts(
+        tmp_path, monkeypatch):
+    # pytest run directly, not through tools/test.sh: the recipes' path.sh sets the thread
+    # counts the server did not have, and a difference in them means a fresh interpreter.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    warm = warm_python.start(str(tmp_path / "server"), preload=("torch",))
+    path = f"{warm.pop('PATH')}:{Path(sys.executable).parent}:{os.environ['PATH']}"
+    command = f". {shlex.quote(str(REPO / 'egs2/TEMPLATE/path.sh'))} && python3 -c " \
+        f"{shlex.quote(WARM_PROBE)}"
+    ran = subprocess.run(["bash", "-c", command], env={**os.environ, **warm, "PATH": path},
+                         capture_output=True, text=True, timeout=120)
+    assert (ran.returncode, ran.stdout) == (0, "WARM\n"), ran.stderr
+    log = (tmp_path / "server" / "server.log").read_text()
+    assert "fresh interpreter" not in log, log
 
 
 def _wait_for(path: Path) -> None:

@@ -35,7 +35,7 @@ REAL_PYTHON_ENV = "ESPNET_OFA_REAL_PYTHON"  # what the shim execs when it cannot
 SWITCH_ENV = "ESPNET_OFA_TEST_WARM_PYTHON"  # "0": no warm Python
 # Emulated in the child; every other PYTHON* variable is read by a fresh interpreter at
 # start-up, so a difference from the server's sends the command to the real interpreter.
-EMULATED = {"PYTHONUNBUFFERED", "PYTHONIOENCODING", "PYTHONPATH"}  # PYTHONPATH: see _fits
+EMULATED = {"PYTHONUNBUFFERED", "PYTHONIOENCODING", "PYTHONPATH"}  # PYTHONPATH: see _fallback_reason
 STARTUP_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ESPNET_OFA_NO_IMPORT_HOOK",
                      "CUDA_VISIBLE_DEVICES")
 # Imported once by the server: what the recipes' processes import (not their __main__
@@ -161,7 +161,11 @@ def serve(path: str, preload=PRELOAD) -> int:
                 conn.close()
                 continue
             conn.settimeout(None)
-            if not _fits(request, startup):
+            reason = _fallback_reason(request, startup)
+            if reason is not None:  # to server.log: why a run was slow
+                sys.stderr.write(f"warm python: fresh interpreter for {request['args'][:2]}: "
+                                 f"{reason}\n")
+                sys.stderr.flush()
                 conn.sendall(b"fallback\n")
                 conn.close()
                 for fd in fds:
@@ -199,12 +203,15 @@ def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
     return json.loads(data), fds
 
 
-def _fits(request: dict, startup: dict) -> bool:
+def _fallback_reason(request: dict, startup: dict) -> str | None:
+    """Why the command needs a fresh interpreter, or None when a warm child runs it faithfully."""
     args = request["args"]
     if args[0] == "-m" and args[1] in sys.modules:
-        return False
-    if _startup_environment(request["env"]) != startup:
-        return False
+        return f"module {args[1]} already imported"
+    theirs = _startup_environment(request["env"])
+    if theirs != startup:
+        differ = sorted(k for k in {*theirs, *startup} if theirs.get(k) != startup.get(k))
+        return f"start-up variables differ: {', '.join(differ)}"
     # A PYTHONPATH of its own is fine unless it holds another copy of an imported package.
     entries = [e for e in request["env"].get("PYTHONPATH", "").split(os.pathsep) if e]
     for entry in entries:
@@ -215,8 +222,8 @@ def _fits(request: dict, startup: dict) -> bool:
             for candidate in (os.path.join(entry, name, "__init__.py"),
                               os.path.join(entry, name + ".py")):
                 if os.path.exists(candidate) and not os.path.samefile(candidate, where):
-                    return False
-    return True
+                    return f"PYTHONPATH entry {entry} holds another {name}"
+    return None
 
 
 def _reap(children: dict) -> None:
@@ -367,20 +374,33 @@ def _exit_code(code) -> int:
 # --- the tests' side ----------------------------------------------------------------------
 
 
-def start(directory: str) -> dict:
+def thread_variables(environ) -> dict:
+    """OMP/MKL thread counts as a recipe's commands get them: the recipes' path.sh sets
+    ``OMP_NUM_THREADS`` to 1 when unset and ``MKL_NUM_THREADS`` to ``OMP_NUM_THREADS``."""
+    omp = environ.get("OMP_NUM_THREADS") or "1"
+    return {"OMP_NUM_THREADS": omp, "MKL_NUM_THREADS": environ.get("MKL_NUM_THREADS") or omp}
+
+
+def start(directory: str, preload: tuple[str, ...] = PRELOAD) -> dict:
     """Start a server (its imports take ~10 s; shims wait for them) and write the shims into
     ``directory``; the environment variables that route a recipe's ``python3`` through it.
-    The server ends with the process that started it."""
+    The server ends with the process that started it.
+
+    The thread counts are pinned for the server and the commands alike (`thread_variables`):
+    they are start-up variables, so a server started without them (``pytest`` run directly)
+    would send every command of a recipe, whose path.sh sets them, to a fresh interpreter.
+    """
     import subprocess
     import time
 
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "server.sock")
     real = os.path.join(os.path.dirname(sys.executable), "python3")
+    threads = thread_variables(os.environ)
     log = open(os.path.join(directory, "server.log"), "ab")
-    subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve", path],
+    subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve", path, *preload],
                      stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                     start_new_session=True)
+                     env={**os.environ, **threads}, start_new_session=True)
     for _ in range(200):  # bound before its imports: a moment
         if os.path.exists(path):
             break
@@ -390,10 +410,10 @@ def start(directory: str) -> dict:
         with open(shim, "w") as f:
             f.write(f"#!/bin/sh\nexec '{real}' -I -S '{os.path.abspath(__file__)}' \"$@\"\n")
         os.chmod(shim, 0o755)
-    return {SOCKET_ENV: path, REAL_PYTHON_ENV: real, "PATH": directory}
+    return {SOCKET_ENV: path, REAL_PYTHON_ENV: real, "PATH": directory, **threads}
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
-        sys.exit(serve(sys.argv[2]))
+        sys.exit(serve(sys.argv[2], tuple(sys.argv[3:])))
     client(sys.argv[1:])
