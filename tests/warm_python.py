@@ -34,8 +34,9 @@ SOCKET_ENV = "ESPNET_OFA_WARM_PYTHON"  # the server's socket, for the shim
 REAL_PYTHON_ENV = "ESPNET_OFA_REAL_PYTHON"  # what the shim execs when it cannot use the server
 SWITCH_ENV = "ESPNET_OFA_TEST_WARM_PYTHON"  # "0": no warm Python
 # Emulated in the child; every other PYTHON* variable is read by a fresh interpreter at
-# start-up, so a difference from the server's sends the command to the real interpreter.
-EMULATED = {"PYTHONUNBUFFERED", "PYTHONIOENCODING", "PYTHONPATH"}  # PYTHONPATH: see _fallback_reason
+# start-up, so a difference from the server's sends the command to the real interpreter
+# (PYTHONPATH: see _fallback_reason).
+EMULATED = {"PYTHONUNBUFFERED", "PYTHONIOENCODING", "PYTHONPATH"}
 STARTUP_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ESPNET_OFA_NO_IMPORT_HOOK",
                      "CUDA_VISIBLE_DEVICES")
 # Imported once by the server: what the recipes' processes import (not their __main__
